@@ -1,0 +1,51 @@
+"""sortpoint backend: the Flask app that keeps every household's points ledger.
+
+``create_app()`` is the factory (``gunicorn 'backend:create_app()'``,
+``flask --app backend``).  Layout:
+
+* ``models``     – SQLAlchemy models (registry, rules, deposits, ledger)
+* ``services/``  – the only code that opens transactions: ledger, points,
+                   labels, ingest, registry
+* ``api/``       – the signed kiosk API (docs/protocol.md) and OpenAPI document
+* ``cli``        – the ``sortpoint`` command group
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from flask import Flask
+
+from backend.db import db
+
+
+def default_database_url(instance_path: str) -> str:
+    """Return the embedded default: a SQLite file in the instance folder."""
+    return "sqlite:///" + str(Path(instance_path) / "sortpoint.sqlite3")
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """Create and configure the backend app."""
+    app = Flask(__name__, instance_path=os.environ.get("SORTPOINT_INSTANCE_PATH") or None)
+    app.config.from_mapping(
+        DATABASE_URL=os.environ.get("SORTPOINT_DATABASE_URL")
+        or default_database_url(app.instance_path),
+        SIGNATURE_MAX_SKEW_S=300,
+        MAX_BATCH=500,
+        MAX_CONTENT_LENGTH=4 * 1024 * 1024,
+        # how far back a kiosk's backlog may reach (offline for days is normal)
+        DEPOSIT_MAX_AGE_S=int(os.environ.get("SORTPOINT_DEPOSIT_MAX_AGE_S", 30 * 24 * 3600)),
+        DEPOSIT_MAX_AHEAD_S=300,
+    )
+    if config:
+        app.config.update(config)
+    if app.config["DATABASE_URL"].startswith("sqlite"):
+        os.makedirs(app.instance_path, exist_ok=True)
+    db.init_app(app)
+
+    from backend import api, cli
+
+    api.init_app(app)
+    cli.init_app(app)
+    return app

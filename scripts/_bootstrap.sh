@@ -1,0 +1,18 @@
+# Shared by scripts/demo and scripts/test: create .venv and install sortpoint.
+# Usage: . scripts/_bootstrap.sh EXTRAS   (EXTRAS like "dev" or "postgres")
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PY="${PYTHON:-python3}"
+"$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || {
+    echo "sortpoint needs Python >= 3.11 (found: $("$PY" --version 2>&1))" >&2; exit 1; }
+if [ ! -x "$ROOT/.venv/bin/python" ]; then
+    "$PY" -m venv "$ROOT/.venv"
+fi
+VENV_PY="$ROOT/.venv/bin/python"
+STAMP="$ROOT/.venv/.sortpoint-installed-$1"
+if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then
+    "$VENV_PY" -m pip install --quiet --upgrade pip
+    "$VENV_PY" -m pip install --quiet -e "$ROOT[$1]"
+    touch "$STAMP"
+fi
+export PATH="$ROOT/.venv/bin:$PATH"

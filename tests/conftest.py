@@ -1,0 +1,47 @@
+"""Shared fixtures: the test database (SQLite by default, PostgreSQL in CI).
+
+``SORTPOINT_TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test``
+runs every database test on PostgreSQL, each test in a schema of its own
+(created and dropped here), so parallel runs never see each other's rows.
+When that variable is set and the server cannot be reached, the tests fail:
+a PostgreSQL run is never silently skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from urllib.parse import quote
+
+import pytest
+
+PG_URL = os.environ.get("SORTPOINT_TEST_DATABASE_URL", "")
+
+
+def pytest_report_header(config):
+    return f"sortpoint test database: {PG_URL or 'SQLite files in a temporary folder'}"
+
+
+@pytest.fixture
+def database_url(tmp_path):
+    """Return the URL of an empty database for this test, and drop it after."""
+    if not PG_URL:
+        yield f"sqlite:///{tmp_path / 'sortpoint-test.sqlite3'}"
+        return
+    from sqlalchemy import create_engine, text
+
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in PG_URL else "?"
+    yield f"{PG_URL}{sep}options={quote(f'-csearch_path={schema}')}"
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture
+def on_postgres() -> bool:
+    """True when the suite runs against PostgreSQL."""
+    return bool(PG_URL)
