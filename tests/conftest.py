@@ -45,3 +45,26 @@ def database_url(tmp_path):
 def on_postgres() -> bool:
     """True when the suite runs against PostgreSQL."""
     return bool(PG_URL)
+
+
+@pytest.fixture
+def app(database_url):
+    """A backend app on a fresh database with the schema created."""
+    from backend import create_app
+    from backend.db import db
+    from backend.schema import create_schema
+
+    application = create_app({"DATABASE_URL": database_url, "TESTING": True})
+    create_schema(db.engine)
+    yield application
+    db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
