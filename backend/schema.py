@@ -68,10 +68,14 @@ def create_schema(engine: Engine) -> None:
     """Create every table and trigger directly (fast path for tests).
 
     Production databases are made with ``sortpoint db upgrade`` (Alembic);
-    tests/test_migrations.py proves both paths give the same schema.
+    tests/test_migrations.py proves both paths give the same schema.  The
+    database is stamped with the head revision, so a later ``db upgrade``
+    applies only newer revisions.
     """
+    from backend.migrations import stamp
     from backend.models import Base
 
     with engine.begin() as conn:
         Base.metadata.create_all(conn)
         install_append_only(conn)
+        stamp(conn, "head")

@@ -1,0 +1,60 @@
+"""Alembic migrations, configured in code (no alembic.ini needed).
+
+``sortpoint db upgrade`` calls :func:`upgrade`; tests call the same helpers.
+Every schema change is a revision in ``versions/``; ``tests/test_migrations.py``
+proves the revisions and ``backend.models`` agree on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection, Engine
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """Return an Alembic Config for this package, bound to ``connection``."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    # env.py runs on this connection, so the engine's settings (SQLite WAL,
+    # BEGIN IMMEDIATE, PostgreSQL search_path) apply to migrations too.
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str:
+    """Return the newest revision id in ``versions/``."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None, "no migration revisions found"
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """Return the revision the database is at (None when unversioned)."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Migrate the database up to ``revision``."""
+    with engine.connect() as conn:
+        command.upgrade(alembic_config(conn), revision)
+        conn.commit()
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Migrate the database down to ``revision`` ("base" empties it)."""
+    with engine.connect() as conn:
+        command.downgrade(alembic_config(conn), revision)
+        conn.commit()
+
+
+def stamp(connection: Connection, revision: str = "head") -> None:
+    """Record ``revision`` as current without running migrations."""
+    command.stamp(alembic_config(connection), revision)
