@@ -1,0 +1,595 @@
+"""The deposit flow: an explicit state chart from a scanned label to credited points.
+
+::
+
+    idle --scan(ok)--> choosing --choose(ok)--> weighing_before --settled--> door_unlocked
+      ^  (single-door kiosks skip choosing)                        journal.begin_deposit, unlock
+      |                                                                      |
+      |                            door_open <----------door_opened----------+
+      |                               | door_closed          ^ door_opened
+      |                               v                      |
+      +--timeout-- showing_result <--settled-- weighing_after
+                   (estimate, balance)         journal.finish_deposit, lock
+
+    any state --fault / action error--> fault --reset / cleared--> recovering | idle
+    idle --recover--> recovering --settled--> idle    (open journal deposits resolved)
+
+Rules the chart keeps (python-statemachine ``StateChart``):
+
+* every waiting state has a timeout (``TIMEOUTS``), checked by ``tick()`` against the
+  injected clock, so tests run in virtual time; ``idle`` waits for residents forever and
+  ``fault`` never times out (a fault must not clear itself by the clock);
+* transition actions run as ``before`` callbacks, so an action that raises (a door that
+  will not lock, a full outbox) aborts its transition and ``error.execution`` takes the
+  chart to ``fault``, whose entry locks every door;
+* an event that is not allowed in the current state raises ``TransitionNotAllowed``
+  (``allow_event_without_transition = False``): nothing is silently ignored;
+* the deposit id is journalled before a door unlocks and the result before it locks.
+
+The flow does no I/O of its own beyond the objects it is given (doors, journal, screen,
+indicator); the station (``kiosk.station``) feeds it events from the hardware.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from statemachine import State, StateChart
+from statemachine.exceptions import TransitionNotAllowed
+
+from hardware import DoorFault, HardwareFault, ScaleFault
+from hardware.interfaces import Door, Indicator
+from kiosk import OutboxFull
+from protocol.labels import LabelClaims, LabelError, LabelFormatError, LabelSignatureError
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "DepositFlow",
+    "DoorSlot",
+    "FlowSettings",
+    "TransitionNotAllowed",
+    "points_estimate",
+    "resolve_choice",
+]
+
+#: state -> the settings attribute holding its timeout
+TIMEOUTS: dict[str, str] = {
+    "choosing": "category_s",
+    "weighing_before": "stable_timeout_s",
+    "door_unlocked": "door_open_s",
+    "door_open": "door_close_s",
+    "weighing_after": "stable_timeout_s",
+    "showing_result": "result_display_s",
+    "recovering": "recovery_timeout_s",
+}
+
+#: fault kinds that clear when their condition clears; every other kind needs a reset
+SELF_CLEARING_FAULTS = frozenset({"door_left_open", "scale", "outbox_full", "scanner"})
+
+#: states in which the machine, not the resident, is expected to act next
+BUSY_STATES = frozenset({"weighing_before", "weighing_after", "recovering"})
+
+
+@dataclass(frozen=True, slots=True)
+class DoorSlot:
+    """One bin door: its number, the category it takes, its lock and its scale."""
+
+    number: int
+    category: str
+    capacity_g: int
+    door: Door
+    scale: str = "main"
+
+
+@dataclass(frozen=True, slots=True)
+class FlowSettings:
+    """Timeouts (seconds) and weighing limits the flow runs with."""
+
+    category_s: float = 30.0
+    door_open_s: float = 20.0
+    door_close_s: float = 60.0
+    result_display_s: float = 8.0
+    backend_answer_s: float = 2.0
+    stable_timeout_s: float = 15.0
+    min_deposit_g: int = 30
+
+    @property
+    def recovery_timeout_s(self) -> float:
+        """Allow a door to be closed and the weight to settle while recovering."""
+        return self.door_close_s + self.stable_timeout_s
+
+
+@dataclass(slots=True)
+class Deposit:
+    """The deposit in progress: what the resident has done so far."""
+
+    payload: str
+    claims: LabelClaims
+    slot: DoorSlot | None = None
+    deposit_id: str | None = None
+    before_g: int | None = None
+    after_g: int | None = None
+    net_g: int | None = None
+    estimate: int | None = None
+    answer: dict | None = None
+    answered: bool = False
+
+
+class Screen(Protocol):
+    """Where the resident reads the kiosk's messages."""
+
+    def show(self, text: str, *, tone: str = "info") -> None:
+        """Replace the screen text; ``tone`` is "info", "ok", "warn" or "error"."""
+        ...
+
+
+@dataclass
+class FlowContext:
+    """Everything the flow acts on, injected by the station (or a test)."""
+
+    doors: dict[int, DoorSlot]
+    journal: Any
+    verifier: Callable[[], Any]
+    screen: Screen
+    indicator: Indicator
+    clock: Any
+    settings: FlowSettings = field(default_factory=FlowSettings)
+    #: category -> (points_per_kg, min_net_g) from the cached backend config
+    rules: Callable[[], dict[str, tuple[int, int]]] = dict
+
+
+def points_estimate(net_g: int, points_per_kg: int, min_net_g: int) -> int:
+    """Return the backend's points for ``net_g``: floor(net_g * per_kg / 1000), 0 under the minimum."""
+    if net_g <= 0 or net_g < min_net_g:
+        return 0
+    return net_g * points_per_kg // 1000
+
+
+def resolve_choice(doors: dict[int, DoorSlot], choice: str | int) -> DoorSlot:
+    """Return the door a resident's choice means; raise ValueError with the reason shown."""
+    text = str(choice).strip().lower().replace(":", " ")
+    number_text, _, category = text.partition(" ")
+    category = category.strip()
+    if number_text.isdigit():
+        slot = doors.get(int(number_text))
+        if slot is None:
+            raise ValueError(f"there is no door {number_text}")
+        if category and category != slot.category.lower():
+            raise ValueError(f"door {slot.number} takes {slot.category}, not {category}")
+        return slot
+    for slot in sorted(doors.values(), key=lambda s: s.number):
+        if slot.category.lower() == text:
+            return slot
+    raise ValueError(f"no bin here takes {text or 'that'}")
+
+
+def label_refusal(error: Exception) -> str:
+    """Return the resident-facing reason a label was refused."""
+    code = getattr(error, "code", "")
+    if "revoked" in code:
+        return "this label has been revoked"
+    if "community" in code:
+        return "this label belongs to another community"
+    if isinstance(error, LabelSignatureError):
+        return "this label is not genuine (forged or damaged)"
+    if isinstance(error, LabelFormatError):
+        return "this is not a sortpoint label"
+    return f"this label cannot be used ({error})"
+
+
+class DepositFlow(StateChart):
+    """The deposit state chart (see the module docstring for the picture)."""
+
+    allow_event_without_transition = False
+    catch_errors_as_events = True
+
+    idle = State(initial=True)
+    choosing = State()
+    weighing_before = State()
+    door_unlocked = State()
+    door_open = State()
+    weighing_after = State()
+    showing_result = State()
+    recovering = State()
+    fault = State()
+
+    scan = (
+        idle.to(choosing, cond="label_ok", unless="single_door", before="take_label")
+        | idle.to(weighing_before, cond="label_ok", before="take_label_single_door")
+        | idle.to(idle, before="refuse_label")
+        | showing_result.to(choosing, cond="label_ok", unless="single_door", before="take_label")
+        | showing_result.to(weighing_before, cond="label_ok", before="take_label_single_door")
+        | showing_result.to(idle, before="refuse_label")
+    )
+    choose = choosing.to(weighing_before, cond="choice_ok", before="take_choice") | choosing.to(
+        choosing, before="refuse_choice"
+    )
+    settled = (
+        weighing_before.to(door_unlocked, before="begin_and_unlock")
+        | weighing_after.to(showing_result, before="finish_and_lock")
+        | recovering.to(idle, cond="doors_closed", before="resolve_open_deposits")
+        | recovering.to(None, before="ask_to_close_doors")
+    )
+    door_opened = door_unlocked.to(door_open) | weighing_after.to(door_open)
+    door_closed = door_open.to(weighing_after)
+    answer = showing_result.to(None, before="take_answer")
+    no_answer = showing_result.to(None, before="mark_pending")
+    cancel = (
+        choosing.to(idle, before="note_cancelled")
+        | weighing_before.to(idle, before="note_cancelled")
+        | door_unlocked.to(idle, before="abandon_deposit")
+        | showing_result.to(idle)
+    )
+    timeout = (
+        choosing.to(idle, before="note_no_choice")
+        | weighing_before.to(fault, before="fault_never_settled")
+        | door_unlocked.to(idle, before="abandon_deposit")
+        | door_open.to(fault, before="fault_left_open")
+        | weighing_after.to(fault, before="fault_never_settled")
+        | showing_result.to(idle)
+        | recovering.to(fault, before="fault_never_settled")
+    )
+    recover = idle.to(recovering)
+    reset = fault.to(recovering, cond="has_open_deposits", before="secure_doors") | fault.to(
+        idle, before="secure_doors"
+    )
+    cleared = fault.to(recovering, cond="has_open_deposits", before="secure_doors") | fault.to(
+        idle, before="secure_doors"
+    )
+    fail = fault.from_.any(before="set_fault")
+    error_execution = fault.from_.any(before="fault_from_error")
+
+    def __init__(self, ctx: FlowContext, *, listeners: list | None = None):
+        self.ctx = ctx
+        self.current: Deposit | None = None
+        self.fault_kind: str | None = None
+        self.fault_reason: str | None = None
+        self.notice: str | None = None
+        self.entered_at_s = ctx.clock.monotonic()
+        self._pending_claims: tuple[str, LabelClaims | None, str | None] | None = None
+        super().__init__(listeners=listeners)
+
+    # -- queries ---------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """Return the id of the current state."""
+        return str(self.current_state_value)
+
+    def timeout_s(self) -> float | None:
+        """Return the current state's timeout, or None where it has none."""
+        attr = TIMEOUTS.get(self.state)
+        return None if attr is None else getattr(self.ctx.settings, attr)
+
+    def tick(self) -> str | None:
+        """Fire the current state's timeout if it has run out; return the event sent."""
+        now_s = self.ctx.clock.monotonic()
+        elapsed_s = now_s - self.entered_at_s
+        current = self.current
+        if (
+            self.state == "showing_result"
+            and current is not None
+            and not current.answered
+            and elapsed_s >= self.ctx.settings.backend_answer_s
+        ):
+            self.send("no_answer")
+            return "no_answer"
+        limit_s = self.timeout_s()
+        if limit_s is not None and elapsed_s >= limit_s:
+            self.send("timeout")
+            return "timeout"
+        return None
+
+    def active_door(self) -> DoorSlot | None:
+        """Return the door of the deposit in progress, if one is chosen."""
+        return self.current.slot if self.current else None
+
+    def busy_hint(self) -> str:
+        """Return what to tell a resident whose action is not possible now."""
+        hints = {
+            "choosing": "Choose a bin first (or cancel)",
+            "weighing_before": "Please wait: weighing",
+            "door_unlocked": "Please open the door and put the bag in",
+            "door_open": "Please put the bag in and close the door first",
+            "weighing_after": "Please wait: weighing your deposit",
+            "recovering": "Please wait: finishing an interrupted deposit",
+            "fault": f"Out of order: {self.fault_reason}",
+        }
+        return hints.get(self.state, "That is not possible now")
+
+    # -- entry actions: what the resident sees ---------------------------------
+
+    def _show(self, text: str, tone: str = "info") -> None:
+        if self.notice:
+            text = f"{self.notice}. {text}"
+            self.notice = None
+        self.ctx.screen.show(text, tone=tone)
+
+    def on_enter_state(self, state) -> None:
+        """Remember when the state was entered: its timeout counts from here."""
+        self.entered_at_s = self.ctx.clock.monotonic()
+        log.debug("flow -> %s", state.id)
+
+    def on_enter_idle(self) -> None:
+        """Forget the finished deposit and invite the next resident."""
+        self.current = None
+        self.fault_kind = self.fault_reason = None
+        self.ctx.indicator.show("idle")
+        self._show("Scan the label on your bag")
+
+    def on_enter_choosing(self) -> None:
+        """Offer the bins."""
+        options = ", ".join(
+            f"{s.number} {s.category}" for s in sorted(self.ctx.doors.values(), key=lambda s: s.number)
+        )
+        household = self.current.claims.household if self.current else "?"
+        self.ctx.indicator.show("busy")
+        self._show(f"Household {household}: choose a bin: {options}")
+
+    def on_enter_weighing_before(self) -> None:
+        """Tell the resident to wait while the platform settles."""
+        self.ctx.indicator.show("busy")
+        self._show("Please wait: weighing")
+
+    def on_enter_door_unlocked(self) -> None:
+        """Invite the resident to open the unlocked door."""
+        slot = self.active_door()
+        self._show(f"Door {slot.number} ({slot.category}) is open: put the bag in and close the door")
+
+    def on_enter_door_open(self) -> None:
+        """Ask for the door to be closed."""
+        self._show("Put the bag in and close the door")
+
+    def on_enter_weighing_after(self) -> None:
+        """Tell the resident the deposit is being weighed."""
+        self._show("Please wait: weighing your deposit")
+
+    def on_enter_showing_result(self) -> None:
+        """Show the net weight and the estimate until the backend answers."""
+        self.ctx.indicator.show("ok")
+        self.ctx.indicator.beep("short")
+        self._show(self.result_text(), tone="ok")
+
+    def on_enter_recovering(self) -> None:
+        """Lock every door and explain the wait."""
+        self.lock_all_doors()
+        self.ctx.indicator.show("busy")
+        self._show("Please wait: finishing an interrupted deposit")
+
+    def on_enter_fault(self) -> None:
+        """Lock every door, raise the alarm and say why."""
+        problems = self.lock_all_doors()
+        if problems and self.fault_kind not in ("door_jammed", "internal"):
+            self.fault_kind = "door_jammed"
+            self.fault_reason = f"{self.fault_reason}; {'; '.join(problems)}"
+        self.ctx.indicator.show("error")
+        self.ctx.indicator.beep("long" if self.fault_kind == "door_left_open" else "error")
+        log.error("fault (%s): %s", self.fault_kind, self.fault_reason)
+        self.ctx.screen.show(f"Out of order: {self.fault_reason}. Doors are locked", tone="error")
+
+    # -- guards ----------------------------------------------------------------
+
+    def single_door(self) -> bool:
+        """True on a kiosk with one door: there is nothing to choose."""
+        return len(self.ctx.doors) == 1
+
+    def label_ok(self, payload: str) -> bool:
+        """Verify the label offline (cached per payload: guards run more than once)."""
+        cached = self._pending_claims
+        if cached is None or cached[0] != payload:
+            try:
+                claims, reason = self.ctx.verifier().verify(payload), None
+            except LabelError as exc:
+                claims, reason = None, label_refusal(exc)
+                log.info("label refused: %s (%s)", reason, exc)
+            self._pending_claims = (payload, claims, reason)
+        return self._pending_claims[1] is not None
+
+    def choice_ok(self, choice: str | int) -> bool:
+        """True when the choice names a door that takes that category."""
+        try:
+            resolve_choice(self.ctx.doors, choice)
+        except ValueError:
+            return False
+        return True
+
+    def doors_closed(self) -> bool:
+        """True when every door's sensor reads shut."""
+        return all(slot.door.is_closed() for slot in self.ctx.doors.values())
+
+    def has_open_deposits(self) -> bool:
+        """True when the journal holds a deposit that was never finished."""
+        return bool(self.ctx.journal.open_deposits())
+
+    # -- transition actions ----------------------------------------------------
+
+    def take_label(self, payload: str) -> None:
+        """Start a deposit for the verified label."""
+        _, claims, _ = self._pending_claims
+        self._pending_claims = None
+        self.current = Deposit(payload=payload, claims=claims)
+
+    def take_label_single_door(self, payload: str) -> None:
+        """Start a deposit at the only door."""
+        self.take_label(payload)
+        self.current.slot = next(iter(self.ctx.doors.values()))
+
+    def refuse_label(self, payload: str) -> None:
+        """Say why the label was refused; the chart stays in (or returns to) idle."""
+        reason = self._pending_claims[2] if self._pending_claims else "this label cannot be used"
+        self._pending_claims = None
+        self.ctx.indicator.beep("error")
+        self.notice = f"Label refused: {reason}"
+
+    def take_choice(self, choice: str | int) -> None:
+        """Attach the chosen door to the deposit."""
+        self.current.slot = resolve_choice(self.ctx.doors, choice)
+
+    def refuse_choice(self, choice: str | int) -> None:
+        """Say why the choice was refused; the resident chooses again."""
+        try:
+            resolve_choice(self.ctx.doors, choice)
+            reason = "that choice is not possible"
+        except ValueError as exc:
+            reason = str(exc)
+        self.ctx.indicator.beep("error")
+        self.notice = f"Refused: {reason}"
+
+    def note_cancelled(self) -> None:
+        """Acknowledge a cancel."""
+        self.notice = "Cancelled"
+
+    def note_no_choice(self) -> None:
+        """Explain why the kiosk went back to idle."""
+        self.notice = "No bin was chosen in time"
+
+    def begin_and_unlock(self, grams: int) -> None:
+        """Journal the deposit (before the door unlocks), then unlock its door."""
+        deposit, slot = self.current, self.current.slot
+        deposit.before_g = int(grams)
+        deposit.deposit_id = self.ctx.journal.begin_deposit(
+            label=deposit.payload,
+            household=deposit.claims.household,
+            serial=deposit.claims.serial,
+            door=slot.number,
+            category=slot.category,
+            before_g=deposit.before_g,
+        )
+        try:
+            slot.door.unlock()
+        except DoorFault:
+            # the door never opened: nothing can have been deposited
+            self.ctx.journal.interrupt(deposit.deposit_id, "door did not unlock")
+            raise
+        log.info("deposit %s: door %s unlocked, before %d g", deposit.deposit_id, slot.number, grams)
+
+    def finish_and_lock(self, grams: int) -> None:
+        """Journal the net weight (before the door locks), then lock the door."""
+        deposit, settings = self.current, self.ctx.settings
+        deposit.after_g = int(grams)
+        measured_g = deposit.after_g - deposit.before_g
+        # below the scale's resolution a "deposit" is noise: record it as empty
+        deposit.net_g = measured_g if measured_g >= settings.min_deposit_g else min(measured_g, 0)
+        self.ctx.journal.finish_deposit(
+            deposit.deposit_id,
+            after_g=deposit.after_g,
+            net_g=deposit.net_g,
+            occurred_at=self.ctx.clock.utcnow(),
+        )
+        deposit.estimate = self._estimate(deposit)
+        deposit.answered = deposit.net_g <= 0  # nothing is uploaded: nothing to wait for
+        log.info("deposit %s: after %d g, net %d g", deposit.deposit_id, grams, deposit.net_g)
+        deposit.slot.door.lock()
+
+    def _estimate(self, deposit: Deposit) -> int | None:
+        rule = self.ctx.rules().get(deposit.slot.category)
+        if rule is None or deposit.net_g <= 0:
+            return None if deposit.net_g > 0 else 0
+        return points_estimate(deposit.net_g, *rule)
+
+    def abandon_deposit(self) -> None:
+        """Relock an unlocked door that was never opened; record nothing."""
+        deposit = self.current
+        deposit.slot.door.lock()
+        self.ctx.journal.interrupt(deposit.deposit_id, "door never opened")
+        self.notice = "The door was not opened: nothing was recorded"
+
+    def take_answer(self, result: dict) -> None:
+        """Show the backend's answer (points, balance) for this deposit."""
+        self.current.answer, self.current.answered = result, True
+        self.ctx.screen.show(self.result_text(), tone="ok")
+
+    def mark_pending(self) -> None:
+        """The backend did not answer in time: the balance shows as pending."""
+        self.current.answered = True
+        self.ctx.screen.show(self.result_text(), tone="ok")
+
+    def resolve_open_deposits(self, grams: int) -> None:
+        """Resolve every open journal deposit with the stable weight now on the scale."""
+        for row in self.ctx.journal.open_deposits():
+            outcome = resolve_open_deposit(self.ctx.journal, row, grams, self.ctx.settings, self.ctx.clock)
+            log.warning("recovered deposit %s: %s", row.id, outcome)
+        self.notice = "Ready again"
+
+    def ask_to_close_doors(self, grams: int) -> None:
+        """Recovery waits for every door to be shut before it weighs."""
+        open_doors = [str(s.number) for s in self.ctx.doors.values() if not s.door.is_closed()]
+        self.ctx.screen.show(f"Please close door {', '.join(open_doors)}", tone="warn")
+
+    def secure_doors(self) -> None:
+        """Lock every door; a door that still fails keeps the kiosk in fault."""
+        problems = self.lock_all_doors()
+        if problems:
+            raise DoorFault("; ".join(problems))
+
+    def set_fault(self, kind: str, reason: str) -> None:
+        """Record why the kiosk is out of order."""
+        self.fault_kind, self.fault_reason = kind, reason
+
+    def fault_never_settled(self) -> None:
+        """The scale never gave a stable weight in time."""
+        self.set_fault("scale", "the weight never settled")
+
+    def fault_left_open(self) -> None:
+        """The door stayed open past its limit: alarm and fault until it is shut."""
+        slot = self.active_door()
+        self.set_fault("door_left_open", f"door {slot.number} was left open, please close it")
+
+    def fault_from_error(self, error: Exception | None = None) -> None:
+        """Classify an action error into a fault kind and a reason."""
+        if isinstance(error, DoorFault):
+            self.set_fault("door_jammed", f"door fault: {error}")
+        elif isinstance(error, ScaleFault):
+            self.set_fault("scale", f"scale fault: {error}")
+        elif isinstance(error, OutboxFull):
+            self.set_fault("outbox_full", "the deposit journal is full until the kiosk syncs")
+        elif isinstance(error, HardwareFault):
+            self.set_fault("hardware", f"hardware fault: {error}")
+        else:
+            log.error("unexpected error in the deposit flow", exc_info=error)
+            self.set_fault("internal", f"internal error: {error!r}")
+
+    # -- helpers ---------------------------------------------------------------
+
+    def lock_all_doors(self) -> list[str]:
+        """Lock every door (fail-secure); return the problems, never raise."""
+        problems = []
+        for slot in self.ctx.doors.values():
+            try:
+                slot.door.lock()
+            except DoorFault as exc:
+                problems.append(f"door {slot.number} could not be locked ({exc})")
+        return problems
+
+    def result_text(self) -> str:
+        """Return the result screen: what was weighed, the points and the balance."""
+        deposit = self.current
+        if deposit.net_g is None or deposit.net_g <= 0:
+            return "No deposit was detected: nothing was recorded"
+        weighed = f"{deposit.net_g} g of {deposit.slot.category}"
+        answer = deposit.answer
+        if answer is None:
+            estimate = "?" if deposit.estimate is None else str(deposit.estimate)
+            balance = "pending" if deposit.answered else "..."
+            return f"Thank you: {weighed}. +{estimate} points (estimate) - balance {balance}"
+        status = answer.get("status")
+        if status in ("accepted", "duplicate"):
+            return f"Thank you: {weighed}. +{answer.get('points', 0)} points - balance {answer.get('balance')}"
+        if status == "flagged":
+            why = (answer.get("error") or {}).get("message") or "held for review"
+            return f"Thank you: {weighed}. 0 points ({why}) - balance {answer.get('balance')}"
+        why = (answer.get("error") or {}).get("message") or status
+        return f"Recorded {weighed}, but not credited: {why}"
+
+
+def resolve_open_deposit(journal, row, after_g: int, settings: FlowSettings, clock) -> str:
+    """Record an open deposit with the weight now on its scale, or mark it interrupted."""
+    net_g = int(after_g) - int(row.before_g)
+    if net_g >= settings.min_deposit_g:
+        journal.finish_deposit(row.id, after_g=int(after_g), net_g=net_g, occurred_at=clock.utcnow())
+        return f"recorded, net {net_g} g"
+    journal.interrupt(row.id, f"interrupted: weight changed by {net_g} g")
+    return "interrupted"
