@@ -1,0 +1,61 @@
+"""The kiosk API (docs/protocol.md): signed deposit ingest, kiosk config, OpenAPI.
+
+``init_app`` registers the blueprint and one JSON error handler: every 4xx and
+5xx answer of the app is ``{"error": {"code": ..., "message": ...}}``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from backend.errors import SortpointError
+
+log = logging.getLogger(__name__)
+
+#: HTTP status -> error code for errors raised by Flask/werkzeug itself
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+def error_response(status: int, code: str, message: str):
+    """Return the JSON error body every failing request gets."""
+    response = jsonify({"error": {"code": code, "message": message}})
+    response.status_code = status
+    return response
+
+
+def _http_error(exc: HTTPException):
+    status = exc.code or 500
+    return error_response(status, _HTTP_CODES.get(status, f"http_{status}"), exc.description or exc.name)
+
+
+def _domain_error(exc: SortpointError):
+    return error_response(exc.http_status, exc.code, exc.message)
+
+
+def _unexpected(exc: Exception):
+    log.exception("unhandled error")
+    return error_response(500, "internal_error", "internal error; the request was not applied")
+
+
+def init_app(app: Flask) -> None:
+    """Register the API blueprint and the JSON error handlers on ``app``."""
+    from backend.api.views import bp
+
+    app.register_blueprint(bp)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(SortpointError, _domain_error)
+    app.register_error_handler(Exception, _unexpected)

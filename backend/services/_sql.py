@@ -1,0 +1,49 @@
+"""Small dialect helpers shared by the ledger and ingest hot paths.
+
+Both run as Core statements (no per-row ORM flushes): multi-row INSERTs,
+``INSERT ... ON CONFLICT DO NOTHING`` and one-statement ``CASE`` updates work
+the same on SQLite (>= 3.35) and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator, Sequence, TypeVar
+
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+T = TypeVar("T")
+
+#: most bound values in one IN (...) list; keeps statements well under the
+#: SQLite (32766) and PostgreSQL (65535) parameter limits
+MAX_IN_PARAMS = 1000
+
+
+def dialect_name(session: Session) -> str:
+    """Return "sqlite" or "postgresql" for the session's connection."""
+    return session.get_bind().dialect.name
+
+
+def insert_ignore(session: Session, table: Table, index_elements: Sequence):
+    """Return ``INSERT ... ON CONFLICT (index_elements) DO NOTHING`` for the dialect."""
+    module = postgresql if dialect_name(session) == "postgresql" else sqlite
+    return module.insert(table).on_conflict_do_nothing(index_elements=list(index_elements))
+
+
+def upsert(session: Session, table: Table):
+    """Return a dialect ``insert`` that supports ``on_conflict_do_update``."""
+    module = postgresql if dialect_name(session) == "postgresql" else sqlite
+    return module.insert(table)
+
+
+def chunked(items: Iterable[T], size: int = MAX_IN_PARAMS) -> Iterator[list[T]]:
+    """Yield lists of at most ``size`` items."""
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
