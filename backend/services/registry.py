@@ -328,11 +328,12 @@ def import_households(
     number of households added.
     """
     community = get_community(session, community_slug)
-    buildings = dict(
-        session.execute(
+    buildings = {
+        code: building_id
+        for code, building_id in session.execute(
             select(Building.code, Building.id).where(Building.community_id == community.id)
-        ).tuples()
-    )
+        )
+    }
     existing = set(
         session.scalars(select(Household.code).where(Household.community_id == community.id))
     )

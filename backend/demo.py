@@ -1,0 +1,177 @@
+"""Seed the demo community, once: re-running finds what exists and adds only what is missing.
+
+``sortpoint demo seed`` (called by ``scripts/demo``) makes community ``demo``
+with buildings, households, a rule per category, a three-door kiosk and some
+labels, then writes the files the kiosk simulator reads:
+
+* ``demo-kiosk.json``: backend URL, kiosk id and secret, community, label
+  public key, doors;
+* ``demo-labels.txt``: ``HOUSEHOLD<TAB>SERIAL<TAB>PAYLOAD`` per label;
+* ``demo-labels.pdf``: the same labels as a printable A4 sheet.
+
+The files are rewritten from the database on every run (label payloads are
+deterministic Ed25519 signatures), so they always match it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from backend.db import db
+from backend.errors import NotFound
+from backend.models import Building, Community, Household, Kiosk, Label
+from backend.services import labels, registry, rules
+
+SLUG = "demo"
+NAME = "Demo Community"
+TIMEZONE = "Asia/Shanghai"
+BUILDINGS = {"B1": "Building 1", "B2": "Building 2", "B3": "Building 3", "B4": "Building 4"}
+UNITS_PER_BUILDING = ("101", "102", "201", "202", "301")  # 4 x 5 = 20 households
+#: category -> (points per kg, minimum net grams, daily cap)
+RULES = {
+    "paper": (20, 100, 200),
+    "plastic": (30, 50, 200),
+    "metal": (40, 50, 300),
+    "glass": (10, 200, 100),
+    "textiles": (15, 200, 150),
+    "kitchen": (5, 200, 50),
+    "hazardous": (50, 10, 100),
+}
+KIOSK_NAME = "demo-kiosk-1"
+KIOSK_DOORS = ("1=plastic:40000", "2=paper:40000", "3=metal:30000")
+LABELED_HOUSEHOLDS = 5
+LABELS_PER_HOUSEHOLD = 3
+KIOSK_FILE, LABELS_FILE, PDF_FILE = "demo-kiosk.json", "demo-labels.txt", "demo-labels.pdf"
+
+
+def _ensure_community(session: Session) -> tuple[Community, bool]:
+    try:
+        return registry.get_community(session, SLUG), False
+    except NotFound:
+        return registry.create_community(session, SLUG, NAME, TIMEZONE), True
+
+
+def _ensure_households(session: Session, community: Community) -> int:
+    """Add the buildings and households that are missing; return how many households were added."""
+    have_buildings = set(
+        session.scalars(select(Building.code).where(Building.community_id == community.id))
+    )
+    have_households = set(
+        session.scalars(select(Household.code).where(Household.community_id == community.id))
+    )
+    added = 0
+    for code, name in BUILDINGS.items():
+        if code not in have_buildings:
+            registry.add_building(session, SLUG, code, name)
+        for unit in UNITS_PER_BUILDING:
+            household = f"{code}-{unit}"
+            if household not in have_households:
+                registry.add_household(session, SLUG, household, code, unit)
+                added += 1
+    return added
+
+
+def _ensure_rules(session: Session, community: Community) -> int:
+    added = 0
+    for category in registry.list_categories(session, community):
+        if category.code in RULES and rules.latest_rule(session, category.id) is None:
+            points_per_kg, min_net_g, daily_cap = RULES[category.code]
+            rules.set_rule(session, SLUG, category.code, points_per_kg, min_net_g, daily_cap)
+            added += 1
+    return added
+
+
+def _ensure_kiosk(session: Session, community: Community) -> Kiosk:
+    kiosk = session.scalar(
+        select(Kiosk).where(Kiosk.community_id == community.id, Kiosk.name == KIOSK_NAME)
+    )
+    if kiosk is None:
+        kiosk = registry.register_kiosk(session, SLUG, KIOSK_NAME, KIOSK_DOORS)
+    return kiosk
+
+
+def _ensure_labels(session: Session, community: Community) -> int:
+    issued = 0
+    codes = sorted(
+        session.scalars(select(Household.code).where(Household.community_id == community.id))
+    )[:LABELED_HOUSEHOLDS]
+    for code in codes:
+        have = session.scalar(
+            select(func.count())
+            .select_from(Label)
+            .join(Household, Household.id == Label.household_id)
+            .where(Household.community_id == community.id, Household.code == code)
+        )
+        if have < LABELS_PER_HOUSEHOLD:
+            issued += len(labels.issue_labels(session, SLUG, code, LABELS_PER_HOUSEHOLD - have))
+    return issued
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    # a reader (the kiosk simulator) never sees a half-written file
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def seed(out_dir: Path, backend_url: str) -> dict:
+    """Create whatever of the demo is missing, write its files, and return a summary."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with db.begin() as s:
+        community, created = _ensure_community(s)
+        added = {
+            "households": _ensure_households(s, community),
+            "rules": _ensure_rules(s, community),
+            "labels": _ensure_labels(s, community),
+        }
+        kiosk = _ensure_kiosk(s, community)
+        kiosk_doc = {"backend_url": backend_url} | {
+            k: v for k, v in registry.kiosk_info(s, kiosk, with_secret=True).items()
+            if k in ("kiosk_id", "secret", "community", "label_public_key", "doors")
+        }
+        printed = labels.household_labels(s, SLUG)
+        households = s.scalar(
+            select(func.count()).select_from(Household).where(Household.community_id == community.id)
+        )
+        # the files are written before commit: if writing fails, nothing is seeded
+        paths = _write_files(out_dir, kiosk_doc, printed)
+    return {
+        "community": SLUG,
+        "created": created,
+        "added": added,
+        "households": households,
+        "labels": len(printed),
+        "kiosk_id": kiosk_doc["kiosk_id"],
+        "backend_url": backend_url,
+        "files": {k: str(v) for k, v in paths.items()},
+    }
+
+
+def _write_files(out_dir: Path, kiosk_doc: dict, printed: list[labels.IssuedLabel]) -> dict:
+    paths = {"kiosk": out_dir / KIOSK_FILE, "labels": out_dir / LABELS_FILE, "pdf": out_dir / PDF_FILE}
+    ordered = {k: kiosk_doc[k] for k in ("backend_url", "kiosk_id", "secret", "community",
+                                          "label_public_key", "doors")}
+    _write_atomically(paths["kiosk"], (json.dumps(ordered, indent=2) + "\n").encode())
+    lines = "".join(f"{lab.household}\t{lab.serial}\t{lab.payload}\n" for lab in printed)
+    _write_atomically(paths["labels"], lines.encode("ascii"))
+    _write_atomically(paths["pdf"], labels.label_sheet_pdf(printed, "sortpoint demo labels"))
+    return paths
+
+
+def describe(result: dict) -> list[str]:
+    """Return the lines that tell a person what was seeded and what to try."""
+    state = "created" if result["created"] else "already there"
+    added = ", ".join(f"{n} {what}" for what, n in result["added"].items() if n) or "nothing new"
+    files = result["files"]
+    return [
+        f"demo community {state}; added {added}",
+        f"{result['households']} households, {result['labels']} labels, kiosk {result['kiosk_id']}",
+        f"kiosk config:  {files['kiosk']}",
+        f"label payloads: {files['labels']}",
+        f"label sheet:   {files['pdf']}",
+    ]
