@@ -442,10 +442,11 @@ def ledger_verify(as_json: bool) -> None:
     from backend.services import ledger
 
     with db.begin() as s:
-        mismatches = [_plain(m) for m in ledger.verify(s)]
+        found = ledger.verify(s)
+    mismatches = [_plain(m) for m in found]
+    lines = [f"MISMATCH {m.describe() if hasattr(m, 'describe') else m}" for m in found]
     emit({"ok": not mismatches, "mismatches": mismatches}, as_json,
-         "ledger OK: every balance matches its entries" if not mismatches else
-         [f"MISMATCH {json.dumps(m, default=_json_default)}" for m in mismatches])
+         lines or "ledger OK: every balance matches its entries")
     if mismatches:
         if not as_json:
             click.echo(f"{len(mismatches)} mismatch(es) found", err=True)

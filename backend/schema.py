@@ -7,6 +7,7 @@ rewrite history.  Corrections are new, reversing entries.
 
 from __future__ import annotations
 
+from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
 APPEND_ONLY_TABLES = ("ledger_entries",)
@@ -61,7 +62,9 @@ def append_only_ddl(dialect: str) -> list[str]:
 def install_append_only(conn: Connection) -> None:
     """Create the append-only triggers on an open connection."""
     for statement in append_only_ddl(conn.dialect.name):
-        conn.exec_driver_sql(statement)
+        # text() escapes the '%' of the PL/pgSQL RAISE for psycopg's pyformat
+        # paramstyle; exec_driver_sql would hand it to the driver raw.
+        conn.execute(text(statement))
 
 
 def create_schema(engine: Engine) -> None:
