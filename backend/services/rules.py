@@ -104,7 +104,7 @@ def list_rules(
     )
     if category is not None:
         query = query.where(Category.id == get_category(session, comm, category).id)
-    return [(rule, code) for rule, code in session.execute(query).tuples()]
+    return [(rule, code) for rule, code in session.execute(query)]
 
 
 def rule_info(rule: PointsRule, category_code: str, current: bool = False) -> dict:
