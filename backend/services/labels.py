@@ -110,7 +110,7 @@ def household_labels(
         query = query.where(Label.revoked_at.is_(None))
     return [
         IssuedLabel(code, serial, _payload(community, code, serial))
-        for serial, code in session.execute(query).tuples()
+        for serial, code in session.execute(query)
     ]
 
 
