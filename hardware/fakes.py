@@ -25,10 +25,12 @@ import random
 import threading
 import time
 from collections import deque
+from fractions import Fraction
 from typing import Callable
 
 from hardware import DoorFault, HardwareConfigError, ScaleFault, ScannerFault
 from hardware.interfaces import WeightSample
+from hardware.loadcell import parse_counts_per_g
 
 # -- clocks -------------------------------------------------------------------
 
@@ -252,7 +254,7 @@ class FakeScale(_Fake):
         raw_offset_counts: int = 8_000,
         raw_counts_per_g: float = 420.0,
         offset_counts: int | None = None,
-        counts_per_g: float | None = None,
+        counts_per_g: int | str | float | None = None,
         clock: Clock | None = None,
     ):
         super().__init__(clock)
@@ -260,8 +262,6 @@ class FakeScale(_Fake):
             raise HardwareConfigError("fake scale: rate_hz, capacity_g > 0; others >= 0")
         if (offset_counts is None) != (counts_per_g is None):
             raise HardwareConfigError("fake scale: give offset_counts and counts_per_g together")
-        if counts_per_g is not None and counts_per_g == 0:
-            raise HardwareConfigError("fake scale: counts_per_g cannot be 0")
         self.settle_s = settle_s
         self.interval_s = 1.0 / rate_hz
         self.motion_g = motion_g
@@ -270,7 +270,9 @@ class FakeScale(_Fake):
         self.raw_offset_counts = raw_offset_counts
         self.raw_counts_per_g = raw_counts_per_g
         self.offset_counts = offset_counts
-        self.counts_per_g = counts_per_g
+        # the same exact format as the HX711 driver's, so a calibration file
+        # written by `kiosk calibrate` loads into either
+        self.counts_per_g = parse_counts_per_g(counts_per_g)
         self._rng = random.Random(seed)
         self._noise_g = noise_g
         self._load_g = initial_g
@@ -366,7 +368,7 @@ class FakeScale(_Fake):
         if self.counts_per_g is None:
             gross_g = round((counts - self.raw_offset_counts) / self.raw_counts_per_g)
         else:
-            gross_g = round((counts - self.offset_counts) / self.counts_per_g)
+            gross_g = round(Fraction(counts - self.offset_counts) / self.counts_per_g)
         if self._load_g + self._drift_g > self.capacity_g:
             raise ScaleFault(f"scale overloaded (capacity {self.capacity_g} g)")
         stable = (not self.in_motion()) if self.reports_stable else None

@@ -225,13 +225,21 @@ def driver_option_types(cls: type) -> dict[str, tuple[Any, Any]]:
     return options
 
 
-def check_driver_options(kind: str, name: str, options: dict, where: str) -> dict:
-    """Check ``options`` against driver ``name``'s constructor; return them converted."""
+def check_driver_options(
+    kind: str, name: str, options: dict, where: str, gpio_backend: str | None = None
+) -> dict:
+    """Check ``options`` against driver ``name``'s constructor; return them converted.
+
+    A driver that takes a ``gpio`` option gets ``[gpio] backend`` unless its
+    table names one itself.
+    """
     try:
         cls = driver_class(kind, name)
     except HardwareConfigError as exc:
         raise ConfigError(f"{where}.driver: {exc}") from None
     spec = driver_option_types(cls)
+    if gpio_backend is not None and "gpio" in spec and "gpio" not in options:
+        options = {**options, "gpio": gpio_backend}
     fields = [(key, hint, default) if default is not msgspec.NODEFAULT else (key, hint)
               for key, (hint, default) in spec.items()]
     struct = msgspec.defstruct(f"{cls.__name__}Options", fields, forbid_unknown_fields=True,
@@ -285,7 +293,8 @@ def _check_drivers(config: KioskConfig) -> None:
     tables += [("scale", f"scales.{n}", s) for n, s in config.scales.items()]
     tables += [("door", f"doors[{i}]", d) for i, d in enumerate(config.doors)]
     for kind, where, spec in tables:
-        spec.options = check_driver_options(kind, spec.driver, spec.options, where)
+        spec.options = check_driver_options(
+            kind, spec.driver, spec.options, where, config.gpio.backend)
 
 
 def _check_meaning(config: KioskConfig) -> None:
