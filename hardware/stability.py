@@ -117,7 +117,12 @@ def wait_stable(
         remaining_s = deadline_s - clock.monotonic()
         if remaining_s <= 0:
             break
-        sample = scale.read(min(read_timeout_s, remaining_s))
+        try:
+            sample = scale.read(min(read_timeout_s, remaining_s))
+        except ScaleFault:
+            if remaining_s < read_timeout_s and clock.monotonic() >= deadline_s:
+                break  # the read was cut short by our own deadline: report "never settled"
+            raise
         samples += 1
         stable_g = detector.feed(sample)
         if stable_g is not None:
