@@ -113,7 +113,12 @@ def parse_label(payload: str) -> tuple[LabelClaims, bytes]:
     check_claims(community, household, serial)
     if not _SIG_RE.fullmatch(sig):
         raise LabelFormatError("label signature is not 64 bytes of base64url")
-    return LabelClaims(community, household, serial), _unb64url(sig)
+    raw = _unb64url(sig)
+    # 86 characters carry 516 bits for 512: the last one's 4 spare bits must be
+    # zero, or one signature would have 16 spellings that all verify.
+    if _b64url(raw) != sig:
+        raise LabelFormatError("label signature is not canonical base64url")
+    return LabelClaims(community, household, serial), raw
 
 
 def verify_label(payload: str, public_key: Ed25519PublicKey) -> LabelClaims:
