@@ -291,7 +291,9 @@ class Syncer:
         """Send one batch; isolate a malformed item, shrink a batch the server finds too big."""
         items = [deposit.to_upload() for deposit in batch]
         try:
-            return self.client.post_deposits(items, timeout_s)
+            if timeout_s is None:  # the contract's call; a deadline is an extra
+                return self.client.post_deposits(items)
+            return self.client.post_deposits(items, timeout_s=timeout_s)
         except BackendAuthError:
             raise
         except BackendRejected as exc:
