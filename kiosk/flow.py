@@ -136,9 +136,15 @@ class FlowContext:
     screen: Screen
     indicator: Indicator
     clock: Any
+    #: wall time for ``occurred_at`` (the flow's ``clock`` may be virtual)
+    wall_clock: Any = None
     settings: FlowSettings = field(default_factory=FlowSettings)
     #: category -> (points_per_kg, min_net_g) from the cached backend config
     rules: Callable[[], dict[str, tuple[int, int]]] = dict
+
+    def now(self):
+        """Return the aware UTC time a deposit occurred at."""
+        return (self.wall_clock or self.clock).utcnow()
 
 
 def points_estimate(net_g: int, points_per_kg: int, min_net_g: int) -> int:
@@ -477,7 +483,7 @@ class DepositFlow(StateChart):
             deposit.deposit_id,
             after_g=deposit.after_g,
             net_g=deposit.net_g,
-            occurred_at=self.ctx.clock.utcnow(),
+            occurred_at=self.ctx.now(),
         )
         deposit.estimate = self._estimate(deposit)
         deposit.answered = deposit.net_g <= 0  # nothing is uploaded: nothing to wait for
@@ -510,7 +516,7 @@ class DepositFlow(StateChart):
     def resolve_open_deposits(self, grams: int) -> None:
         """Resolve every open journal deposit with the stable weight now on the scale."""
         for row in self.ctx.journal.open_deposits():
-            outcome = resolve_open_deposit(self.ctx.journal, row, grams, self.ctx.settings, self.ctx.clock)
+            outcome = resolve_open_deposit(self.ctx.journal, row, grams, self.ctx.settings, self.ctx.now())
             log.warning("recovered deposit %s: %s", row.id, outcome)
         self.notice = "Ready again"
 
@@ -572,9 +578,10 @@ class DepositFlow(StateChart):
         weighed = f"{deposit.net_g} g of {deposit.slot.category}"
         answer = deposit.answer
         if answer is None:
-            estimate = "?" if deposit.estimate is None else str(deposit.estimate)
             balance = "pending" if deposit.answered else "..."
-            return f"Thank you: {weighed}. +{estimate} points (estimate) - balance {balance}"
+            if deposit.estimate is None:  # no points rules cached yet: nothing to estimate with
+                return f"Thank you: {weighed}. Points pending - balance {balance}"
+            return f"Thank you: {weighed}. +{deposit.estimate} points (estimate) - balance {balance}"
         status = answer.get("status")
         if status in ("accepted", "duplicate"):
             return f"Thank you: {weighed}. +{answer.get('points', 0)} points - balance {answer.get('balance')}"
@@ -585,11 +592,11 @@ class DepositFlow(StateChart):
         return f"Recorded {weighed}, but not credited: {why}"
 
 
-def resolve_open_deposit(journal, row, after_g: int, settings: FlowSettings, clock) -> str:
+def resolve_open_deposit(journal, row, after_g: int, settings: FlowSettings, now) -> str:
     """Record an open deposit with the weight now on its scale, or mark it interrupted."""
     net_g = int(after_g) - int(row.before_g)
     if net_g >= settings.min_deposit_g:
-        journal.finish_deposit(row.id, after_g=int(after_g), net_g=net_g, occurred_at=clock.utcnow())
+        journal.finish_deposit(row.id, after_g=int(after_g), net_g=net_g, occurred_at=now)
         return f"recorded, net {net_g} g"
     journal.interrupt(row.id, f"interrupted: weight changed by {net_g} g")
     return "interrupted"

@@ -1,10 +1,10 @@
 """Input monitors between the hardware and the station loop.
 
-* ``ScaleMonitor`` keeps a sliding window of samples from one scale and says
-  whether the weight is stable (max - min <= band over ``window_s``, every
-  sample within it taken after a given instant) and what it is.  The window runs
-  all the time, so the stable "before" weight is usually known the moment a
-  resident scans: it adds no wait to scan -> unlock.
+* ``ScaleMonitor`` feeds one scale's samples to a ``StabilityDetector`` (max - min
+  <= band over ``window_s``) and says whether the weight is stable and what it is.
+  It runs all the time, so the stable "before" weight is usually known the moment
+  a resident scans: it adds no wait to scan -> unlock.  ``restart()`` forgets the
+  window, so a weight "after the door closed" is made only of later samples.
 * ``ScannerPump`` reads the scanner and posts each payload to the station.
 
 Both run either inline (``poll_once()``, called by the station loop: the mode
@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import deque
 from typing import Callable
 
 from hardware import HardwareFault, ScaleFault, ScannerFault
 from hardware.interfaces import QrReader, Scale, WeightSample
+from hardware.stability import StabilityDetector
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ READ_TIMEOUT_S = 0.5
 
 
 class ScaleMonitor:
-    """A stable-weight window over one scale's samples."""
+    """A stable-weight window (``hardware.stability.StabilityDetector``) over one scale."""
 
     def __init__(
         self,
@@ -42,64 +42,60 @@ class ScaleMonitor:
         window_s: float,
         clock,
         read_timeout_s: float = 1.0,
-        max_samples: int = 2_000,
     ):
         self.name = name
         self.scale = scale
-        self.band_g = int(band_g)
         self.window_s = float(window_s)
         self.clock = clock
         self.read_timeout_s = read_timeout_s
-        # bounded: at 80 SPS a 2 s window needs 160 samples
-        self._samples: deque[WeightSample] = deque(maxlen=max_samples)
+        self.detector = StabilityDetector(band_g=int(band_g), window_s=float(window_s))
         self._lock = threading.Lock()
+        self._stable_g: int | None = None
+        self._last_at_s: float | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.error: str | None = None
         self.samples_seen = 0
 
     def feed(self, sample: WeightSample) -> None:
-        """Add one sample; forget samples older than the window needs."""
+        """Add one sample to the window."""
         with self._lock:
-            self._samples.append(sample)
             self.samples_seen += 1
             self.error = None
-            # keep one sample older than the window, so a full window is provable
-            while len(self._samples) > 2 and self._samples[1].at_s <= sample.at_s - self.window_s:
-                self._samples.popleft()
+            self._last_at_s = sample.at_s
+            if sample.stable is False:  # the instrument itself reports motion
+                self.detector.reset()
+                self._stable_g = None
+                return
+            self._stable_g = self.detector.feed(sample)
 
     def fail(self, message: str) -> None:
         """Record a read failure: no weight is stable until samples flow again."""
         with self._lock:
             self.error = message
-            self._samples.clear()
+            self.detector.reset()
+            self._stable_g = None
 
-    def stable_g(self, since_s: float | None = None) -> int | None:
-        """Return the stable weight, or None if the last ``window_s`` moved or is too short.
-
-        With ``since_s``, the whole window must have been sampled after it (a weight
-        "after the door closed" must not be an old reading).
-        """
+    def restart(self) -> None:
+        """Forget the window: the next stable weight is made of samples taken from now on."""
         with self._lock:
-            if self.error or not self._samples:
+            self.detector.reset()
+            self._stable_g = None
+
+    def stable_g(self) -> int | None:
+        """Return the stable weight, or None while in motion, failed or stale."""
+        with self._lock:
+            if self.error or self._stable_g is None or self._last_at_s is None:
                 return None
-            newest = self._samples[-1].at_s
-            window = [s for s in self._samples if s.at_s >= newest - self.window_s - 1e-9]
-            if newest - window[0].at_s < self.window_s - 1e-9:
+            # a sampling thread that stalled must not leave an old weight looking current
+            if self.clock.monotonic() - self._last_at_s > max(2.0, 2 * self.window_s):
                 return None
-            if since_s is not None and window[0].at_s < since_s:
-                return None
-            if any(s.stable is False for s in window):
-                return None
-            grams = sorted(s.grams for s in window)
-        if grams[-1] - grams[0] > self.band_g:
-            return None
-        return grams[len(grams) // 2]
+            return self._stable_g
 
     def last_g(self) -> int | None:
-        """Return the latest reading, stable or not (for status and calibration)."""
+        """Return the latest filtered reading, stable or not (for status and calibration)."""
         with self._lock:
-            return self._samples[-1].grams if self._samples else None
+            return self.detector.last_g
 
     def poll_once(self) -> None:
         """Take one sample now (inline mode); a failure is recorded, not raised."""

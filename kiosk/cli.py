@@ -1,0 +1,288 @@
+"""The ``kiosk`` command line: run the station (real or simulated), calibrate, self-test, status.
+
+Every command takes ``--help``; ``selftest``, ``status`` and ``scan-image`` take ``--json``.
+A config or hardware error is one line on stderr and exit status 2 (usage) or 1, never a
+traceback.  See docs/simulator.md for ``run --sim``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from hardware import HardwareError
+from kiosk import KioskError
+
+DEMO_KIOSK_FILE = "demo-kiosk.json"
+
+
+def _setup_logging(verbose: int, default: int) -> None:
+    level = {0: default, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _load(config_path: str):
+    from kiosk.config import load_config
+
+    try:
+        return load_config(config_path)
+    except KioskError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _instance_dir() -> Path:
+    return Path(os.environ.get("SORTPOINT_INSTANCE_PATH") or "var")
+
+
+def _sim_config(config_path: str | None, state_dir: str | None):
+    """Return the config a simulated kiosk runs with (a file, or the backend demo's kiosk)."""
+    from kiosk.config import sim_config_from_demo
+
+    if config_path:
+        config = _load(config_path)
+        if state_dir:
+            import msgspec
+
+            config = msgspec.structs.replace(
+                config, kiosk=msgspec.structs.replace(config.kiosk, state_dir=str(Path(state_dir).resolve()))
+            )
+        return config
+    demo = _instance_dir() / DEMO_KIOSK_FILE
+    if not demo.exists():
+        raise click.ClickException(
+            f"{demo} not found: start the backend demo first (scripts/demo, or `sortpoint demo seed`),"
+            " or give --config FILE"
+        )
+    try:
+        return sim_config_from_demo(demo, Path(state_dir or _instance_dir() / "kiosk-sim").resolve())
+    except KioskError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group()
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (-v info, -vv debug).")
+@click.pass_context
+def main(ctx: click.Context, verbose: int) -> None:
+    """Run and look after a sortpoint kiosk."""
+    ctx.obj = {"verbose": verbose}
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Kiosk TOML config.")
+@click.option("--sim", is_flag=True, help="Simulated hardware driven from the terminal (or --script).")
+@click.option("--script", "script", type=click.File("r"), help="With --sim: read commands from FILE.")
+@click.option("--real-time", is_flag=True, help="With --script: wait in real seconds, not virtual.")
+@click.option("--state-dir", type=click.Path(file_okay=False), help="With --sim: where the journal lives.")
+@click.pass_context
+def run(ctx, config_path, sim, script, real_time, state_dir) -> None:
+    """Run the kiosk: `--config FILE` on real hardware, or `--sim [--script FILE]`."""
+    verbose = ctx.obj["verbose"]
+    if script and not sim:
+        raise click.UsageError("--script needs --sim")
+    if not sim:
+        if not config_path:
+            raise click.UsageError("give --config FILE (or --sim)")
+        _setup_logging(verbose, logging.INFO)
+        config = _load(config_path)
+        from kiosk.station import Station
+
+        try:
+            station = Station(config)
+        except (KioskError, HardwareError, OSError) as exc:
+            raise click.ClickException(f"cannot start: {exc}") from None
+        station.run()
+        return
+    _setup_logging(verbose, logging.WARNING)
+    from kiosk.sim import build_sim_station, run_interactive, run_script
+
+    config = _sim_config(config_path, state_dir)
+    virtual = script is not None and not real_time
+    click.echo(f"kiosk {config.kiosk.name} (simulated) -> {config.backend.url}; state in {config.kiosk.state_dir}")
+    try:
+        station, screen = build_sim_station(config, virtual=virtual)
+    except (KioskError, HardwareError, OSError) as exc:
+        raise click.ClickException(f"cannot start: {exc}") from None
+    if script is not None:
+        sys.exit(run_script(station, screen, script, virtual=virtual))
+    sys.exit(run_interactive(station, screen))
+
+
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False, exists=True))
+@click.option("--known-g", required=True, type=click.IntRange(min=1), help="The calibration mass in grams.")
+@click.option("--scale", "scale_name", default="main", show_default=True, help="Which scale ([scales.NAME]).")
+@click.option("--yes", is_flag=True, help="Do not wait for Enter (the mass is already handled).")
+@click.pass_context
+def calibrate(ctx, config_path, known_g, scale_name, yes) -> None:
+    """Tare the empty scale, weigh a known mass, write <state_dir>/calibration.toml."""
+    _setup_logging(ctx.obj["verbose"], logging.WARNING)
+    from kiosk.calibrate import calibrate_scale, write_calibration
+    from kiosk.config import build_driver
+
+    config = _load(config_path)
+    spec = config.scale if scale_name == "main" else config.scales.get(scale_name)
+    if spec is None:
+        raise click.ClickException(f"no scale {scale_name!r} in {config_path}")
+    if scale_name != "main":
+        raise click.ClickException("calibration.toml holds the [scale] table only: calibrate [scales.*] by hand")
+    _refuse_if_running(config)
+
+    def place_mass() -> None:
+        click.echo(f"Tare done. Put the {known_g} g mass on the platform.")
+        if not yes:
+            click.pause("Press any key when it is still...")
+
+    click.echo("Make sure the platform is empty; taring...")
+    scale = build_driver("scale", spec)
+    try:
+        result = calibrate_scale(scale, known_g, place_mass)
+    except (HardwareError, ValueError) as exc:
+        raise click.ClickException(f"calibration failed: {exc}") from None
+    finally:
+        scale.close()
+    click.echo(result.message)
+    if result.values:
+        path = write_calibration(config.calibration_path, result.values)
+        click.echo(f"wrote {path}; restart the kiosk to use it")
+    if not result.ok:
+        sys.exit(1)
+
+
+def _refuse_if_running(config) -> None:
+    from kiosk.status import read_status
+
+    status = read_status(config.state_path)
+    if status and status.get("running"):
+        raise click.ClickException(
+            f"the kiosk is running (pid {status.get('pid')}): stop it first (systemctl stop sortpoint-kiosk)"
+        )
+
+
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False, exists=True))
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+@click.pass_context
+def selftest(ctx, config_path, as_json) -> None:
+    """Test each door, the scanner, the scale, the backend and the journal: PASS/FAIL each."""
+    _setup_logging(ctx.obj["verbose"], logging.WARNING)
+    from kiosk.journal import Journal
+    from kiosk.selftest import run_selftest
+    from kiosk.station import build_hardware
+    from kiosk.sync import BackendClient
+
+    config = _load(config_path)
+    _refuse_if_running(config)
+    backend = config.backend
+    try:
+        hardware = build_hardware(config)
+    except (HardwareError, OSError) as exc:
+        raise click.ClickException(f"cannot open the hardware: {exc}") from None
+    client = BackendClient(backend.url, backend.kiosk_id, backend.secret, min(backend.timeout_s, 5.0))
+    journal = Journal(config.journal_path, outbox_limit=config.journal.outbox_limit)
+    try:
+        checks = run_selftest(hardware, client, journal)
+    finally:
+        hardware.close()
+        journal.close()
+    if as_json:
+        click.echo(json.dumps([c.to_dict() for c in checks], indent=2))
+    else:
+        for check in checks:
+            click.echo(check.line())
+    if not all(c.ok for c in checks):
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False, exists=True))
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def status(config_path, as_json) -> None:
+    """Show the state, outbox depth, last sync and faults (works while the kiosk runs)."""
+    from kiosk.journal import Journal
+    from kiosk.status import read_status
+
+    config = _load(config_path)
+    station = read_status(config.state_path) or {}
+    journal_path = config.journal_path
+    journal_status = {}
+    if journal_path.exists():
+        journal = Journal(journal_path, outbox_limit=config.journal.outbox_limit)
+        try:
+            journal_status = journal.status()
+        finally:
+            journal.close()
+    report = {"kiosk": config.kiosk.name, "station": station, "journal": journal_status}
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+        return
+    click.echo(_status_text(report))
+
+
+def _ago(ts) -> str:
+    if not ts:
+        return "never"
+    return f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(ts))} ({int(time.time() - ts)} s ago)"
+
+
+def _status_text(report: dict) -> str:
+    station, journal = report["station"], report["journal"]
+    running = "running" if station.get("running") else "NOT running"
+    lines = [f"kiosk {report['kiosk']}: {running}"]
+    if station:
+        lines.append(f"state: {station.get('state')}  (screen: {station.get('screen')!r})")
+        if station.get("fault"):
+            lines.append(f"FAULT {station['fault'].get('kind')}: {station['fault'].get('reason')}")
+        lines.append(f"status written: {_ago(station.get('updated_at'))}")
+    if journal:
+        lines.append(f"outbox: {journal['outbox_depth']} of {journal['outbox_limit']} awaiting upload")
+        lines.append("deposits: " + ", ".join(f"{k} {v}" for k, v in journal["states"].items()))
+        lines.append(f"last sync: {_ago(journal.get('last_sync_at'))}; last ok: {_ago(journal.get('last_sync_ok_at'))}")
+        if journal.get("last_sync_error"):
+            lines.append(f"last sync error: {journal['last_sync_error']}")
+        for fault in journal.get("faults") or []:
+            lines.append(f"FAULT {fault['key']}: {fault['message']}")
+    else:
+        lines.append("no journal yet")
+    return "\n".join(lines)
+
+
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False, exists=True))
+def reset(config_path) -> None:
+    """Ask the running kiosk to clear its fault (after the cause has been fixed)."""
+    from kiosk.status import request_reset
+
+    config = _load(config_path)
+    path = request_reset(config.state_path, by=os.environ.get("USER", "technician"))
+    click.echo(f"reset requested ({path}); `kiosk status` shows the result")
+
+
+@main.command("scan-image")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True))
+@click.option("--decoder", type=click.Choice(["zxing", "pyzbar"]), default="zxing", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {file, payload}.")
+def scan_image(files, decoder, as_json) -> None:
+    """Decode QR labels in image files: one `FILE<TAB>PAYLOAD` line each (empty if none)."""
+    from hardware.decode import scan_files
+
+    try:
+        results = scan_files(files, decoder=decoder)
+    except HardwareError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps([{"file": f, "payload": p} for f, p in results], indent=2))
+        return
+    for path, payload in results:
+        click.echo(f"{path}\t{payload}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,658 @@
+"""The station: hardware, journal, syncer and the deposit flow wired into one loop.
+
+* **Build.** ``build_hardware(config)`` constructs every driver the config names through
+  the registry (``kiosk.config.build_driver``), passing the station clock to drivers that
+  take one, so an all-fake station runs in virtual time.
+* **Loop.** Single-threaded: ``step()`` drains a bounded event queue (scans, choices,
+  commands), polls door sensors, asks the scale monitors for a stable weight, fires state
+  timeouts and pings the watchdog.  In ``threaded`` mode (a Pi) the scanner and scales are
+  read on daemon threads that only post events or update a window; in inline mode (tests,
+  scripted simulator) ``step()`` reads them itself and a fake's read moves virtual time.
+* **Recovery.** On start every door is locked first; every ``open`` journal deposit is then
+  resolved by the flow's ``recovering`` state: once the doors are shut and the weight is
+  stable, an increase of at least ``min_deposit_g`` over ``before_g`` is recorded with that
+  net, anything else is marked interrupted.  The deposit id was the journal's before the door
+  unlocked and is the backend's idempotency key, so nothing is lost or counted twice.
+* **Fail-secure.** Doors are locked on start, on exit, on SIGTERM and on any unhandled
+  exception (``run()``'s ``finally``), and whenever the flow enters ``fault``.
+* **Faults.** ``door_left_open``, ``scale``, ``scanner``, ``outbox_full`` and ``config`` faults
+  clear by themselves once their condition clears (checked every ``FAULT_CHECK_S``); every
+  other fault (a jammed or forced door, an internal error) waits for a technician's
+  ``kiosk reset`` (or ``reset`` in the simulator).
+
+``SORTPOINT_KIOSK_CRASH_AT=<state>[:<n>]`` makes the process SIGKILL itself on the n-th
+entry (default 1st) into ``<state>``, or ``upload[:n]`` right after the n-th upload got its
+answer and before the journal stored it: the crash tests' fault injection.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import random
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from statemachine.exceptions import TransitionNotAllowed
+
+from hardware import HardwareError
+from hardware.fakes import REAL_CLOCK
+from kiosk import KioskError
+from kiosk.config import KioskConfig, build_driver
+from kiosk.flow import SELF_CLEARING_FAULTS, DepositFlow, DoorSlot, FlowContext, FlowSettings
+from kiosk.journal import Journal
+from kiosk.labels import LabelVerifier
+from kiosk.monitors import ScaleMonitor, ScannerPump
+from kiosk.status import take_reset_request, write_status
+from kiosk.systemd import Notifier
+
+log = logging.getLogger(__name__)
+
+CRASH_ENV = "SORTPOINT_KIOSK_CRASH_AT"
+#: how often a self-clearing fault's condition is checked
+FAULT_CHECK_S = 1.0
+#: how often the status file is rewritten when nothing changes (real seconds)
+STATUS_EVERY_S = 2.0
+EVENT_QUEUE_SIZE = 256
+MAIN_SCALE = "main"
+#: journal meta key of the cached GET /api/v1/kiosk/config answer
+BACKEND_CONFIG_META = "backend_config"
+
+
+class StationStopped(SystemExit):
+    """Raised in the loop by SIGTERM: unwind, lock the doors, exit 0."""
+
+
+@dataclass
+class Hardware:
+    """Every driver the station uses, built from the config."""
+
+    scanner: Any
+    scales: dict[str, Any]
+    doors: dict[int, DoorSlot]
+    indicator: Any
+
+    def lock_all(self) -> list[str]:
+        """Lock every door; return the problems (never raise: this runs on the way out)."""
+        problems = []
+        for slot in self.doors.values():
+            try:
+                slot.door.lock()
+            except Exception as exc:  # fail-secure path: try every door whatever happens
+                problems.append(f"door {slot.number}: {exc}")
+        return problems
+
+    def close(self) -> None:
+        """Lock the doors, then release every device (best effort, all of them)."""
+        self.lock_all()
+        parts = [slot.door for slot in self.doors.values()]
+        parts += [self.scanner, *self.scales.values(), self.indicator]
+        for part in parts:
+            try:
+                part.close()
+            except Exception:
+                log.exception("closing %r failed", part)
+
+
+def build_hardware(config: KioskConfig, clock=REAL_CLOCK) -> Hardware:
+    """Construct the scanner, scales, doors and indicator the config names."""
+    runtime = {"clock": clock}
+    scales: dict[str, Any] = {}
+    if config.scale is not None:
+        scales[MAIN_SCALE] = build_driver("scale", config.scale, **runtime)
+    for name, spec in config.scales.items():
+        scales[name] = build_driver("scale", spec, **runtime)
+    doors = {
+        door.number: DoorSlot(
+            number=door.number,
+            category=door.category,
+            capacity_g=door.capacity_g,
+            door=build_driver("door", door, **runtime),
+            scale=door.scale or MAIN_SCALE,
+        )
+        for door in config.doors
+    }
+    return Hardware(
+        scanner=build_driver("scanner", config.scanner, **runtime),
+        scales=scales,
+        doors=doors,
+        indicator=build_driver("indicator", config.indicator, **runtime),
+    )
+
+
+def flow_settings(config: KioskConfig) -> FlowSettings:
+    """Return the flow's timeouts and limits from the config."""
+    t, w = config.timeouts, config.weighing
+    return FlowSettings(
+        category_s=t.category_s,
+        door_open_s=t.door_open_s,
+        door_close_s=t.door_close_s,
+        result_display_s=t.result_display_s,
+        backend_answer_s=t.backend_answer_s,
+        stable_timeout_s=w.stable_timeout_s,
+        min_deposit_g=w.min_deposit_g,
+    )
+
+
+def rules_from_backend_config(backend_config: dict | None) -> dict[str, tuple[int, int]]:
+    """Return category -> (points_per_kg, min_net_g) from the cached backend config."""
+    rules: dict[str, tuple[int, int]] = {}
+    for rule in (backend_config or {}).get("rules") or []:
+        try:
+            rules[str(rule["category"])] = (
+                int(rule["points_per_kg"]),
+                int(rule.get("min_net_g", rule.get("min_g", 0)) or 0),
+            )
+        except (KeyError, TypeError, ValueError):
+            log.warning("ignoring a malformed points rule in the backend config: %r", rule)
+    return rules
+
+
+class LogScreen:
+    """A screen for a headless station: remember the text and log it."""
+
+    def __init__(self):
+        self.text = ""
+        self.tone = "info"
+        self.history: list[str] = []
+
+    def show(self, text: str, *, tone: str = "info") -> None:
+        """Record and log what the resident would read (a repeat of the same text is dropped)."""
+        if text == self.text:
+            return
+        self.text, self.tone = text, tone
+        self.history.append(text)
+        del self.history[:-200]  # bounded: only the recent screens matter
+        log.info("screen: %s", text)
+
+
+class CrashHook:
+    """Fault injection for the crash tests: SIGKILL this process at a chosen point."""
+
+    def __init__(self, spec: str | None):
+        self.point, self.nth = None, 1
+        if spec:
+            point, _, nth = spec.partition(":")
+            self.point, self.nth = point.strip(), int(nth or 1)
+        self.seen = 0
+
+    def hit(self, point: str) -> None:
+        """Count an arrival at ``point``; die on the chosen one."""
+        if point != self.point:
+            return
+        self.seen += 1
+        if self.seen == self.nth:
+            log.warning("crash hook: SIGKILL at %s (#%d)", point, self.seen)
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def on_enter_state(self, state) -> None:
+        """Listener callback of the flow."""
+        self.hit(state.id)
+
+
+class _CrashingClient:
+    """Wraps the backend client so the crash hook can fire between answer and journal."""
+
+    def __init__(self, client, hook: CrashHook):
+        self._client, self._hook = client, hook
+
+    def post_deposits(self, items):
+        results = self._client.post_deposits(items)
+        self._hook.hit("upload")
+        return results
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+class _Entered:
+    """Flow listener: remember the states entered, restart weighing windows at once."""
+
+    def __init__(self, monitors: dict[str, ScaleMonitor]):
+        self.states: list[str] = []
+        self.monitors = monitors
+
+    def on_enter_state(self, state) -> None:
+        self.states.append(state.id)
+        if state.id in ("weighing_after", "recovering"):
+            # the weight "after" must come from samples taken after the door shut
+            for monitor in self.monitors.values():
+                monitor.restart()
+
+
+class Station:
+    """The running kiosk: one loop over the flow, fed by hardware and the syncer."""
+
+    def __init__(
+        self,
+        config: KioskConfig,
+        *,
+        clock=REAL_CLOCK,
+        wall_clock=REAL_CLOCK,
+        threaded: bool = True,
+        hardware: Hardware | None = None,
+        journal: Journal | None = None,
+        client=None,
+        syncer=None,
+        screen=None,
+        notifier: Notifier | None = None,
+        tick_s: float = 0.05,
+        crash_at: str | None = None,
+        rng: random.Random | None = None,
+    ):
+        self.config = config
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.threaded = threaded
+        self.tick_s = tick_s
+        self.screen = screen or LogScreen()
+        self.notifier = notifier or Notifier()
+        self.crash = CrashHook(crash_at if crash_at is not None else os.environ.get(CRASH_ENV))
+        self.events: queue.Queue = queue.Queue(maxsize=EVENT_QUEUE_SIZE)
+        self.events_dropped = 0
+        config.state_path.mkdir(parents=True, exist_ok=True)
+        self.hardware = hardware or build_hardware(config, clock)
+        self.journal = journal or Journal(
+            config.journal_path,
+            outbox_limit=config.journal.outbox_limit,
+            outbox_warn_ratio=config.journal.outbox_warn_ratio,
+        )
+        self.syncer = syncer or self._build_syncer(client, rng)
+        self.monitors = {
+            name: ScaleMonitor(
+                name, scale, band_g=config.weighing.band_g, window_s=config.weighing.window_s, clock=clock
+            )
+            for name, scale in self.hardware.scales.items()
+        }
+        self.scanner = ScannerPump(self.hardware.scanner, self.post)
+        self.verifier: LabelVerifier | None = None
+        self.verifier_error: str | None = None
+        self._rules: dict[str, tuple[int, int]] = {}
+        self._load_backend_config()
+        self._entered = _Entered(self.monitors)
+        self.flow = DepositFlow(self._flow_context(), listeners=[self._entered, self.crash])
+        self._door_closed = {n: s.door.is_closed() for n, s in self.hardware.doors.items()}
+        self._stopping = False
+        self._started = False
+        now_s = clock.monotonic()
+        self._next_sync_s = now_s
+        self._next_refresh_s = now_s + config.backend.config_refresh_s
+        self._next_fault_check_s = now_s
+        self._status_due_s = 0.0
+        self._started_at = time.time()
+
+    # -- construction helpers ----------------------------------------------------------
+
+    def _build_syncer(self, client, rng):
+        from kiosk.sync import BackendClient, Syncer
+
+        backend = self.config.backend
+        if client is None:
+            # signatures carry real time whatever clock the flow runs on: the server checks it
+            client = BackendClient(backend.url, backend.kiosk_id, backend.secret, backend.timeout_s)
+        if self.crash.point == "upload":
+            client = _CrashingClient(client, self.crash)
+        return Syncer(
+            self.journal,
+            client,
+            batch_size=backend.batch_size,
+            base_delay_s=backend.retry_base_s,
+            max_delay_s=backend.retry_max_s,
+            interval_s=backend.sync_interval_s,
+            config_refresh_s=backend.config_refresh_s,
+            clock=self.clock,
+            rng=rng or random.Random(),
+        )
+
+    def _flow_context(self) -> FlowContext:
+        return FlowContext(
+            doors=self.hardware.doors,
+            journal=self.journal,
+            verifier=self._require_verifier,
+            screen=self.screen,
+            indicator=self.hardware.indicator,
+            clock=self.clock,
+            wall_clock=self.wall_clock,
+            settings=flow_settings(self.config),
+            rules=lambda: self._rules,
+        )
+
+    def _require_verifier(self) -> LabelVerifier:
+        if self.verifier is None:
+            raise KioskError(f"no label key to verify with: {self.verifier_error}")
+        return self.verifier
+
+    def _load_backend_config(self) -> None:
+        """(Re)build the label verifier and points rules from the cached backend config."""
+        cached = self.journal.get_meta(BACKEND_CONFIG_META)
+        backend = self.config.backend
+        try:
+            self.verifier = LabelVerifier.from_backend_config(
+                cached, community=backend.community, fallback_public_key=backend.label_public_key
+            )
+            self.verifier_error = None
+        except ValueError as exc:
+            self.verifier, self.verifier_error = None, str(exc)
+        self._rules = rules_from_backend_config(cached)
+        self._config_loaded_at = self.journal.get_meta("backend_config_at")
+
+    # -- events from other threads ---------------------------------------------------
+
+    def post(self, name: str, **kwargs) -> bool:
+        """Queue an event for the loop (thread-safe); drop and count it if the queue is full."""
+        try:
+            self.events.put_nowait((name, kwargs))
+            return True
+        except queue.Full:
+            self.events_dropped += 1
+            log.warning("event queue full: dropped %s", name)
+            return False
+
+    # -- life cycle --------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Lock every door, schedule recovery of open deposits, start inputs, tell systemd."""
+        problems = self.hardware.lock_all()
+        if problems:
+            self._send("fail", kind="door_jammed", reason="; ".join(problems))
+        if not self.threaded:
+            self.refresh_config()  # the syncer thread does this itself in threaded mode
+        open_deposits = self.journal.open_deposits()
+        if open_deposits and self.flow.state == "idle":
+            log.warning("recovering %d open deposit(s) after a restart", len(open_deposits))
+            self._send("recover")
+        if self.threaded:
+            for monitor in self.monitors.values():
+                monitor.start()
+            self.scanner.start()
+            self.syncer.start()
+        self._started = True
+        self._write_status(force=True)
+        self.notifier.ready(f"state {self.flow.state}")
+
+    def run(self, *, install_signals: bool = True) -> None:
+        """Start, loop until stopped, and always leave every door locked."""
+        if install_signals and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _raise_stopped)
+        try:
+            self.start()
+            while not self._stopping:
+                self.step()
+        except (StationStopped, KeyboardInterrupt):
+            log.info("stopping on signal")
+        finally:
+            self.shutdown()
+
+    def stop(self) -> None:
+        """Ask the loop to finish after the current step (thread-safe)."""
+        self._stopping = True
+        self.post("noop")
+
+    def shutdown(self) -> None:
+        """Lock every door, stop the threads, close hardware and journal."""
+        self.notifier.stopping()
+        problems = self.hardware.lock_all()
+        if problems:
+            log.error("doors not locked at shutdown: %s", "; ".join(problems))
+        self.scanner.stop()
+        for monitor in self.monitors.values():
+            monitor.stop()
+        if self.threaded and self._started:
+            self.syncer.stop()
+        try:
+            self._write_status(force=True, stopped=True)
+        except OSError:
+            log.exception("cannot write the final status")
+        self.hardware.close()
+        self.journal.close()
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def step(self) -> None:
+        """Run one iteration: events, inputs, doors, weight, timeouts, housekeeping."""
+        started_s = self.clock.monotonic()
+        self._drain_events(self.tick_s if self.threaded else 0.0)
+        if not self.threaded:
+            self.scanner.poll_once()
+            for monitor in self.monitors.values():
+                monitor.poll_once()
+            self._drain_events(0.0)
+        self._watch_doors()
+        self._feed_flow()
+        self._safely(self.flow.tick)
+        self._after_transitions()
+        self._housekeeping()
+        if not self.threaded and self.clock.monotonic() == started_s:
+            self.clock.sleep(self.tick_s)  # inline mode: time must move every step
+
+    def _drain_events(self, wait_s: float) -> None:
+        try:
+            name, kwargs = self.events.get(timeout=wait_s) if wait_s > 0 else self.events.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            self._dispatch(name, kwargs)
+            try:
+                name, kwargs = self.events.get_nowait()
+            except queue.Empty:
+                return
+
+    def _dispatch(self, name: str, kwargs: dict) -> None:
+        if name == "noop":
+            return
+        if name == "quit":
+            self._stopping = True
+            return
+        if name == "reset":
+            log.warning("technician reset requested")
+        self._send(name, **kwargs)
+        self._after_transitions()
+
+    def _send(self, event: str, **kwargs) -> bool:
+        """Send one event to the flow; a disallowed one is logged and explained, not ignored."""
+        try:
+            self.flow.send(event, **kwargs)
+            return True
+        except TransitionNotAllowed:
+            hint = self.flow.busy_hint()
+            log.warning("event %r not allowed in state %s: %s", event, self.flow.state, hint)
+            self.screen.show(hint, tone="warn")
+            return False
+
+    def _safely(self, action) -> None:
+        try:
+            action()
+        except TransitionNotAllowed as exc:  # a timeout raced a transition: harmless, logged
+            log.warning("%s", exc)
+
+    # -- inputs -> flow events -------------------------------------------------------------
+
+    def _watch_doors(self) -> None:
+        for number, slot in self.hardware.doors.items():
+            closed = slot.door.is_closed()
+            if closed == self._door_closed[number]:
+                continue
+            self._door_closed[number] = closed
+            active = self.flow.active_door()
+            state = self.flow.state
+            is_active = active is not None and active.number == number
+            if not closed and is_active and state in ("door_unlocked", "weighing_after"):
+                self._send("door_opened")
+            elif closed and is_active and state == "door_open":
+                self._send("door_closed")
+            elif not closed and state not in ("fault", "recovering") and not (
+                is_active and state == "door_open"
+            ):
+                # only the unlocked door may move: any other opening means a broken lock
+                self._send("fail", kind="door_forced", reason=f"door {number} opened while locked")
+            self._after_transitions()
+
+    def _monitor_for(self, slot: DoorSlot | None) -> ScaleMonitor | None:
+        if slot is not None and slot.scale in self.monitors:
+            return self.monitors[slot.scale]
+        return next(iter(self.monitors.values()), None)
+
+    def _feed_flow(self) -> None:
+        state, flow = self.flow.state, self.flow
+        monitor = self._monitor_for(flow.active_door())
+        if state != "fault" and monitor is not None and monitor.error:
+            if state not in ("showing_result",):
+                self._send("fail", kind="scale", reason=f"scale fault: {monitor.error}")
+                return
+        if state == "weighing_before":
+            grams = monitor.stable_g()
+            if grams is not None:
+                self._send("settled", grams=grams)
+        elif state in ("weighing_after", "recovering"):
+            grams = monitor.stable_g()  # restarted on entry: only samples since then
+            if grams is not None:
+                self._send("settled", grams=grams)
+        elif state == "showing_result":
+            self._poll_answer()
+        elif state == "fault":
+            self._check_fault_cleared()
+        elif state == "idle":
+            self._check_idle_health()
+
+    def _check_idle_health(self) -> None:
+        if self.scanner.error:
+            self._send("fail", kind="scanner", reason=f"scanner fault: {self.scanner.error}")
+        elif self.verifier is None:
+            self._send("fail", kind="config", reason=f"cannot verify labels: {self.verifier_error}")
+
+    def _poll_answer(self) -> None:
+        deposit = self.flow.current
+        if deposit is None or deposit.answered or deposit.deposit_id is None:
+            return
+        row = self.journal.get(deposit.deposit_id)
+        if row.answered:
+            error = {"code": row.error_code, "message": row.error_message} if row.error_code else None
+            result = {
+                "id": row.id, "status": row.sync_status, "points": row.points,
+                "balance": row.balance, "error": error,
+            }
+            self._send("answer", result=result)
+
+    def _check_fault_cleared(self) -> None:
+        now_s = self.clock.monotonic()
+        if now_s < self._next_fault_check_s or self.flow.fault_kind not in SELF_CLEARING_FAULTS:
+            return
+        self._next_fault_check_s = now_s + FAULT_CHECK_S
+        if self._fault_condition_cleared(self.flow.fault_kind):
+            log.warning("fault %s cleared by itself", self.flow.fault_kind)
+            self._send("cleared")
+
+    def _fault_condition_cleared(self, kind: str) -> bool:
+        if kind == "door_left_open":
+            return all(slot.door.is_closed() for slot in self.hardware.doors.values())
+        if kind == "scale":
+            return all(m.error is None and m.stable_g() is not None for m in self.monitors.values())
+        if kind == "scanner":
+            return self.scanner.error is None
+        if kind == "config":
+            return self.verifier is not None
+        if kind == "outbox_full":
+            pending = self.journal.outbox_depth() + len(self.journal.open_deposits())
+            return pending < self.journal.outbox_limit
+        return False
+
+    def _after_transitions(self) -> None:
+        """React to states just entered: sync a finished deposit, refresh the status file."""
+        entered, self._entered.states = self._entered.states, []
+        if not entered:
+            return
+        if "showing_result" in entered:
+            deposit = self.flow.current
+            if deposit is not None and deposit.net_g and deposit.net_g > 0:
+                self._sync_soon()
+        self.notifier.status(f"state {self.flow.state}")
+        self._write_status(force=True)
+
+    # -- sync and housekeeping -------------------------------------------------------------
+
+    def _sync_soon(self) -> None:
+        if self.threaded:
+            self.syncer.wake()
+        else:
+            self.sync_now()
+            self._poll_answer()
+
+    def sync_now(self) -> None:
+        """Upload the outbox now, in this thread; a failure is logged (the journal keeps all)."""
+        try:
+            report = self.syncer.sync_once()
+            log.debug("sync: %s", report)
+        except Exception as exc:  # the journal keeps everything; the next attempt retries
+            log.warning("sync failed: %s", exc)
+
+    def refresh_config(self) -> None:
+        """Fetch the backend config (keys, rules, revocations) and rebuild the verifier."""
+        try:
+            self.syncer.refresh_config()
+        except Exception as exc:
+            log.warning("config refresh failed (using the cached config): %s", exc)
+        self._load_backend_config()
+
+    def _housekeeping(self) -> None:
+        now_s = self.clock.monotonic()
+        if not self.threaded:
+            if now_s >= max(self._next_sync_s, self.syncer.next_attempt_s):
+                self._next_sync_s = now_s + self.config.backend.sync_interval_s
+                self.sync_now()
+            if now_s >= self._next_refresh_s:
+                self._next_refresh_s = now_s + self.config.backend.config_refresh_s
+                self.refresh_config()
+        elif self.journal.get_meta("backend_config_at") != self._config_loaded_at:
+            self._load_backend_config()  # the syncer thread fetched a new config
+        request = take_reset_request(self.config.state_path)
+        if request is not None:
+            log.warning("reset requested by %s in state %s", request.get("by", "?"), self.flow.state)
+            if self.flow.state == "fault":
+                self._send("reset")
+                self._after_transitions()
+        self.notifier.ping_if_due()
+        self._write_status()
+
+    def status(self) -> dict:
+        """Return what ``kiosk status`` shows about the running station."""
+        flow = self.flow
+        monitor = self._monitor_for(None)
+        return {
+            "pid": os.getpid(),
+            "kiosk": self.config.kiosk.name,
+            "state": flow.state,
+            "screen": getattr(self.screen, "text", None),
+            "fault": {"kind": flow.fault_kind, "reason": flow.fault_reason} if flow.state == "fault" else None,
+            "doors": {
+                str(n): {"closed": s.door.is_closed(), "locked": getattr(s.door, "locked", None)}
+                for n, s in self.hardware.doors.items()
+            },
+            "weight_g": monitor.last_g() if monitor else None,
+            "scale_error": monitor.error if monitor else None,
+            "scanner_error": self.scanner.error,
+            "events_dropped": self.events_dropped,
+            "started_at": self._started_at,
+            "updated_at": time.time(),
+        }
+
+    def _write_status(self, *, force: bool = False, stopped: bool = False) -> None:
+        now_s = time.monotonic()  # real time: the file is for people and other processes
+        if not force and now_s < self._status_due_s:
+            return
+        self._status_due_s = now_s + STATUS_EVERY_S
+        status = self.status()
+        status["stopped"] = stopped
+        try:
+            write_status(self.config.state_path, status)
+        except OSError as exc:
+            log.warning("cannot write the status file: %s", exc)
+
+
+def _raise_stopped(signum, frame) -> None:
+    raise StationStopped(0)
