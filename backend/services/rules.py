@@ -62,6 +62,8 @@ def set_rule(
         effective_at = utcnow()
     elif effective_at.tzinfo is None:
         raise InvalidInput("the effective time needs a UTC offset, e.g. 2025-01-01T00:00:00+08:00")
+    else:
+        effective_at = effective_at.astimezone(dt.timezone.utc)
     comm = get_community(session, community)
     cat = get_category(session, comm, category)
     previous = latest_rule(session, cat.id)
