@@ -202,8 +202,8 @@ class _CrashingClient:
     def __init__(self, client, hook: CrashHook):
         self._client, self._hook = client, hook
 
-    def post_deposits(self, items):
-        results = self._client.post_deposits(items)
+    def post_deposits(self, items, *args, **kwargs):
+        results = self._client.post_deposits(items, *args, **kwargs)
         self._hook.hit("upload")
         return results
 

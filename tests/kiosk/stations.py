@@ -1,0 +1,149 @@
+"""Helpers for the station tests: an all-fake kiosk config, scripted sessions, a served backend.
+
+``kiosk_config(state_dir, backend_url, public_key)`` is a two-door (or one-door) config on fake
+drivers.  ``Session`` runs simulator script lines against an in-process station in virtual time
+(the same ``SimDriver`` ``kiosk run --sim --script`` uses) and keeps the screen output.
+``ServedBackend`` serves the real backend app on a free port in a thread; it can be stopped
+(connection refused) and started again on the same port.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+
+from werkzeug.serving import make_server
+
+from kiosk.config import config_from_dict
+from kiosk.sim import ScriptFailed, SimDriver, build_sim_station
+from protocol.labels import LabelClaims, encode_label, generate_private_key, public_key_to_text
+
+SECRET = "s3cret-s3cret-s3cret"
+
+
+def free_port() -> int:
+    """Return a TCP port nothing listens on (yet)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def kiosk_config(
+    state_dir,
+    *,
+    backend_url: str,
+    public_key: str | None,
+    kiosk_id: str = "k_test",
+    secret: str = SECRET,
+    community: str = "green",
+    doors: dict[int, str] | None = None,
+    timeouts: dict | None = None,
+    weighing: dict | None = None,
+    sync_interval_s: float = 30.0,
+):
+    """Return a checked all-fake KioskConfig."""
+    doors = doors or {1: "plastic", 2: "paper"}
+    raw = {
+        "kiosk": {"name": "test-kiosk", "state_dir": str(state_dir)},
+        "backend": {
+            "url": backend_url, "kiosk_id": kiosk_id, "secret": secret, "community": community,
+            "timeout_s": 5.0, "sync_interval_s": sync_interval_s, "retry_base_s": 0.5,
+            "retry_max_s": 5.0,
+        },
+        "scanner": {"driver": "fake"},
+        "scale": {"driver": "fake"},
+        "indicator": {"driver": "fake"},
+        "doors": [
+            {"number": n, "category": c, "capacity_g": 40_000, "driver": "fake"} for n, c in doors.items()
+        ],
+        "timeouts": {"category_s": 20, "door_open_s": 15, "door_close_s": 40, "result_display_s": 5,
+                     "backend_answer_s": 2, **(timeouts or {})},
+        "weighing": {"band_g": 10, "window_s": 0.8, "min_deposit_g": 30, "stable_timeout_s": 10,
+                     **(weighing or {})},
+    }
+    if public_key:
+        raw["backend"]["label_public_key"] = public_key
+    return config_from_dict(raw)
+
+
+class Keys:
+    """A community signing key and labels made with it."""
+
+    def __init__(self, community: str = "green"):
+        self.community = community
+        self.private = generate_private_key()
+        self.public = public_key_to_text(self.private)
+
+    def label(self, household: str = "H001", serial: str = "SER0000001", community: str | None = None) -> str:
+        """Return a genuine signed payload."""
+        return encode_label(self.private, LabelClaims(community or self.community, household, serial))
+
+
+class Session:
+    """A station on fakes in virtual time, driven by simulator commands."""
+
+    def __init__(self, config, **station_kw):
+        self.out = io.StringIO()
+        self.station, self.screen = build_sim_station(config, virtual=True, out=self.out, **station_kw)
+        self.driver = SimDriver(self.station, self.screen, virtual=True, out=self.out)
+        self.station.start()
+        self.driver.settle()
+
+    @property
+    def flow(self):
+        return self.station.flow
+
+    @property
+    def state(self) -> str:
+        return self.station.flow.state
+
+    @property
+    def journal(self):
+        return self.station.journal
+
+    def door(self, number: int):
+        return self.station.hardware.doors[number].door
+
+    @property
+    def scale(self):
+        return self.station.hardware.scales["main"]
+
+    def run(self, script: str) -> None:
+        """Run script lines; an ``expect`` that fails raises ScriptFailed with the screen."""
+        for line in script.strip().splitlines():
+            self.driver.execute(line)
+
+    def expect_fails(self, line: str) -> str:
+        """Run one line that must fail; return the message."""
+        try:
+            self.driver.execute(line)
+        except ScriptFailed as exc:
+            return str(exc)
+        raise AssertionError(f"{line!r} did not fail")
+
+    def close(self) -> None:
+        self.station.shutdown()
+
+
+class ServedBackend:
+    """The backend app served on a fixed free port; stop() refuses connections until start()."""
+
+    def __init__(self, app):
+        self.app = app
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server = None
+
+    def start(self) -> None:
+        self._server = make_server("127.0.0.1", self.port, self.app, threaded=True)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+__all__ = ["Keys", "Session", "ServedBackend", "kiosk_config", "free_port", "ScriptFailed", "SECRET"]
