@@ -130,6 +130,16 @@ def test_outlier_outvoted_by_the_median():
     assert hx.stats.outliers == 1
 
 
+def test_scattered_reads_are_not_taken_until_a_majority_agrees():
+    _, model, hx = chip(load_g=100)
+    hx.read_counts()
+    before = hx.stats.conversions
+    model.inject_spikes(9_000 + 30_000, 9_000 + 60_000)
+    # window [+30k, +60k, 0]: its median (+30k) has no majority within 20k counts, so read on
+    assert hx.read_counts() == 9_000
+    assert hx.stats.outliers == 1 and hx.stats.conversions - before == 4
+
+
 def test_constant_spikes_exhaust_the_bounded_attempts():
     _, model, hx = chip(spike_fraction=1.0)
     with pytest.raises(ScaleFault, match="spike"):
