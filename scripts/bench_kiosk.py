@@ -1,0 +1,364 @@
+#!/usr/bin/env python3
+"""Kiosk benchmarks: a script that prints figures (never a timed test).
+
+Sections (``--sections``, all by default):
+
+* ``decoder``: generated 640x480 camera frames of real signed label payloads,
+  degraded (rotation, blur, noise, small labels, each alone and all at once;
+  fixed seed), decoded by zxing-cpp and pyzbar in the same run.  Prints the
+  decode rate and time per frame (median, p90) per degradation and overall,
+  and the speed ratio.  Goals (issue 3): the default decoder decodes >= 95 %
+  where pyzbar decodes far fewer, and is >= 5x faster per frame.
+
+``--write-docs`` replaces this script's sections in ``docs/performance.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import io
+import platform
+import random
+import re
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import qrcode  # noqa: E402
+import qrcode.constants  # noqa: E402
+from PIL import Image, ImageFilter  # noqa: E402
+
+from hardware.decode import get_decoder  # noqa: E402
+from protocol.labels import LabelClaims, encode_label, private_key_from_text  # noqa: E402
+
+FRAME_W, FRAME_H = 640, 480
+DOC_PATH = ROOT / "docs" / "performance.md"
+DECODER_SECTION = "Kiosk: QR decoding"
+
+# -- degraded frames -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Degradation:
+    """How one set of frames is spoiled: ranges drawn per frame from the seeded RNG."""
+
+    name: str
+    rotate: bool = False  # any angle, not only multiples of 90
+    blur_px: tuple[float, float] = (0.0, 0.0)  # Gaussian sigma on the sensor
+    noise_sd: tuple[float, float] = (3.0, 3.0)  # sensor noise, grey levels (0-255)
+    module_px: tuple[float, float] = (4.0, 5.5)  # QR module size on the sensor
+    #: False for the clean reference and the stress set: shown, but not part of the goals
+    in_goal: bool = True
+
+
+ROTATION = dict(rotate=True)
+BLUR = dict(blur_px=(1.0, 1.8))
+NOISE = dict(noise_sd=(10.0, 18.0))
+SMALL = dict(module_px=(2.2, 2.8))
+#: together the four compound: milder ranges, still a hand-held label at arm's length
+COMBINED = dict(rotate=True, blur_px=(0.5, 0.9), noise_sd=(5.0, 9.0), module_px=(3.0, 3.6))
+DEGRADATIONS = (
+    Degradation("clean (reference)", in_goal=False),
+    Degradation("rotation", **ROTATION),
+    Degradation("blur", **BLUR),
+    Degradation("noise", **NOISE),
+    Degradation("small label", **SMALL),
+    Degradation("all at once", **COMBINED),
+    Degradation("stress: all four at full strength", **ROTATION, **BLUR, **NOISE, **SMALL, in_goal=False),
+)
+OVERALL = "overall (goal sets)"
+
+
+def label_payloads(count: int, rng: random.Random) -> list[str]:
+    """Return ``count`` real signed SP1 label payloads from a seeded community key."""
+    seed = hashlib.sha256(f"bench-{rng.random()}".encode()).digest()
+    key = private_key_from_text(base64.urlsafe_b64encode(seed).rstrip(b"=").decode())
+    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    payloads = []
+    for i in range(count):
+        serial = "".join(rng.choice(alphabet) for _ in range(10))
+        claims = LabelClaims("greenfield-east", f"H-{1000 + i}", serial)
+        payloads.append(encode_label(key, claims))
+    return payloads
+
+
+def qr_modules(payload: str) -> np.ndarray:
+    """Return the QR as a 0/1 module matrix with its 4-module quiet zone (ECC M, as printed)."""
+    code = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, box_size=1, border=4)
+    code.add_data(payload.encode("ascii"))
+    code.make(fit=True)
+    return np.array(code.get_matrix(), dtype=bool)
+
+
+def _background(rng: np.random.Generator) -> np.ndarray:
+    """Return an uneven grey scene: a lighting gradient and soft blotches (a bag, a hand)."""
+    base = rng.uniform(80, 160)
+    ys, xs = np.mgrid[0:FRAME_H, 0:FRAME_W]
+    gradient = (xs / FRAME_W - 0.5) * rng.uniform(-50, 50) + (ys / FRAME_H - 0.5) * rng.uniform(-40, 40)
+    blotches = Image.fromarray(rng.uniform(-35, 35, (6, 8)).astype(np.float32), mode="F")
+    blotches = np.asarray(blotches.resize((FRAME_W, FRAME_H), Image.BICUBIC))
+    return base + gradient + blotches
+
+
+def _label_image(modules: np.ndarray, module_px: float, rng: np.random.Generator):
+    """Return (grey label, mask): printed paper with the code, sized for ``module_px``."""
+    paper, ink = rng.uniform(190, 240), rng.uniform(15, 60)
+    margin = 2  # paper beyond the quiet zone, in modules
+    padded = np.pad(modules, margin)
+    hi = np.where(padded, ink, paper).astype(np.float32)
+    size = max(8, round(padded.shape[0] * module_px))
+    # resample from a sharp raster, as a lens does: module edges land between pixels
+    image = Image.fromarray(hi, mode="F").resize((size, size), Image.BILINEAR)
+    return image, Image.new("L", (size, size), 255)
+
+
+def make_frame(payload: str, spec: Degradation, rng: np.random.Generator) -> np.ndarray:
+    """Return one 640x480 grey uint8 frame of ``payload`` degraded as ``spec`` says."""
+    label, mask = _label_image(qr_modules(payload), rng.uniform(*spec.module_px), rng)
+    angle = rng.uniform(0, 360) if spec.rotate else rng.uniform(-4, 4)
+    label = label.rotate(angle, resample=Image.BICUBIC, expand=True)
+    mask = mask.rotate(angle, resample=Image.BILINEAR, expand=True)
+    if label.width >= FRAME_W or label.height >= FRAME_H:
+        raise ValueError("label does not fit in the frame")
+    x = int(rng.integers(0, FRAME_W - label.width))
+    y = int(rng.integers(0, FRAME_H - label.height))
+    scene = Image.fromarray(_background(rng).astype(np.float32), mode="F")
+    scene.paste(label, (x, y), mask)
+    # optics blur the 8-bit light field the sensor sees; PIL blurs only integer images
+    scene = Image.fromarray(np.clip(np.asarray(scene), 0, 255).round().astype(np.uint8), mode="L")
+    blur = rng.uniform(*spec.blur_px)
+    if blur > 0:
+        scene = scene.filter(ImageFilter.GaussianBlur(blur))
+    pixels = np.asarray(scene) + rng.normal(0, rng.uniform(*spec.noise_sd), (FRAME_H, FRAME_W))
+    return np.ascontiguousarray(np.clip(pixels, 0, 255).round().astype(np.uint8))
+
+
+def frame_sets(frames_per_set: int, seed: int) -> list[tuple[Degradation, list[tuple[str, np.ndarray]]]]:
+    """Return the frames of every degradation, with the payload each one holds."""
+    rng_py = random.Random(seed)
+    rng = np.random.default_rng(seed)
+    payloads = label_payloads(frames_per_set, rng_py)
+    return [(spec, [(p, make_frame(p, spec, rng)) for p in payloads]) for spec in DEGRADATIONS]
+
+
+# -- the decoder benchmark -------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    """Decode outcomes and times for one decoder on one set of frames."""
+
+    decoded: int = 0
+    wrong: int = 0
+    frames: int = 0
+    times_ms: list[float] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        """Return the fraction of frames decoded to the right payload."""
+        return self.decoded / self.frames if self.frames else 0.0
+
+    def percentile_ms(self, q: float) -> float:
+        """Return the q-quantile (0..1) of the time per frame, in ms."""
+        return float(np.quantile(self.times_ms, q)) if self.times_ms else float("nan")
+
+
+def run_decoder(name: str, frames: list[tuple[str, np.ndarray]]) -> Tally:
+    """Decode every frame with decoder ``name``; count right and wrong payloads; time each."""
+    decoder = get_decoder(name)
+    decoder.decode(frames[0][1])  # warm-up: first-call allocations are not a frame's cost
+    tally = Tally()
+    for payload, frame in frames:
+        start = time.perf_counter()
+        found = decoder.decode(frame)
+        tally.times_ms.append((time.perf_counter() - start) * 1000.0)
+        tally.frames += 1
+        tally.decoded += payload in found
+        tally.wrong += any(text != payload for text in found)
+    return tally
+
+
+def decoder_benchmark(frames_per_set: int = 50, seed: int = 20240611,
+                      decoders: tuple[str, ...] = ("zxing", "pyzbar")) -> dict:
+    """Run every decoder over every degraded set; return tallies by set and overall."""
+    sets = frame_sets(frames_per_set, seed)
+    results: dict[str, dict[str, Tally]] = {}
+    overall = {name: Tally() for name in decoders}
+    for spec, frames in sets:
+        results[spec.name] = {}
+        for name in decoders:
+            tally = run_decoder(name, frames)
+            results[spec.name][name] = tally
+            if spec.in_goal:
+                total = overall[name]
+                total.decoded += tally.decoded
+                total.wrong += tally.wrong
+                total.frames += tally.frames
+                total.times_ms += tally.times_ms
+    results[OVERALL] = overall
+    return {"seed": seed, "frames_per_set": frames_per_set, "decoders": decoders, "sets": results}
+
+
+def format_decoder_report(result: dict) -> str:
+    """Return the decoder results as a Markdown table and a verdict on the goals."""
+    names = result["decoders"]
+    head = "| frames | " + " | ".join(
+        f"{n} decoded | {n} ms median | {n} ms p90" for n in names
+    ) + " | speed ratio (median) |"
+    lines = [head, "|" + "---|" * (2 + 3 * len(names))]
+    for set_name, tallies in result["sets"].items():
+        cells = []
+        for n in names:
+            t = tallies[n]
+            cells.append(f"{t.decoded}/{t.frames} ({t.rate:.0%})"
+                         + (f", {t.wrong} wrong" if t.wrong else ""))
+            cells.append(f"{t.percentile_ms(0.5):.2f}")
+            cells.append(f"{t.percentile_ms(0.9):.2f}")
+        ratio = _ratio(tallies, names)
+        lines.append(f"| {set_name} | " + " | ".join(cells) + f" | {ratio} |")
+    return "\n".join(lines) + "\n\n" + _verdict(result["sets"][OVERALL], names)
+
+
+def _ratio(tallies: dict[str, Tally], names: tuple[str, ...]) -> str:
+    if len(names) < 2:
+        return "-"
+    fast, slow = tallies[names[0]].percentile_ms(0.5), tallies[names[1]].percentile_ms(0.5)
+    return f"{slow / fast:.1f}x" if fast > 0 else "-"
+
+
+def _verdict(overall: dict[str, Tally], names: tuple[str, ...]) -> str:
+    """Say whether the issue-3 goals hold for the default decoder against the other."""
+    if len(names) < 2:
+        return ""
+    default, other = overall[names[0]], overall[names[1]]
+    speed = other.percentile_ms(0.5) / default.percentile_ms(0.5)
+    mean_speed = statistics.fmean(other.times_ms) / statistics.fmean(default.times_ms)
+    rate_ok = default.rate >= 0.95 and other.rate < default.rate
+    return (
+        f"Goal 1, {names[0]} decodes >= 95 % of degraded frames where {names[1]} decodes far fewer: "
+        f"{default.rate:.1%} vs {other.rate:.1%} -> {'MET' if rate_ok else 'NOT MET'}.\n"
+        f"Goal 2, {names[0]} >= 5x faster per frame: median {speed:.1f}x, mean {mean_speed:.1f}x "
+        f"-> {'MET' if speed >= 5 else 'NOT MET'}.\n"
+    )
+
+
+# -- output ----------------------------------------------------------------------
+
+
+def environment() -> str:
+    """Return one line naming the machine and library versions the figures come from."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    from importlib.metadata import version
+
+    libs = ", ".join(f"{p} {version(p)}" for p in ("zxing-cpp", "pyzbar", "numpy", "pillow"))
+    return f"{cpu}; Python {platform.python_version()}; {libs}"
+
+
+def update_doc_section(path: Path, title: str, body: str) -> None:
+    """Replace (or append) the ``## title`` section of a Markdown file, leaving others alone."""
+    text = path.read_text() if path.exists() else "# Performance\n"
+    block = f"## {title}\n\n{body.rstrip()}\n"
+    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _m: block + "\n", text, count=1).rstrip() + "\n"
+    else:
+        text = text.rstrip() + "\n\n" + block
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def decoder_section(args: argparse.Namespace) -> str:
+    """Run the decoder benchmark, print it, and return its Markdown section body."""
+    print(f"decoder benchmark: {len(DEGRADATIONS)} sets x {args.frames} frames, "
+          f"640x480, seed {args.seed}", flush=True)
+    result = decoder_benchmark(args.frames, args.seed)
+    report = format_decoder_report(result)
+    print(report)
+    return _decoder_doc(result, report)
+
+
+def _decoder_doc(result: dict, report: str) -> str:
+    out = io.StringIO()
+    out.write(
+        "Measured with `python scripts/bench_kiosk.py --sections decoder --write-docs` "
+        f"({result['frames_per_set']} frames a set, seed {result['seed']}).\n"
+        f"Machine: {environment()}.\n\n"
+        "Each frame is 640x480 grey: an uneven background (lighting gradient, soft blotches) "
+        "and one printed label (ECC M and the 4-module quiet zone, as `backend.services.labels` "
+        "prints it; grey paper and ink) holding a real signed SP1 payload (124 characters, "
+        "QR version 7: 45 modules, 53 with the quiet zone). Per frame, from the seeded RNG:\n\n"
+        "- rotation: any angle (0-360 degrees); otherwise within +-4 degrees;\n"
+        "- blur: Gaussian sigma 1.0-1.8 px; otherwise none;\n"
+        "- noise: Gaussian sd 10-18 grey levels; otherwise 3;\n"
+        "- small label: 2.2-2.8 px per module; otherwise 4-5.5 px;\n"
+        "- all at once: any angle, blur 0.5-0.9 px, noise 5-9, 3.0-3.6 px per module "
+        "(the four compound, so each is milder);\n"
+        "- stress: the four at their full single strengths together, beyond what either "
+        "decoder reads; shown so the edge is visible, not counted in the goals, nor is the "
+        "clean reference.\n\n"
+        "'decoded' counts frames whose expected payload came out; a wrong payload would be "
+        "listed. Times are single-threaded wall time of one `decode()` call on the whole "
+        "frame (zxing-cpp `read_barcodes(formats=QRCode)`, pyzbar `decode(symbols=[QRCODE])`); "
+        "the speed ratio is pyzbar's median over zxing-cpp's.\n\n"
+    )
+    out.write(report)
+    out.write(
+        "\nWhat the figures say: zxing-cpp, the default, reads rotated, blurred, noisy and "
+        "small labels alone and together at the rate shown, where pyzbar loses rotated and "
+        "noisy frames; both fail when blur and noise meet modules under 3 px (stress row), "
+        "so the camera must be mounted for at least ~3 px per module (with a 60-degree lens "
+        "at 640x480, a 27 mm label within about 10 cm; a narrower lens or a higher "
+        "resolution moves that out). pyzbar stays available "
+        "(`decoder = \"pyzbar\"`). Tried in an exploratory run and not adopted: retrying a "
+        "frame that decoded nothing after a light Gaussian smoothing (sigma 0.7-1 px) read "
+        "nearly every noisy frame with either decoder (pyzbar gained most), at 2-3 ms more "
+        "for every frame without a label, which is most frames at an idle kiosk. Timings "
+        "come from a shared 2-core machine with other work running; p90 values are the "
+        "noisiest figures.\n"
+    )
+    return out.getvalue()
+
+
+SECTIONS = {"decoder": (DECODER_SECTION, decoder_section)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the selected benchmark sections; print figures; optionally update the docs."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help=f"comma-separated, from: {', '.join(SECTIONS)}")
+    parser.add_argument("--frames", type=int, default=50, help="frames per degradation set")
+    parser.add_argument("--seed", type=int, default=20240611)
+    parser.add_argument("--write-docs", action="store_true", help=f"update {DOC_PATH.relative_to(ROOT)}")
+    args = parser.parse_args(argv)
+    chosen = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = [s for s in chosen if s not in SECTIONS]
+    if unknown:
+        parser.error(f"unknown section(s): {', '.join(unknown)}")
+    for name in chosen:
+        title, run = SECTIONS[name]
+        body = run(args)
+        if args.write_docs:
+            update_doc_section(DOC_PATH, title, body)
+            print(f"wrote section '{title}' of {DOC_PATH.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
