@@ -94,6 +94,7 @@ class HX711Model:
         self._in_read = False
         self._pulses = 0
         self._word = 0
+        self._prepared: tuple[int, int] | None = None  # (k, word) computed before the read
         self._overrun_at = 0
         self._last_pulse_ns = 0
         self._sck_high = False
@@ -166,7 +167,17 @@ class HX711Model:
             if 1 <= self._pulses <= 24:
                 return (self._word >> (24 - self._pulses)) & 1
             return 1  # pulse 25 pulled DOUT back high
-        return 0 if self._ready(now) else 1
+        if not self._ready(now):
+            return 1
+        self._prepare(self._latest_k(now))
+        return 0
+
+    def _prepare(self, k: int) -> int:
+        # Computed while the driver polls DOUT, not inside the first clock-high
+        # phase, so the model's own work does not eat into the 60 us budget.
+        if self._prepared is None or self._prepared[0] != k:
+            self._prepared = (k, self._conversion_word(self._anchor_ns + k * self.period_ns))
+        return self._prepared[1]
 
     def _on_sck(self, level: int | None) -> None:
         now = self._now()
@@ -202,7 +213,7 @@ class HX711Model:
         k = self._latest_k(now)
         self._consumed_k = k
         self._in_read, self._pulses = True, 0
-        self._word = self._conversion_word(self._anchor_ns + k * self.period_ns)
+        self._word = self._prepare(k)
         self.words_sent.append(self._word)
         if self._overruns:
             self._overrun_at = self._overruns.popleft()
@@ -238,6 +249,7 @@ class HX711Model:
         self._settle_until_ns = now + self.settling_ns
         self._consumed_k = 0
         self._in_read = False
+        self._prepared = None
 
     @property
     def pulse_counts(self) -> list[int]:
