@@ -139,10 +139,19 @@ community_cli = SortpointGroup("community", help="Create and list communities.")
 @community_cli.command("create")
 @click.argument("slug")
 @click.option("--name", required=True, help="Display name of the community.")
-@click.option("--timezone", default="Asia/Shanghai", show_default=True,
-              help="IANA time zone that decides local days (daily caps).")
-@click.option("--category", "categories", multiple=True, metavar="CODE[:MAX_G]",
-              help="Add a category or set a default one's heaviest plausible bag (repeat).")
+@click.option(
+    "--timezone",
+    default="Asia/Shanghai",
+    show_default=True,
+    help="IANA time zone that decides local days (daily caps).",
+)
+@click.option(
+    "--category",
+    "categories",
+    multiple=True,
+    metavar="CODE[:MAX_G]",
+    help="Add a category or set a default one's heaviest plausible bag (repeat).",
+)
 @json_option
 def community_create(slug, name, timezone, categories, as_json) -> None:
     """Create community SLUG with its label-signing key and categories."""
@@ -151,11 +160,16 @@ def community_create(slug, name, timezone, categories, as_json) -> None:
     with db.begin() as s:
         community = registry.create_community(s, slug, name, timezone, categories)
         info = _community_info(s, community)
-    emit(info, as_json, [
-        f"community {info['slug']} ({info['name']}, {info['timezone']})",
-        f"label public key: {info['label_public_key']}",
-        "categories: " + ", ".join(f"{c['code']} (max {c['max_plausible_g']} g)" for c in info["categories"]),
-    ])
+    emit(
+        info,
+        as_json,
+        [
+            f"community {info['slug']} ({info['name']}, {info['timezone']})",
+            f"label public key: {info['label_public_key']}",
+            "categories: "
+            + ", ".join(f"{c['code']} (max {c['max_plausible_g']} g)" for c in info["categories"]),
+        ],
+    )
 
 
 @community_cli.command("list")
@@ -166,7 +180,11 @@ def community_list(as_json: bool) -> None:
 
     with db.begin() as s:
         infos = [_community_info(s, c) for c in registry.list_communities(s)]
-    emit(infos, as_json, [f"{i['slug']}\t{i['timezone']}\t{i['name']}" for i in infos] or ["no communities"])
+    emit(
+        infos,
+        as_json,
+        [f"{i['slug']}\t{i['timezone']}\t{i['name']}" for i in infos] or ["no communities"],
+    )
 
 
 @community_cli.command("set-timezone")
@@ -232,8 +250,13 @@ def household_add(community: str, code: str, building: str, unit: str, as_json: 
 
     with db.begin() as s:
         household = registry.add_household(s, community, code, building, unit)
-        info = {"community": community, "code": household.code, "building": building,
-                "unit": household.unit, "balance": 0}
+        info = {
+            "community": community,
+            "code": household.code,
+            "building": building,
+            "unit": household.unit,
+            "balance": 0,
+        }
     emit(info, as_json, f"household {code} added to {community} (building {building})")
 
 
@@ -252,12 +275,18 @@ def household_import(community: str, file: Path, as_json: bool) -> None:
     try:
         text = file.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise click.ClickException(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})")
+        raise click.ClickException(
+            f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
     rows = registry.parse_household_csv(text)
     with click.progressbar(length=len(rows), label="importing households", file=sys.stderr) as bar:
         with db.begin() as s:
             added = registry.import_households(s, community, rows, progress=bar.update)
-    emit({"community": community, "imported": added}, as_json, f"imported {added} households into {community}")
+    emit(
+        {"community": community, "imported": added},
+        as_json,
+        f"imported {added} households into {community}",
+    )
 
 
 # ---------------------------------------------------------------------- rules
@@ -268,14 +297,31 @@ rules_cli = SortpointGroup("rules", help="Set and list versioned points rules.")
 @rules_cli.command("set")
 @click.argument("community")
 @click.option("--category", required=True, help="Category code, e.g. plastic.")
-@click.option("--points-per-kg", type=click.IntRange(min=0), required=True,
-              help="Points per kilogram; points = net_g * points_per_kg // 1000.")
-@click.option("--min-g", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Lighter deposits are recorded but earn 0 points.")
-@click.option("--daily-cap", type=click.IntRange(min=0), default=None,
-              help="Most points per household, category and local day (default: no cap).")
-@click.option("--effective-at", callback=_aware_datetime, metavar="ISO",
-              help="When this version takes effect (with offset; default now).")
+@click.option(
+    "--points-per-kg",
+    type=click.IntRange(min=0),
+    required=True,
+    help="Points per kilogram; points = net_g * points_per_kg // 1000.",
+)
+@click.option(
+    "--min-g",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Lighter deposits are recorded but earn 0 points.",
+)
+@click.option(
+    "--daily-cap",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Most points per household, category and local day (default: no cap).",
+)
+@click.option(
+    "--effective-at",
+    callback=_aware_datetime,
+    metavar="ISO",
+    help="When this version takes effect (with offset; default now).",
+)
 @json_option
 def rules_set(community, category, points_per_kg, min_g, daily_cap, effective_at, as_json) -> None:
     """Append a new version of COMMUNITY's points rule for a category."""
@@ -285,8 +331,12 @@ def rules_set(community, category, points_per_kg, min_g, daily_cap, effective_at
         rule = rules.set_rule(s, community, category, points_per_kg, min_g, daily_cap, effective_at)
         info = rules.rule_info(rule, category)
     cap = info["daily_cap"] if info["daily_cap"] is not None else "none"
-    emit(info, as_json, f"{community}/{category} rule v{info['version']}: {points_per_kg} points/kg, "
-         f"min {min_g} g, daily cap {cap}, from {info['effective_at']}")
+    emit(
+        info,
+        as_json,
+        f"{community}/{category} rule v{info['version']}: {points_per_kg} points/kg, "
+        f"min {min_g} g, daily cap {cap}, from {info['effective_at']}",
+    )
 
 
 @rules_cli.command("list")
@@ -316,21 +366,34 @@ kiosk_cli = SortpointGroup("kiosk", help="Register, disable and list kiosks.")
 @kiosk_cli.command("register")
 @click.argument("community")
 @click.argument("name")
-@click.option("--door", "doors", multiple=True, required=True, metavar="N=CATEGORY[:CAPACITY_G]",
-              help="A door and its bin's category, e.g. 1=plastic:40000 (repeat).")
+@click.option(
+    "--door",
+    "doors",
+    multiple=True,
+    required=True,
+    metavar="N=CATEGORY[:CAPACITY_G]",
+    help="A door and its bin's category, e.g. 1=plastic:40000 (repeat).",
+)
 @json_option
 def kiosk_register(community: str, name: str, doors: tuple[str, ...], as_json: bool) -> None:
     """Register kiosk NAME in COMMUNITY; prints its id and secret."""
     from backend.services import registry
 
     with db.begin() as s:
-        info = registry.kiosk_info(s, registry.register_kiosk(s, community, name, doors), with_secret=True)
-    emit(info, as_json, [
-        f"kiosk_id: {info['kiosk_id']}",
-        f"secret: {info['secret']}",
-        "doors: " + ", ".join(f"{d['door']}={d['category']}:{d['capacity_g']}" for d in info["doors"]),
-        "Put the id and secret into the kiosk's configuration.",
-    ])
+        info = registry.kiosk_info(
+            s, registry.register_kiosk(s, community, name, doors), with_secret=True
+        )
+    emit(
+        info,
+        as_json,
+        [
+            f"kiosk_id: {info['kiosk_id']}",
+            f"secret: {info['secret']}",
+            "doors: "
+            + ", ".join(f"{d['door']}={d['category']}:{d['capacity_g']}" for d in info["doors"]),
+            "Put the id and secret into the kiosk's configuration.",
+        ],
+    )
 
 
 @kiosk_cli.command("disable")
@@ -373,10 +436,15 @@ labels_cli = SortpointGroup("labels", help="Issue, list, print and revoke bag la
 @click.argument("community")
 @click.argument("household")
 @click.option("--count", type=click.IntRange(1, 1000), required=True, help="How many labels.")
-@click.option("--pdf", type=click.Path(dir_okay=False, writable=True, path_type=Path),
-              help="Also write a printable A4 sheet of QR labels here.")
+@click.option(
+    "--pdf",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Also write a printable A4 sheet of QR labels here.",
+)
 @json_option
-def labels_issue(community: str, household: str, count: int, pdf: Path | None, as_json: bool) -> None:
+def labels_issue(
+    community: str, household: str, count: int, pdf: Path | None, as_json: bool
+) -> None:
     """Issue COUNT signed labels for HOUSEHOLD; prints the payloads, one per line."""
     from backend.services import labels
 
@@ -385,16 +453,22 @@ def labels_issue(community: str, household: str, count: int, pdf: Path | None, a
         # written inside the transaction: a sheet that cannot be written issues nothing
         if pdf is not None:
             _write_pdf(pdf, labels.label_sheet_pdf(issued, f"{community} {household} labels"))
-    emit({"labels": [i.as_dict() for i in issued], "pdf": str(pdf) if pdf else None},
-         as_json, [i.payload for i in issued])
+    emit(
+        {"labels": [i.as_dict() for i in issued], "pdf": str(pdf) if pdf else None},
+        as_json,
+        [i.payload for i in issued],
+    )
 
 
 @labels_cli.command("list")
 @click.argument("community")
 @click.argument("household", required=False)
 @click.option("--all", "include_revoked", is_flag=True, help="Include revoked labels.")
-@click.option("--pdf", type=click.Path(dir_okay=False, writable=True, path_type=Path),
-              help="Write them as a printable A4 sheet (to reprint a lost sheet).")
+@click.option(
+    "--pdf",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write them as a printable A4 sheet (to reprint a lost sheet).",
+)
 @json_option
 def labels_list(community, household, include_revoked, pdf, as_json) -> None:
     """List the labels of COMMUNITY (or one HOUSEHOLD): household, serial, payload."""
@@ -404,7 +478,11 @@ def labels_list(community, household, include_revoked, pdf, as_json) -> None:
         found = labels.household_labels(s, community, household, include_revoked)
     if pdf is not None:
         _write_pdf(pdf, labels.label_sheet_pdf(found, f"{community} labels"))
-    emit([i.as_dict() for i in found], as_json, [f"{i.household}\t{i.serial}\t{i.payload}" for i in found])
+    emit(
+        [i.as_dict() for i in found],
+        as_json,
+        [f"{i.household}\t{i.serial}\t{i.payload}" for i in found],
+    )
 
 
 def _write_pdf(path: Path, data: bytes) -> None:
@@ -416,7 +494,9 @@ def _write_pdf(path: Path, data: bytes) -> None:
 
 @labels_cli.command("revoke")
 @click.argument("serial")
-@click.option("--reason", default="revoked by staff", show_default=True, help="Why (kept on the label).")
+@click.option(
+    "--reason", default="revoked by staff", show_default=True, help="Why (kept on the label)."
+)
 @json_option
 def labels_revoke(serial: str, reason: str, as_json: bool) -> None:
     """Revoke label SERIAL: deposits with it are rejected from now on."""
@@ -424,10 +504,18 @@ def labels_revoke(serial: str, reason: str, as_json: bool) -> None:
 
     with db.begin() as s:
         label, changed = labels.revoke_label(s, serial, reason)
-        info = {"serial": label.serial, "revoked_at": label.revoked_at.isoformat(),
-                "reason": label.revoked_reason, "changed": changed}
-    emit(info, as_json, f"label {label.serial} {'revoked' if changed else 'was already revoked'}"
-         f" ({info['reason']})")
+        info = {
+            "serial": label.serial,
+            "revoked_at": label.revoked_at.isoformat(),
+            "reason": label.revoked_reason,
+            "changed": changed,
+        }
+    emit(
+        info,
+        as_json,
+        f"label {label.serial} {'revoked' if changed else 'was already revoked'}"
+        f" ({info['reason']})",
+    )
 
 
 # --------------------------------------------------------------------- ledger
@@ -445,8 +533,11 @@ def ledger_verify(as_json: bool) -> None:
         found = ledger.verify(s)
     mismatches = [_plain(m) for m in found]
     lines = [f"MISMATCH {m.describe() if hasattr(m, 'describe') else m}" for m in found]
-    emit({"ok": not mismatches, "mismatches": mismatches}, as_json,
-         lines or "ledger OK: every balance matches its entries")
+    emit(
+        {"ok": not mismatches, "mismatches": mismatches},
+        as_json,
+        lines or "ledger OK: every balance matches its entries",
+    )
     if mismatches:
         if not as_json:
             click.echo(f"{len(mismatches)} mismatch(es) found", err=True)
@@ -463,9 +554,16 @@ def _plain(value) -> dict:
 
 @ledger_cli.command("show")
 @click.argument("household")
-@click.option("--community", default=None, help="The household's community (needed if the code is ambiguous).")
-@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True,
-              help="How many of the latest entries.")
+@click.option(
+    "--community", default=None, help="The household's community (needed if the code is ambiguous)."
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 10_000),
+    default=50,
+    show_default=True,
+    help="How many of the latest entries.",
+)
 @json_option
 def ledger_show(household: str, community: str | None, limit: int, as_json: bool) -> None:
     """Show HOUSEHOLD's balance and latest ledger entries."""
@@ -473,10 +571,15 @@ def ledger_show(household: str, community: str | None, limit: int, as_json: bool
 
     with db.begin() as s:
         info = statements.household_statement(s, household, community, limit)
-    lines = [f"{info['community']}/{info['household']}: balance {info['balance']} points "
-             f"({info['entry_count']} entries)"]
-    lines += [f"{e['id']:>8}  {e['created_at']}  {e['kind']:<10} {e['amount']:>+8} -> {e['balance_after']:>8}"
-              f"  {e['reason']} [{e['source_type']}:{e['source_id']}]" for e in info["entries"]]
+    lines = [
+        f"{info['community']}/{info['household']}: balance {info['balance']} points "
+        f"({info['entry_count']} entries)"
+    ]
+    lines += [
+        f"{e['id']:>8}  {e['created_at']}  {e['kind']:<10} {e['amount']:>+8} -> {e['balance_after']:>8}"
+        f"  {e['reason']} [{e['source_type']}:{e['source_id']}]"
+        for e in info["entries"]
+    ]
     emit(info, as_json, lines)
 
 
@@ -486,10 +589,18 @@ demo_cli = SortpointGroup("demo", help="Seed a demo community.")
 
 
 @demo_cli.command("seed")
-@click.option("--backend-url", default="http://127.0.0.1:5000", show_default=True,
-              help="URL the demo kiosk should use, written to demo-kiosk.json.")
-@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where to write demo-kiosk.json and the labels (default: the instance folder).")
+@click.option(
+    "--backend-url",
+    default="http://127.0.0.1:5000",
+    show_default=True,
+    help="URL the demo kiosk should use, written to demo-kiosk.json.",
+)
+@click.option(
+    "--out-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where to write demo-kiosk.json and the labels (default: the instance folder).",
+)
 @json_option
 def demo_seed(backend_url: str, out_dir: Path | None, as_json: bool) -> None:
     """Create the demo community once (re-running changes nothing) and write its files."""
@@ -499,8 +610,17 @@ def demo_seed(backend_url: str, out_dir: Path | None, as_json: bool) -> None:
     emit(result, as_json, demo.describe(result))
 
 
-COMMAND_GROUPS = (db_cli, community_cli, building_cli, household_cli, rules_cli, kiosk_cli,
-                  labels_cli, ledger_cli, demo_cli)
+COMMAND_GROUPS = (
+    db_cli,
+    community_cli,
+    building_cli,
+    household_cli,
+    rules_cli,
+    kiosk_cli,
+    labels_cli,
+    ledger_cli,
+    demo_cli,
+)
 
 
 def init_app(app) -> None:

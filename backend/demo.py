@@ -131,12 +131,15 @@ def seed(out_dir: Path, backend_url: str) -> dict:
         }
         kiosk = _ensure_kiosk(s, community)
         kiosk_doc = {"backend_url": backend_url} | {
-            k: v for k, v in registry.kiosk_info(s, kiosk, with_secret=True).items()
+            k: v
+            for k, v in registry.kiosk_info(s, kiosk, with_secret=True).items()
             if k in ("kiosk_id", "secret", "community", "label_public_key", "doors")
         }
         printed = labels.household_labels(s, SLUG)
         households = s.scalar(
-            select(func.count()).select_from(Household).where(Household.community_id == community.id)
+            select(func.count())
+            .select_from(Household)
+            .where(Household.community_id == community.id)
         )
         # the files are written before commit: if writing fails, nothing is seeded
         paths = _write_files(out_dir, kiosk_doc, printed)
@@ -153,9 +156,15 @@ def seed(out_dir: Path, backend_url: str) -> dict:
 
 
 def _write_files(out_dir: Path, kiosk_doc: dict, printed: list[labels.IssuedLabel]) -> dict:
-    paths = {"kiosk": out_dir / KIOSK_FILE, "labels": out_dir / LABELS_FILE, "pdf": out_dir / PDF_FILE}
-    ordered = {k: kiosk_doc[k] for k in ("backend_url", "kiosk_id", "secret", "community",
-                                          "label_public_key", "doors")}
+    paths = {
+        "kiosk": out_dir / KIOSK_FILE,
+        "labels": out_dir / LABELS_FILE,
+        "pdf": out_dir / PDF_FILE,
+    }
+    ordered = {
+        k: kiosk_doc[k]
+        for k in ("backend_url", "kiosk_id", "secret", "community", "label_public_key", "doors")
+    }
     _write_atomically(paths["kiosk"], (json.dumps(ordered, indent=2) + "\n").encode())
     lines = "".join(f"{lab.household}\t{lab.serial}\t{lab.payload}\n" for lab in printed)
     _write_atomically(paths["labels"], lines.encode("ascii"))

@@ -51,7 +51,10 @@ def test_downgrade_needs_yes(empty_app):
 
 
 def _cli(args: list[str], database_url: str, tmp_path) -> subprocess.CompletedProcess:
-    env = os.environ | {"SORTPOINT_DATABASE_URL": database_url, "SORTPOINT_INSTANCE_PATH": str(tmp_path)}
+    env = os.environ | {
+        "SORTPOINT_DATABASE_URL": database_url,
+        "SORTPOINT_INSTANCE_PATH": str(tmp_path),
+    }
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
 
 
@@ -60,7 +63,11 @@ def test_sortpoint_console_script_and_flask_app(database_url, tmp_path):
     done = _cli(sortpoint + ["db", "upgrade", "--json"], database_url, tmp_path)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["to"] == migrations.head_revision()
-    done = _cli(sortpoint + ["community", "create", "oak", "--name", "Oak", "--json"], database_url, tmp_path)
+    done = _cli(
+        sortpoint + ["community", "create", "oak", "--name", "Oak", "--json"],
+        database_url,
+        tmp_path,
+    )
     assert done.returncode == 0 and json.loads(done.stdout)["slug"] == "oak"
     done = _cli(sortpoint + ["community", "create", "oak", "--name", "Oak"], database_url, tmp_path)
     assert done.returncode == 1 and done.stdout == ""

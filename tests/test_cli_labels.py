@@ -39,8 +39,17 @@ def test_issue_with_pdf_and_json(runner, tmp_path):
 
 def test_unwritable_pdf_issues_nothing(runner, tmp_path):
     setup_community(runner)
-    message = fails(runner, "labels", "issue", "oak", "H1", "--count", "2",
-                    "--pdf", str(tmp_path / "missing-dir" / "x.pdf"))
+    message = fails(
+        runner,
+        "labels",
+        "issue",
+        "oak",
+        "H1",
+        "--count",
+        "2",
+        "--pdf",
+        str(tmp_path / "missing-dir" / "x.pdf"),
+    )
     assert "cannot write" in message
     assert run_json(runner, "labels", "list", "oak") == []
 

@@ -19,8 +19,15 @@ def _household_id(code: str, community: str = "oak") -> int:
 def _post(code: str, amount: int, kind: str = "adjustment") -> None:
     household_id = _household_id(code)
     with db.begin() as s:
-        ledger.post(s, household_id=household_id, kind=kind, amount=amount,
-                    reason=f"test {amount:+d}", source_type="cli", source_id="test")
+        ledger.post(
+            s,
+            household_id=household_id,
+            kind=kind,
+            amount=amount,
+            reason=f"test {amount:+d}",
+            source_type="cli",
+            source_id="test",
+        )
 
 
 def test_verify_ok_on_an_empty_and_a_busy_ledger(runner):
@@ -38,15 +45,19 @@ def test_verify_catches_a_corrupted_balance(runner):
     _post("H2", 3)
     h2 = _household_id("H2")
     with db.engine.begin() as conn:  # what a bad hand-typed fix would do
-        conn.execute(text("UPDATE accounts SET balance = balance + 500 WHERE household_id = :h"), {"h": h2})
+        conn.execute(
+            text("UPDATE accounts SET balance = balance + 500 WHERE household_id = :h"), {"h": h2}
+        )
     result = run(runner, "ledger", "verify", exit_code=1)
     assert "MISMATCH" in result.stdout and "mismatch" in result.stderr
     result = run(runner, "ledger", "verify", "--json", exit_code=1)
     report = json.loads(result.stdout)
     assert report["ok"] is False
     assert {m["household_id"] for m in report["mismatches"]} == {h2}
-    assert any(m["problem"] == "balance" and m["actual"] == 503 and m["expected"] == 3
-               for m in report["mismatches"])
+    assert any(
+        m["problem"] == "balance" and m["actual"] == 503 and m["expected"] == 3
+        for m in report["mismatches"]
+    )
 
 
 def test_show_balance_and_entries(runner):
@@ -54,8 +65,17 @@ def test_show_balance_and_entries(runner):
     for amount in (40, 2, -12):
         _post("H1", amount)
     info = run_json(runner, "ledger", "show", "H1")
-    assert (info["community"], info["household"], info["balance"], info["entry_count"]) == ("oak", "H1", 30, 3)
-    assert [(e["amount"], e["balance_after"]) for e in info["entries"]] == [(40, 40), (2, 42), (-12, 30)]
+    assert (info["community"], info["household"], info["balance"], info["entry_count"]) == (
+        "oak",
+        "H1",
+        30,
+        3,
+    )
+    assert [(e["amount"], e["balance_after"]) for e in info["entries"]] == [
+        (40, 40),
+        (2, 42),
+        (-12, 30),
+    ]
     latest = run_json(runner, "ledger", "show", "H1", "--limit", "2")
     assert [e["amount"] for e in latest["entries"]] == [2, -12]
     out = run(runner, "ledger", "show", "H1").stdout

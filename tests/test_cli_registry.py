@@ -36,8 +36,20 @@ def test_commands_that_print_take_json(group, command):
 def test_community_create_text_and_json(runner):
     out = run(runner, "community", "create", "oak", "--name", "Oak Gardens").stdout
     assert "community oak (Oak Gardens, Asia/Shanghai)" in out
-    info = run_json(runner, "community", "create", "elm", "--name", "Elm", "--timezone", "Europe/Berlin",
-                    "--category", "plastic:8000", "--category", "ewaste:3000")
+    info = run_json(
+        runner,
+        "community",
+        "create",
+        "elm",
+        "--name",
+        "Elm",
+        "--timezone",
+        "Europe/Berlin",
+        "--category",
+        "plastic:8000",
+        "--category",
+        "ewaste:3000",
+    )
     assert info["slug"] == "elm" and info["timezone"] == "Europe/Berlin"
     cats = {c["code"]: c["max_plausible_g"] for c in info["categories"]}
     assert cats["plastic"] == 8000 and cats["ewaste"] == 3000 and "paper" in cats
@@ -50,8 +62,14 @@ def test_community_create_text_and_json(runner):
     "args, message",
     [
         (["community", "create", "Bad Slug", "--name", "x"], "invalid community slug"),
-        (["community", "create", "oak", "--name", "x", "--timezone", "Moon/Base"], "unknown time zone"),
-        (["community", "create", "oak", "--name", "x", "--category", "plastic:zero"], "maximum grams"),
+        (
+            ["community", "create", "oak", "--name", "x", "--timezone", "Moon/Base"],
+            "unknown time zone",
+        ),
+        (
+            ["community", "create", "oak", "--name", "x", "--category", "plastic:zero"],
+            "maximum grams",
+        ),
     ],
 )
 def test_community_create_errors_are_one_line(runner, args, message):
@@ -69,15 +87,26 @@ def test_duplicates_and_unknowns_are_one_line_errors(runner):
 
 def test_set_timezone(runner):
     run(runner, "community", "create", "oak", "--name", "Oak")
-    assert run_json(runner, "community", "set-timezone", "oak", "America/New_York")["timezone"] == "America/New_York"
+    assert (
+        run_json(runner, "community", "set-timezone", "oak", "America/New_York")["timezone"]
+        == "America/New_York"
+    )
     assert "unknown time zone" in fails(runner, "community", "set-timezone", "oak", "Nowhere/Land")
 
 
 def test_household_add_json(runner):
     run(runner, "community", "create", "oak", "--name", "Oak")
     run(runner, "building", "add", "oak", "B1", "--name", "Building 1")
-    info = run_json(runner, "household", "add", "oak", "B1-101", "--building", "B1", "--unit", "101")
-    assert info == {"community": "oak", "code": "B1-101", "building": "B1", "unit": "101", "balance": 0}
+    info = run_json(
+        runner, "household", "add", "oak", "B1-101", "--building", "B1", "--unit", "101"
+    )
+    assert info == {
+        "community": "oak",
+        "code": "B1-101",
+        "building": "B1",
+        "unit": "101",
+        "balance": 0,
+    }
 
 
 def test_household_import(runner, tmp_path):
@@ -110,25 +139,62 @@ def test_household_import_rejects_non_utf8(runner, tmp_path):
 
 def test_rules_set_and_list(runner):
     run(runner, "community", "create", "oak", "--name", "Oak")
-    v1 = run_json(runner, "rules", "set", "oak", "--category", "plastic", "--points-per-kg", "30",
-                  "--min-g", "50", "--daily-cap", "200", "--effective-at", "2025-01-01T00:00:00+08:00")
-    assert (v1["version"], v1["points_per_kg"], v1["min_net_g"], v1["daily_cap"]) == (1, 30, 50, 200)
+    v1 = run_json(
+        runner,
+        "rules",
+        "set",
+        "oak",
+        "--category",
+        "plastic",
+        "--points-per-kg",
+        "30",
+        "--min-g",
+        "50",
+        "--daily-cap",
+        "200",
+        "--effective-at",
+        "2025-01-01T00:00:00+08:00",
+    )
+    assert (v1["version"], v1["points_per_kg"], v1["min_net_g"], v1["daily_cap"]) == (
+        1,
+        30,
+        50,
+        200,
+    )
     assert v1["effective_at"] == "2024-12-31T16:00:00+00:00"
-    out = run(runner, "rules", "set", "oak", "--category", "plastic", "--points-per-kg", "35").stdout
+    out = run(
+        runner, "rules", "set", "oak", "--category", "plastic", "--points-per-kg", "35"
+    ).stdout
     assert "rule v2: 35 points/kg, min 0 g, daily cap none" in out
     table = run_json(runner, "rules", "list", "oak")
     assert [(r["version"], r["current"]) for r in table] == [(1, False), (2, True)]
     text = run(runner, "rules", "list", "oak").stdout.splitlines()
     assert text[1].startswith("* plastic")
-    assert "only ever appended" in fails(runner, "rules", "set", "oak", "--category", "plastic",
-                                         "--points-per-kg", "1", "--effective-at", "2025-01-01T00:00:00Z")
-    assert "no category 'wood'" in fails(runner, "rules", "set", "oak", "--category", "wood", "--points-per-kg", "1")
+    assert "only ever appended" in fails(
+        runner,
+        "rules",
+        "set",
+        "oak",
+        "--category",
+        "plastic",
+        "--points-per-kg",
+        "1",
+        "--effective-at",
+        "2025-01-01T00:00:00Z",
+    )
+    assert "no category 'wood'" in fails(
+        runner, "rules", "set", "oak", "--category", "wood", "--points-per-kg", "1"
+    )
 
 
 @pytest.mark.parametrize(
     "extra",
-    [["--points-per-kg", "-1"], ["--points-per-kg", "x"], ["--points-per-kg", "5", "--effective-at", "2025-01-01T00:00"],
-     ["--points-per-kg", "5", "--effective-at", "yesterday"]],
+    [
+        ["--points-per-kg", "-1"],
+        ["--points-per-kg", "x"],
+        ["--points-per-kg", "5", "--effective-at", "2025-01-01T00:00"],
+        ["--points-per-kg", "5", "--effective-at", "yesterday"],
+    ],
 )
 def test_rules_set_usage_errors(runner, extra):
     run(runner, "community", "create", "oak", "--name", "Oak")
@@ -138,7 +204,17 @@ def test_rules_set_usage_errors(runner, extra):
 
 def test_kiosk_register_disable_list(runner):
     run(runner, "community", "create", "oak", "--name", "Oak")
-    text = run(runner, "kiosk", "register", "oak", "Gate A", "--door", "1=plastic:40000", "--door", "2=paper").stdout
+    text = run(
+        runner,
+        "kiosk",
+        "register",
+        "oak",
+        "Gate A",
+        "--door",
+        "1=plastic:40000",
+        "--door",
+        "2=paper",
+    ).stdout
     lines = dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
     assert lines["kiosk_id"].startswith("k_") and len(lines["secret"]) >= 40
     info = run_json(runner, "kiosk", "register", "oak", "Gate B", "--door", "1=metal")
@@ -151,5 +227,9 @@ def test_kiosk_register_disable_list(runner):
     assert "already disabled" in run(runner, "kiosk", "disable", info["kiosk_id"]).stdout
     assert "DISABLED" in run(runner, "kiosk", "list", "--community", "oak").stdout
     assert "no kiosk" in fails(runner, "kiosk", "disable", "k_nope")
-    assert "door numbers repeat" in fails(runner, "kiosk", "register", "oak", "x", "--door", "1=paper", "--door", "1=metal")
-    assert "no category 'wood'" in fails(runner, "kiosk", "register", "oak", "x", "--door", "1=wood")
+    assert "door numbers repeat" in fails(
+        runner, "kiosk", "register", "oak", "x", "--door", "1=paper", "--door", "1=metal"
+    )
+    assert "no category 'wood'" in fails(
+        runner, "kiosk", "register", "oak", "x", "--door", "1=wood"
+    )

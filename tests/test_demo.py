@@ -28,8 +28,12 @@ def test_seed_twice_creates_once_and_rewrites_the_same_files(runner, tmp_path):
     assert first["created"] is True
     counts = _counts()
     assert counts == {
-        "communities": 1, "buildings": len(demo.BUILDINGS), "households": 20, "kiosks": 1,
-        "labels": demo.LABELED_HOUSEHOLDS * demo.LABELS_PER_HOUSEHOLD, "points_rules": len(demo.RULES),
+        "communities": 1,
+        "buildings": len(demo.BUILDINGS),
+        "households": 20,
+        "kiosks": 1,
+        "labels": demo.LABELED_HOUSEHOLDS * demo.LABELS_PER_HOUSEHOLD,
+        "points_rules": len(demo.RULES),
     }
     files = {name: (tmp_path / name).read_bytes() for name in (demo.KIOSK_FILE, demo.LABELS_FILE)}
 
@@ -45,7 +49,14 @@ def test_seed_twice_creates_once_and_rewrites_the_same_files(runner, tmp_path):
 def test_kiosk_file_has_the_fields_the_simulator_reads(runner, tmp_path):
     run(runner, "demo", "seed", "--out-dir", str(tmp_path), "--backend-url", URL)
     doc = json.loads((tmp_path / demo.KIOSK_FILE).read_text())
-    assert list(doc) == ["backend_url", "kiosk_id", "secret", "community", "label_public_key", "doors"]
+    assert list(doc) == [
+        "backend_url",
+        "kiosk_id",
+        "secret",
+        "community",
+        "label_public_key",
+        "doors",
+    ]
     assert doc["backend_url"] == URL and doc["community"] == "demo"
     assert doc["kiosk_id"].startswith("k_") and len(doc["secret"]) >= 40
     assert doc["doors"] == [
@@ -60,7 +71,9 @@ def test_kiosk_file_has_the_fields_the_simulator_reads(runner, tmp_path):
 
 def test_labels_file_lines_verify_with_the_published_key(runner, tmp_path):
     run(runner, "demo", "seed", "--out-dir", str(tmp_path))
-    key = public_key_from_text(json.loads((tmp_path / demo.KIOSK_FILE).read_text())["label_public_key"])
+    key = public_key_from_text(
+        json.loads((tmp_path / demo.KIOSK_FILE).read_text())["label_public_key"]
+    )
     lines = (tmp_path / demo.LABELS_FILE).read_text().splitlines()
     assert len(lines) == demo.LABELED_HOUSEHOLDS * demo.LABELS_PER_HOUSEHOLD
     for line in lines:

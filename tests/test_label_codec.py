@@ -110,7 +110,9 @@ def test_arbitrary_text_never_crashes_the_parser(text):
         pass
 
 
-@pytest.mark.parametrize("bad", ["ab", "AB", "I0000000", "L0000000", "O0000000", "U0000000", "0" * 21])
+@pytest.mark.parametrize(
+    "bad", ["ab", "AB", "I0000000", "L0000000", "O0000000", "U0000000", "0" * 21]
+)
 def test_serials_outside_crockford_are_refused(bad):
     with pytest.raises(LabelFormatError):
         encode_label(KEY, LabelClaims("c", "h", bad))

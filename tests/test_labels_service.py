@@ -149,8 +149,12 @@ def test_pdf_qr_codes_use_error_correction_m_with_a_quiet_zone(community):
     border_px = labels.QR_BORDER_MODULES * 10
     gray = image.convert("L")
     width, height = gray.size
-    for box in ((0, 0, width, border_px), (0, height - border_px, width, height),
-                (0, 0, border_px, height), (width - border_px, 0, width, height)):
+    for box in (
+        (0, 0, width, border_px),
+        (0, height - border_px, width, height),
+        (0, 0, border_px, height),
+        (width - border_px, 0, width, height),
+    ):
         assert gray.crop(box).getextrema() == (255, 255)
 
 

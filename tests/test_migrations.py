@@ -57,8 +57,13 @@ def _ledger_entry_id(engine) -> int:
         registry.add_building(s, "mig", "B1", "Building 1")
         household = registry.add_household(s, "mig", "H1", "B1")
         entry = LedgerEntry(
-            household_id=household.id, kind="adjustment", amount=5, balance_after=5,
-            reason="test", source_type="test", source_id="1",
+            household_id=household.id,
+            kind="adjustment",
+            amount=5,
+            balance_after=5,
+            reason="test",
+            source_type="test",
+            source_id="1",
         )
         s.add(entry)
         s.flush()

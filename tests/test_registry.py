@@ -9,7 +9,13 @@ from backend.db import db
 from backend.errors import AlreadyExists, InvalidInput, NotFound
 from backend.models import Account, Category, Household, Kiosk
 from backend.services import registry
-from protocol.labels import LabelClaims, encode_label, private_key_from_text, public_key_from_text, verify_label
+from protocol.labels import (
+    LabelClaims,
+    encode_label,
+    private_key_from_text,
+    public_key_from_text,
+    verify_label,
+)
 
 
 @pytest.fixture
@@ -47,7 +53,9 @@ def test_two_communities_get_different_keys(app):
 
 def test_category_specs_override_and_add(app):
     with db.begin() as s:
-        c = registry.create_community(s, "elm", "Elm", categories=["plastic:8000", "ewaste:3000", "cans"])
+        c = registry.create_community(
+            s, "elm", "Elm", categories=["plastic:8000", "ewaste:3000", "cans"]
+        )
         got = {cat.code: cat.max_plausible_g for cat in registry.list_categories(s, c)}
     assert got["plastic"] == 8000
     assert got["ewaste"] == 3000
@@ -196,7 +204,10 @@ def test_parse_door_spec(spec, expected):
     assert registry.parse_door_spec(spec) == expected
 
 
-@pytest.mark.parametrize("spec", ["plastic", "1:plastic", "0=plastic", "1=plastic:0", "1=Plastic", "a=paper", "1=paper:-5"])
+@pytest.mark.parametrize(
+    "spec",
+    ["plastic", "1:plastic", "0=plastic", "1=plastic:0", "1=Plastic", "a=paper", "1=paper:-5"],
+)
 def test_parse_door_spec_refuses(spec):
     with pytest.raises(InvalidInput):
         registry.parse_door_spec(spec)
@@ -264,7 +275,10 @@ def test_find_household_across_communities(community):
         registry.add_household(s, "elm", "H2", "B1")
     with db.begin() as s:
         assert registry.find_household(s, "H2").code == "H2"
-        assert registry.find_household(s, "H1", "oak").community_id != registry.find_household(s, "H1", "elm").community_id
+        assert (
+            registry.find_household(s, "H1", "oak").community_id
+            != registry.find_household(s, "H1", "elm").community_id
+        )
         with pytest.raises(InvalidInput, match="several"):
             registry.find_household(s, "H1")
         with pytest.raises(NotFound):

@@ -32,7 +32,12 @@ def test_versions_count_up_per_category(community):
     assert _set(effective_at=T0)[0] == 1
     assert _set(effective_at=T0 + dt.timedelta(days=1), points_per_kg=40)[0] == 2
     assert _set(category="paper", effective_at=T0)[0] == 1
-    assert _set(effective_at=T0 + dt.timedelta(days=2), min_net_g=100, daily_cap=300)[:4] == (3, 30, 100, 300)
+    assert _set(effective_at=T0 + dt.timedelta(days=2), min_net_g=100, daily_cap=300)[:4] == (
+        3,
+        30,
+        100,
+        300,
+    )
 
 
 def test_effective_at_defaults_to_now(community):
@@ -46,7 +51,9 @@ def test_effective_time_offsets_are_kept_as_instants(community):
     assert _set(effective_at=local)[4] == T0
 
 
-@pytest.mark.parametrize("delta", [dt.timedelta(0), dt.timedelta(seconds=-1), dt.timedelta(days=-30)])
+@pytest.mark.parametrize(
+    "delta", [dt.timedelta(0), dt.timedelta(seconds=-1), dt.timedelta(days=-30)]
+)
 def test_effective_time_not_after_latest_is_refused(community, delta):
     _set(effective_at=T0)
     with pytest.raises(InvalidInput, match="only ever appended"):

@@ -54,9 +54,7 @@ def _payload(community: Community, household_code: str, serial: str) -> str:
     return encode_label(key, LabelClaims(community.slug, household_code, serial))
 
 
-def _fresh_serials(
-    session: Session, count: int, make_serial: Callable[[], str]
-) -> list[str]:
+def _fresh_serials(session: Session, count: int, make_serial: Callable[[], str]) -> list[str]:
     """Return ``count`` serials that no label has, drawing again on collision."""
     serials: set[str] = set()
     for _ in range(MAX_SERIAL_ROUNDS):
@@ -77,7 +75,11 @@ def issue_labels(
     make_serial: Callable[[], str] = new_serial,
 ) -> list[IssuedLabel]:
     """Issue ``count`` new labels for a household and return their payloads."""
-    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_LABELS_PER_ISSUE:
+    if (
+        isinstance(count, bool)
+        or not isinstance(count, int)
+        or not 1 <= count <= MAX_LABELS_PER_ISSUE
+    ):
         raise InvalidInput(f"count must be from 1 to {MAX_LABELS_PER_ISSUE}, not {count!r}")
     community = get_community(session, community_slug)
     household = get_household(session, community, household_code)
@@ -85,15 +87,21 @@ def issue_labels(
     issued = []
     for serial in _fresh_serials(session, count, make_serial):
         session.add(
-            Label(serial=serial, community_id=community.id, household_id=household.id, issued_at=now)
+            Label(
+                serial=serial, community_id=community.id, household_id=household.id, issued_at=now
+            )
         )
-        issued.append(IssuedLabel(household.code, serial, _payload(community, household.code, serial)))
+        issued.append(
+            IssuedLabel(household.code, serial, _payload(community, household.code, serial))
+        )
     session.flush()
     return issued
 
 
 def household_labels(
-    session: Session, community_slug: str, household_code: str | None = None,
+    session: Session,
+    community_slug: str,
+    household_code: str | None = None,
     include_revoked: bool = False,
 ) -> list[IssuedLabel]:
     """Return the labels of a community (or one household) with their payloads."""
@@ -105,7 +113,9 @@ def household_labels(
         .order_by(Household.code, Label.issued_at, Label.serial)
     )
     if household_code is not None:
-        query = query.where(Label.household_id == get_household(session, community, household_code).id)
+        query = query.where(
+            Label.household_id == get_household(session, community, household_code).id
+        )
     if not include_revoked:
         query = query.where(Label.revoked_at.is_(None))
     return [
@@ -114,7 +124,9 @@ def household_labels(
     ]
 
 
-def revoke_label(session: Session, serial: str, reason: str = "revoked by staff") -> tuple[Label, bool]:
+def revoke_label(
+    session: Session, serial: str, reason: str = "revoked by staff"
+) -> tuple[Label, bool]:
     """Revoke a label so deposits with it are rejected; returns (label, changed)."""
     reason = (reason or "").strip() or "revoked by staff"
     if len(reason) > 200:

@@ -92,7 +92,9 @@ def check_timezone(name: str) -> str:
     try:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
-        raise InvalidInput(f"unknown time zone {name!r} (use an IANA name like Asia/Shanghai)") from None
+        raise InvalidInput(
+            f"unknown time zone {name!r} (use an IANA name like Asia/Shanghai)"
+        ) from None
     return name
 
 
@@ -334,14 +336,7 @@ def import_households(
             select(Building.code, Building.id).where(Building.community_id == community.id)
         )
     }
-    existing = set(
-        session.scalars(select(Household.code).where(Household.community_id == community.id))
-    )
-    for row in rows:
-        if row.building not in buildings:
-            raise InvalidInput(f"line {row.line}: no building {row.building!r} in {community_slug!r}")
-        if row.code in existing:
-            raise InvalidInput(f"line {row.line}: household {row.code!r} exists already")
+    _check_rows_against(session, community, buildings, rows)
     now = utcnow()
     chunk = 500
     for start in range(0, len(rows), chunk):
@@ -363,6 +358,21 @@ def import_households(
         if progress:
             progress(len(part))
     return len(rows)
+
+
+def _check_rows_against(
+    session: Session, community: Community, buildings: dict[str, int], rows: list[HouseholdRow]
+) -> None:
+    existing = set(
+        session.scalars(select(Household.code).where(Household.community_id == community.id))
+    )
+    for row in rows:
+        if row.building not in buildings:
+            raise InvalidInput(
+                f"line {row.line}: no building {row.building!r} in {community.slug!r}"
+            )
+        if row.code in existing:
+            raise InvalidInput(f"line {row.line}: household {row.code!r} exists already")
 
 
 # ---------------------------------------------------------------------- kiosks

@@ -30,6 +30,14 @@ def _check_range(value: int | None, name: str, high: int, optional: bool = False
         raise InvalidInput(f"{name} must be a whole number from 0 to {high}, not {value!r}")
 
 
+def _as_utc(effective_at: dt.datetime | None) -> dt.datetime:
+    if effective_at is None:
+        return utcnow()
+    if effective_at.tzinfo is None:
+        raise InvalidInput("the effective time needs a UTC offset, e.g. 2025-01-01T00:00:00+08:00")
+    return effective_at.astimezone(dt.timezone.utc)
+
+
 def latest_rule(session: Session, category_id: int) -> PointsRule | None:
     """Return the newest version of a category's rule, or None."""
     return session.scalar(
@@ -58,12 +66,7 @@ def set_rule(
     _check_range(points_per_kg, "points per kg", MAX_POINTS_PER_KG)
     _check_range(min_net_g, "minimum grams", MAX_MIN_NET_G)
     _check_range(daily_cap, "daily cap", MAX_DAILY_CAP, optional=True)
-    if effective_at is None:
-        effective_at = utcnow()
-    elif effective_at.tzinfo is None:
-        raise InvalidInput("the effective time needs a UTC offset, e.g. 2025-01-01T00:00:00+08:00")
-    else:
-        effective_at = effective_at.astimezone(dt.timezone.utc)
+    effective_at = _as_utc(effective_at)
     comm = get_community(session, community)
     cat = get_category(session, comm, category)
     previous = latest_rule(session, cat.id)

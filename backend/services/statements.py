@@ -38,7 +38,9 @@ def household_statement(
     if account is None:
         raise NotFound(f"household {household_code!r} has no points account")
     total = session.scalar(
-        select(func.count()).select_from(LedgerEntry).where(LedgerEntry.household_id == household.id)
+        select(func.count())
+        .select_from(LedgerEntry)
+        .where(LedgerEntry.household_id == household.id)
     )
     latest = session.scalars(
         select(LedgerEntry)
@@ -53,5 +55,3 @@ def household_statement(
         "entry_count": total,
         "entries": [entry_info(e) for e in reversed(latest)],
     }
-
-
