@@ -34,8 +34,9 @@ import atexit
 import logging
 import threading
 from collections import deque
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from hardware import DoorFault, HardwareConfigError
 from hardware.clock import SYSTEM_CLOCK, call_later
@@ -155,7 +156,7 @@ class GpioDoor:
                     self.pins.write(self.lock_pin, self._level(False))
                 self._energised = False
                 self._generation += 1
-        except Exception:  # noqa: BLE001 - nothing more can be done from here
+        except Exception:
             log.exception("%s: could not drive the lock output to its secure level", self.name)
 
     def _secure_at_exit(self) -> None:

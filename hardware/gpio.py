@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import importlib
 import threading
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from hardware import HardwareConfigError
 
 #: BCM GPIO numbers usable on a 40-pin header
-VALID_PINS = range(0, 28)
+VALID_PINS = range(28)
 
 _PULLS = ("up", "down", "off")
 _EDGES = ("falling", "rising", "both")

@@ -22,12 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hardware import ScaleFault  # noqa: E402
-from hardware.clock import SystemClock, VirtualClock  # noqa: E402
-from hardware.gpio import Pins  # noqa: E402
-from hardware.hx711 import HX711, _Overrun  # noqa: E402
-from hardware.sim.fake_rpi_gpio import FakeGPIO  # noqa: E402
-from hardware.sim.hx711_model import HX711Model  # noqa: E402
+from hardware import ScaleFault
+from hardware.clock import SystemClock, VirtualClock
+from hardware.gpio import Pins
+from hardware.hx711 import HX711, _Overrun
+from hardware.sim.fake_rpi_gpio import FakeGPIO
+from hardware.sim.hx711_model import HX711Model
 
 DOUT, SCK = 5, 6
 

@@ -21,8 +21,9 @@ Use a ``FakeGPIO`` instance directly (one per test), or this module as the
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from hardware.clock import SYSTEM_CLOCK, perf_counter_ns
 
@@ -35,7 +36,7 @@ RISING, FALLING, BOTH = 31, 32, 33
 VERSION = "0.7.1-sortpoint-sim"
 RPI_INFO = {"P1_REVISION": 3, "TYPE": "simulated", "PROCESSOR": "none", "RAM": "0"}
 
-_BCM_PINS = range(0, 28)
+_BCM_PINS = range(28)
 
 
 @dataclass
@@ -371,7 +372,7 @@ def output(channel, value) -> None:
     _board.output(channel, value)
 
 
-def input(channel: int) -> int:  # noqa: A001 - RPi.GPIO's name
+def input(channel: int) -> int:
     """RPi.GPIO.input on ``board()``."""
     return _board.input(channel)
 

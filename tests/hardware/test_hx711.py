@@ -25,7 +25,7 @@ def chip(gain: int = 128, samples: int = 3, rate_sps: int = 10, **model_kw):
 
 
 def test_reads_the_exact_value_with_25_pulses():
-    rig, model, hx = chip(load_g=1_234)
+    _rig, model, hx = chip(load_g=1_234)
     assert hx.read_counts() == 8_000 + 12_340
     assert set(model.pulse_counts) == {25}
     assert model.comm_errors == 0 and model.stray_pulses == 0
@@ -117,7 +117,7 @@ def test_persistent_saturation_is_a_fault():
 
 
 def test_a_load_beyond_full_scale_clips_to_saturation_and_faults():
-    _, model, hx = chip(load_g=2_000_000)  # 20 million counts: over the 24-bit range
+    _, _model, hx = chip(load_g=2_000_000)  # 20 million counts: over the 24-bit range
     with pytest.raises(ScaleFault, match="saturated"):
         hx.read_counts()
 
@@ -141,7 +141,7 @@ def test_scattered_reads_are_not_taken_until_a_majority_agrees():
 
 
 def test_constant_spikes_exhaust_the_bounded_attempts():
-    _, model, hx = chip(spike_fraction=1.0)
+    _, _model, hx = chip(spike_fraction=1.0)
     with pytest.raises(ScaleFault, match="spike"):
         hx.read_counts()
     assert hx.stats.conversions <= hx.max_attempts + 1

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable
+import itertools
+from collections.abc import Callable
 
 import pytest
 
@@ -112,7 +113,7 @@ def test_zero_tracking_follows_drift_near_zero_in_small_steps():
     assert stable[0] == 3  # first stable reading: one 1 g step taken
     assert stable[-1] == 0 and detector.zero_offset_g == 4
     # steps are at most 1 g per window: never a jump
-    assert all(abs(a - b) <= 1 for a, b in zip(stable, stable[1:]))
+    assert all(abs(a - b) <= 1 for a, b in itertools.pairwise(stable))
 
 
 def test_zero_tracking_leaves_a_real_load_alone():
