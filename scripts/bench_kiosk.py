@@ -10,6 +10,12 @@ Sections (``--sections``, all by default):
   and the speed ratio.  Goals (issue 3): the default decoder decodes >= 95 %
   where pyzbar decodes far fewer, and is >= 5x faster per frame.
 
+* ``latency``: the kiosk's own added latency from a scan event to the door
+  unlock command: a station on fakes (real clock, threaded as on a Pi, the
+  journal on disk with ``synchronous=FULL``), a label presented to the fake
+  scanner, the time until the flow commands the unlock; many runs, p50 and p99.
+  Goal (issue 3): under 50 ms p99 on this machine.
+
 ``--write-docs`` replaces this script's sections in ``docs/performance.md``.
 """
 
@@ -335,7 +341,143 @@ def _decoder_doc(result: dict, report: str) -> str:
     return out.getvalue()
 
 
-SECTIONS = {"decoder": (DECODER_SECTION, decoder_section)}
+# -- scan -> unlock latency (the kiosk's own) --------------------------------------------
+
+LATENCY_SECTION = "Kiosk: scan to unlock"
+LATENCY_GOAL_MS = 50.0
+
+
+def _latency_station(state_dir: Path, doors: dict[int, str]):
+    """Return (station, keys) on fakes, threaded, with an unreachable backend."""
+    import socket
+
+    from kiosk.config import config_from_dict
+    from kiosk.station import Station
+    from protocol.labels import generate_private_key, public_key_to_text
+
+    with socket.socket() as probe:  # a port nothing listens on: the kiosk is offline
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    key = generate_private_key()
+    raw = {
+        "kiosk": {"name": "bench", "state_dir": str(state_dir)},
+        "backend": {"url": f"http://127.0.0.1:{port}", "kiosk_id": "k_bench", "secret": "bench-secret-0123456",
+                    "community": "bench", "label_public_key": public_key_to_text(key), "timeout_s": 2.0},
+        "scanner": {"driver": "fake"}, "scale": {"driver": "fake"}, "indicator": {"driver": "fake"},
+        "doors": [{"number": n, "category": c, "capacity_g": 40_000, "driver": "fake"} for n, c in doors.items()],
+        "weighing": {"window_s": 0.5},
+    }
+    return Station(config_from_dict(raw), threaded=True), key
+
+
+def _wait(predicate, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise RuntimeError("the station did not reach the expected state")
+        time.sleep(0.0005)
+
+
+def latency_benchmark(runs: int = 500, state_dir: Path | None = None) -> dict:
+    """Measure scan -> unlock command on a one-door station; return the times in ms."""
+    import tempfile
+    import threading
+
+    from protocol.labels import LabelClaims, encode_label, new_serial
+
+    import logging
+
+    # the offline syncer's warnings are expected here; the figures are the output
+    logging.getLogger("kiosk").setLevel(logging.ERROR)
+    base = state_dir or ROOT / "var"  # on the repository's disk, not a tmpfs: fsync is real
+    base.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="bench-kiosk-", dir=base))
+    station, key = _latency_station(folder, {1: "plastic"})
+    door = station.hardware.doors[1].door
+    unlocked = threading.Event()
+    marks: dict[str, float] = {}
+    real_unlock = door.unlock
+
+    def timed_unlock():
+        marks["unlock"] = time.perf_counter()  # the unlock command is issued now
+        unlocked.set()
+        real_unlock()
+
+    door.unlock = timed_unlock
+    runner = threading.Thread(target=station.run, kwargs={"install_signals": False}, daemon=True)
+    runner.start()
+    times_ms: list[float] = []
+    try:
+        _wait(lambda: station.monitors["main"].stable_g() is not None)
+        payloads = [encode_label(key, LabelClaims("bench", "H1", new_serial())) for _ in range(runs + 10)]
+        for i, payload in enumerate(payloads):
+            unlocked.clear()
+            start = time.perf_counter()
+            station.hardware.scanner.present(payload)
+            if not unlocked.wait(10):
+                raise RuntimeError(f"run {i}: no unlock (state {station.flow.state})")
+            if i >= 10:  # the first runs warm caches and the JIT-less imports up
+                times_ms.append((marks["unlock"] - start) * 1000)
+            _wait(lambda: station.flow.state == "door_unlocked")
+            station.post("cancel")  # the resident walks away: relock, back to idle
+            _wait(lambda: station.flow.state == "idle")
+    finally:
+        station.stop()
+        runner.join(timeout=10)
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
+    ordered = sorted(times_ms)
+
+    def pct(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    return {"runs": len(ordered), "p50_ms": pct(0.50), "p99_ms": pct(0.99), "max_ms": ordered[-1],
+            "mean_ms": statistics.fmean(ordered), "fs": _filesystem(folder.parent)}
+
+
+def _filesystem(path: Path) -> str:
+    try:
+        best = ("", "?")
+        for line in Path("/proc/mounts").read_text().splitlines():
+            _, mount, fstype, *_ = line.split()
+            if str(path.resolve()).startswith(mount) and len(mount) >= len(best[0]):
+                best = (mount, fstype)
+        return best[1]
+    except OSError:
+        return "?"
+
+
+def latency_section(args: argparse.Namespace) -> str:
+    """Run the latency benchmark, print it, and return its Markdown section body."""
+    print(f"scan -> unlock latency: {args.runs} runs, one-door station on fakes, real clock", flush=True)
+    r = latency_benchmark(args.runs)
+    met = "MET" if r["p99_ms"] < LATENCY_GOAL_MS else "NOT MET"
+    report = (
+        f"| runs | p50 ms | p99 ms | max ms | mean ms |\n|---|---|---|---|---|\n"
+        f"| {r['runs']} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['max_ms']:.2f} | {r['mean_ms']:.2f} |\n\n"
+        f"Goal, under {LATENCY_GOAL_MS:g} ms p99 from scan to unlock: {r['p99_ms']:.2f} ms -> {met}.\n"
+    )
+    print(report)
+    return (
+        f"Measured with `python scripts/bench_kiosk.py --sections latency --write-docs` ({r['runs']} runs).\n"
+        f"Machine: {environment()}; journal on {r['fs']}.\n\n"
+        "What is timed: the kiosk's own work between a scan and the door unlock command, on a one-door "
+        "station (a multi-door kiosk waits for the resident's choice in between; the same path runs from "
+        "that choice). The station runs as on a Pi: the real `Station` loop with the scanner and scale read "
+        "on their own threads, fakes for the parts (`hardware/fakes.py`, real clock), the journal on disk "
+        "(SQLite WAL, `synchronous=FULL`: the deposit id is fsynced before the unlock), the backend "
+        "unreachable. Each run presents a fresh signed label to the fake scanner and stops the clock when "
+        "the flow calls `Door.unlock()`; the time covers the scanner thread's hand-off through the bounded "
+        "event queue, Ed25519 verification, the state chart's transitions, the stable weight already known "
+        "(the scale is watched continuously, so no settling wait) and the journal's `begin_deposit` commit. "
+        "After each run the deposit is cancelled (relock, interrupted) and the kiosk returns to idle. "
+        "The first 10 runs warm up and are not counted.\n\n"
+        + report
+    )
+
+
+SECTIONS = {"decoder": (DECODER_SECTION, decoder_section), "latency": (LATENCY_SECTION, latency_section)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -345,6 +487,7 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma-separated, from: {', '.join(SECTIONS)}")
     parser.add_argument("--frames", type=int, default=50, help="frames per degradation set")
     parser.add_argument("--seed", type=int, default=20240611)
+    parser.add_argument("--runs", type=int, default=500, help="scan -> unlock runs (latency section)")
     parser.add_argument("--write-docs", action="store_true", help=f"update {DOC_PATH.relative_to(ROOT)}")
     args = parser.parse_args(argv)
     chosen = [s.strip() for s in args.sections.split(",") if s.strip()]
