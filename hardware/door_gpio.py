@@ -13,7 +13,10 @@ Registry name ``gpio`` (``[[doors]] driver = "gpio"``).  Config keys:
 ``sensor_pull``          ``"up"``/``"down"``/``"off"`` (default follows the level)
 ``max_energise_s``       the output is never left energised longer: a timer
                          releases it (solenoid coils overheat); default 3 s for
-                         a solenoid, 60 s for an actuator
+                         a solenoid, 60 s for an actuator.  For an actuator that
+                         release drives the door shut unsupervised (no
+                         obstruction retries): keep it above the kiosk's door
+                         timeouts and close actuator doors with ``lock()``
 ``open_timeout_s``       actuator: time to leave the closed sensor when opening
 ``close_timeout_s``      time for the sensor to read closed after ``lock()``
 ``retries``              actuator jam/obstruction: further attempts (stop, reopen,

@@ -109,6 +109,7 @@ class HX711:
         # unknown at start (a previous process may have left it at any gain).
         self._selected: int | None = None
         self._settle_until_s = 0.0
+        self._powered_down = False
         pins.setup_output(sck_pin, initial=False)  # PD_SCK idles low; high > 60 us = power down
         try:
             pins.setup_input(dout_pin, pull="off")  # the chip drives DOUT push-pull
@@ -196,6 +197,8 @@ class HX711:
     def read_counts(self, timeout_s: float = 5.0) -> int:
         """Return the median of ``samples`` accepted reads, in raw counts; ScaleFault if none."""
         deadline_s = self.clock.monotonic() + timeout_s
+        if self._powered_down:
+            self.power_up()  # asked to weigh: wake it (it then needs the settling time)
         window: deque[int] = deque(maxlen=self.samples)  # newest accepted reads
         attempts = 0
         while attempts < self.max_attempts:
@@ -251,11 +254,13 @@ class HX711:
         self.pins.write(self.sck_pin, True)
         self.clock.sleep(2 * MAX_HIGH_NS / 1e9)  # make sure it is down before we return
         self._selected = None
+        self._powered_down = True
 
     def power_up(self) -> None:
         """Take PD_SCK low: the chip wakes reset to A/128 and must settle."""
         self.pins.write(self.sck_pin, False)
         self._selected = None
+        self._powered_down = False
         self._settle_until_s = self.clock.monotonic() + self.settling_s
 
     def close(self) -> None:

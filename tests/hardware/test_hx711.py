@@ -178,6 +178,14 @@ def test_clock_held_high_powers_down_and_low_resets_to_a128():
     assert model.selection == ("A", 64)
 
 
+def test_reading_a_powered_down_chip_wakes_it_first():
+    rig, model, hx = chip(load_g=250)
+    hx.power_down()
+    rig.clock.advance(5)
+    assert hx.read_counts() == 10_500
+    assert not model.powered_down and model.power_ups == 2  # attach, then the wake-up
+
+
 def test_noisy_chip_with_spikes_and_overruns_stays_accurate():
     _, model, hx = chip(
         load_g=5_000, noise_counts=20, spike_fraction=0.05, overrun_fraction=0.05, seed=7, samples=5
