@@ -448,11 +448,12 @@ def labels_issue(
     """Issue COUNT signed labels for HOUSEHOLD; prints the payloads, one per line."""
     from backend.services import labels
 
+    _check_writable(pdf)
     with db.begin() as s:
         issued = labels.issue_labels(s, community, household, count)
         # written inside the transaction: a sheet that cannot be written issues nothing
         if pdf is not None:
-            _write_pdf(pdf, labels.label_sheet_pdf(issued, f"{community} {household} labels"))
+            _write_pdf(pdf, _render_sheet(issued, f"{community} {household} labels"))
     emit(
         {"labels": [i.as_dict() for i in issued], "pdf": str(pdf) if pdf else None},
         as_json,
@@ -477,12 +478,24 @@ def labels_list(community, household, include_revoked, pdf, as_json) -> None:
     with db.begin() as s:
         found = labels.household_labels(s, community, household, include_revoked)
     if pdf is not None:
-        _write_pdf(pdf, labels.label_sheet_pdf(found, f"{community} labels"))
+        _write_pdf(pdf, _render_sheet(found, f"{community} labels"))
     emit(
         [i.as_dict() for i in found],
         as_json,
         [f"{i.household}\t{i.serial}\t{i.payload}" for i in found],
     )
+
+
+def _check_writable(path: Path | None) -> None:
+    if path is not None and not path.parent.is_dir():
+        raise click.ClickException(f"cannot write {path}: no folder {path.parent}")
+
+
+def _render_sheet(issued: list, title: str) -> bytes:
+    from backend.services import labels
+
+    with click.progressbar(length=len(issued), label="drawing labels", file=sys.stderr) as bar:
+        return labels.label_sheet_pdf(issued, title, progress=bar.update)
 
 
 def _write_pdf(path: Path, data: bytes) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pypdfium2 as pdfium
 import zxingcpp
 
@@ -51,6 +53,31 @@ def test_unwritable_pdf_issues_nothing(runner, tmp_path):
         str(tmp_path / "missing-dir" / "x.pdf"),
     )
     assert "cannot write" in message
+    assert run_json(runner, "labels", "list", "oak") == []
+
+
+def test_pdf_write_failure_rolls_the_labels_back(runner, tmp_path, monkeypatch):
+    setup_community(runner)
+
+    def disk_full(self, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", disk_full)
+    result = run(
+        runner,
+        "labels",
+        "issue",
+        "oak",
+        "H1",
+        "--count",
+        "2",
+        "--pdf",
+        str(tmp_path / "x.pdf"),
+        exit_code=1,
+    )
+    assert result.stdout == "" and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].endswith("No space left on device")
+    monkeypatch.undo()
     assert run_json(runner, "labels", "list", "oak") == []
 
 
