@@ -33,10 +33,10 @@ class SortpointGroup(AppGroup):
         except (SortpointError, ProtocolError) as exc:
             raise click.ClickException(getattr(exc, "message", None) or str(exc)) from None
         except DBAPIError as exc:
-            first_line = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-            raise click.ClickException(
-                f"database error: {first_line} (has `sortpoint db upgrade` been run?)"
-            ) from None
+            first_line = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
+            missing_table = "no such table" in first_line or "does not exist" in first_line
+            hint = " (has `sortpoint db upgrade` been run?)" if missing_table else ""
+            raise click.ClickException(f"database error: {first_line}{hint}") from None
 
 
 def json_option(func):
