@@ -17,10 +17,10 @@ merges over the config's ``[scale]`` table at the next start.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable
 
 from hardware import ScaleFault
 
@@ -41,7 +41,9 @@ class CalibrationResult:
 
 
 def _median_counts(scale, timeout_s: float) -> int:
-    return int(statistics.median_low(scale.read_counts(timeout_s) for _ in range(READINGS)))
+    return int(
+        statistics.median_low(scale.read_counts(timeout_s) for _ in range(READINGS))
+    )
 
 
 def calibrate_scale(
@@ -54,16 +56,22 @@ def calibrate_scale(
         scale.offset_counts = scale.measure_offset(timeout_s)
         place_mass()
         values = scale.calibrate_with(known_g, timeout_s)
-        return CalibrationResult("load-cell", values, f"calibrated with {known_g} g: {values}")
+        return CalibrationResult(
+            "load-cell", values, f"calibrated with {known_g} g: {values}"
+        )
     if hasattr(scale, "read_counts"):
         offset = _median_counts(scale, timeout_s)
         place_mass()
         span = _median_counts(scale, timeout_s) - offset
         if span == 0:
-            raise ScaleFault(f"the {known_g} g mass did not move the reading: is it on the platform?")
+            raise ScaleFault(
+                f"the {known_g} g mass did not move the reading: is it on the platform?"
+            )
         # a float is what a counts driver such as the fake scale takes; 6 digits is far below noise
         values = {"offset_counts": offset, "counts_per_g": round(span / known_g, 6)}
-        return CalibrationResult("raw-counts", values, f"calibrated with {known_g} g: {values}")
+        return CalibrationResult(
+            "raw-counts", values, f"calibrated with {known_g} g: {values}"
+        )
     scale.zero()
     place_mass()
     reading_g = scale.read(timeout_s).grams
@@ -79,7 +87,10 @@ def calibrate_scale(
 def write_calibration(path: str | Path, values: dict) -> Path:
     """Write ``values`` as the ``[scale]`` table of ``calibration.toml`` (atomically)."""
     path = Path(path)
-    lines = ["# written by `kiosk calibrate`; merged over [scale] in the kiosk config", "[scale]"]
+    lines = [
+        "# written by `kiosk calibrate`; merged over [scale] in the kiosk config",
+        "[scale]",
+    ]
     for key, value in values.items():
         lines.append(f"{key} = {_toml_value(value)}")
     tmp = path.with_name(path.name + ".tmp")

@@ -25,7 +25,9 @@ DEMO_KIOSK_FILE = "demo-kiosk.json"
 def _setup_logging(verbose: int, default: int) -> None:
     level = {0: default, 1: logging.INFO}.get(verbose, logging.DEBUG)
     logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
 
 
@@ -52,7 +54,10 @@ def _sim_config(config_path: str | None, state_dir: str | None):
             import msgspec
 
             config = msgspec.structs.replace(
-                config, kiosk=msgspec.structs.replace(config.kiosk, state_dir=str(Path(state_dir).resolve()))
+                config,
+                kiosk=msgspec.structs.replace(
+                    config.kiosk, state_dir=str(Path(state_dir).resolve())
+                ),
             )
         return config
     demo = _instance_dir() / DEMO_KIOSK_FILE
@@ -62,13 +67,20 @@ def _sim_config(config_path: str | None, state_dir: str | None):
             " or give --config FILE"
         )
     try:
-        return sim_config_from_demo(demo, Path(state_dir or _instance_dir() / "kiosk-sim").resolve())
+        return sim_config_from_demo(
+            demo, Path(state_dir or _instance_dir() / "kiosk-sim").resolve()
+        )
     except KioskError as exc:
         raise click.ClickException(str(exc)) from None
 
 
 @click.group()
-@click.option("-v", "--verbose", count=True, help="More log output on stderr (-v info, -vv debug).")
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="More log output on stderr (-v info, -vv debug).",
+)
 @click.pass_context
 def main(ctx: click.Context, verbose: int) -> None:
     """Run and look after a sortpoint kiosk."""
@@ -76,11 +88,33 @@ def main(ctx: click.Context, verbose: int) -> None:
 
 
 @main.command()
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Kiosk TOML config.")
-@click.option("--sim", is_flag=True, help="Simulated hardware driven from the terminal (or --script).")
-@click.option("--script", "script", type=click.File("r"), help="With --sim: read commands from FILE.")
-@click.option("--real-time", is_flag=True, help="With --script: wait in real seconds, not virtual.")
-@click.option("--state-dir", type=click.Path(file_okay=False), help="With --sim: where the journal lives.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="Kiosk TOML config.",
+)
+@click.option(
+    "--sim",
+    is_flag=True,
+    help="Simulated hardware driven from the terminal (or --script).",
+)
+@click.option(
+    "--script",
+    "script",
+    type=click.File("r"),
+    help="With --sim: read commands from FILE.",
+)
+@click.option(
+    "--real-time",
+    is_flag=True,
+    help="With --script: wait in real seconds, not virtual.",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False),
+    help="With --sim: where the journal lives.",
+)
 @click.pass_context
 def run(ctx, config_path, sim, script, real_time, state_dir) -> None:
     """Run the kiosk: `--config FILE` on real hardware, or `--sim [--script FILE]`."""
@@ -105,7 +139,9 @@ def run(ctx, config_path, sim, script, real_time, state_dir) -> None:
 
     config = _sim_config(config_path, state_dir)
     virtual = script is not None and not real_time
-    click.echo(f"kiosk {config.kiosk.name} (simulated) -> {config.backend.url}; state in {config.kiosk.state_dir}")
+    click.echo(
+        f"kiosk {config.kiosk.name} (simulated) -> {config.backend.url}; state in {config.kiosk.state_dir}"
+    )
     try:
         station, screen = build_sim_station(config, virtual=virtual)
     except (KioskError, HardwareError, OSError) as exc:
@@ -116,10 +152,28 @@ def run(ctx, config_path, sim, script, real_time, state_dir) -> None:
 
 
 @main.command()
-@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False, exists=True))
-@click.option("--known-g", required=True, type=click.IntRange(min=1), help="The calibration mass in grams.")
-@click.option("--scale", "scale_name", default="main", show_default=True, help="Which scale ([scales.NAME]).")
-@click.option("--yes", is_flag=True, help="Do not wait for Enter (the mass is already handled).")
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True),
+)
+@click.option(
+    "--known-g",
+    required=True,
+    type=click.IntRange(min=1),
+    help="The calibration mass in grams.",
+)
+@click.option(
+    "--scale",
+    "scale_name",
+    default="main",
+    show_default=True,
+    help="Which scale ([scales.NAME]).",
+)
+@click.option(
+    "--yes", is_flag=True, help="Do not wait for Enter (the mass is already handled)."
+)
 @click.pass_context
 def calibrate(ctx, config_path, known_g, scale_name, yes) -> None:
     """Tare the empty scale, weigh a known mass, write <state_dir>/calibration.toml."""
@@ -132,7 +186,9 @@ def calibrate(ctx, config_path, known_g, scale_name, yes) -> None:
     if spec is None:
         raise click.ClickException(f"no scale {scale_name!r} in {config_path}")
     if scale_name != "main":
-        raise click.ClickException("calibration.toml holds the [scale] table only: calibrate [scales.*] by hand")
+        raise click.ClickException(
+            "calibration.toml holds the [scale] table only: calibrate [scales.*] by hand"
+        )
     _refuse_if_running(config)
 
     def place_mass() -> None:
@@ -167,7 +223,12 @@ def _refuse_if_running(config) -> None:
 
 
 @main.command()
-@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False, exists=True))
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True),
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
 @click.pass_context
 def selftest(ctx, config_path, as_json) -> None:
@@ -185,7 +246,9 @@ def selftest(ctx, config_path, as_json) -> None:
         hardware = build_hardware(config)
     except (HardwareError, OSError) as exc:
         raise click.ClickException(f"cannot open the hardware: {exc}") from None
-    client = BackendClient(backend.url, backend.kiosk_id, backend.secret, min(backend.timeout_s, 5.0))
+    client = BackendClient(
+        backend.url, backend.kiosk_id, backend.secret, min(backend.timeout_s, 5.0)
+    )
     journal = Journal(config.journal_path, outbox_limit=config.journal.outbox_limit)
     try:
         checks = run_selftest(hardware, client, journal)
@@ -202,7 +265,12 @@ def selftest(ctx, config_path, as_json) -> None:
 
 
 @main.command()
-@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False, exists=True))
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True),
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status(config_path, as_json) -> None:
     """Show the state, outbox depth, last sync and faults (works while the kiosk runs)."""
@@ -237,14 +305,24 @@ def _status_text(report: dict) -> str:
     running = "running" if station.get("running") else "NOT running"
     lines = [f"kiosk {report['kiosk']}: {running}"]
     if station:
-        lines.append(f"state: {station.get('state')}  (screen: {station.get('screen')!r})")
+        lines.append(
+            f"state: {station.get('state')}  (screen: {station.get('screen')!r})"
+        )
         if station.get("fault"):
-            lines.append(f"FAULT {station['fault'].get('kind')}: {station['fault'].get('reason')}")
+            lines.append(
+                f"FAULT {station['fault'].get('kind')}: {station['fault'].get('reason')}"
+            )
         lines.append(f"status written: {_ago(station.get('updated_at'))}")
     if journal:
-        lines.append(f"outbox: {journal['outbox_depth']} of {journal['outbox_limit']} awaiting upload")
-        lines.append("deposits: " + ", ".join(f"{k} {v}" for k, v in journal["states"].items()))
-        lines.append(f"last sync: {_ago(journal.get('last_sync_at'))}; last ok: {_ago(journal.get('last_sync_ok_at'))}")
+        lines.append(
+            f"outbox: {journal['outbox_depth']} of {journal['outbox_limit']} awaiting upload"
+        )
+        lines.append(
+            "deposits: " + ", ".join(f"{k} {v}" for k, v in journal["states"].items())
+        )
+        lines.append(
+            f"last sync: {_ago(journal.get('last_sync_at'))}; last ok: {_ago(journal.get('last_sync_ok_at'))}"
+        )
         if journal.get("last_sync_error"):
             lines.append(f"last sync error: {journal['last_sync_error']}")
         for fault in journal.get("faults") or []:
@@ -255,7 +333,12 @@ def _status_text(report: dict) -> str:
 
 
 @main.command()
-@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False, exists=True))
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True),
+)
 def reset(config_path) -> None:
     """Ask the running kiosk to clear its fault (after the cause has been fixed)."""
     from kiosk.status import request_reset
@@ -266,9 +349,18 @@ def reset(config_path) -> None:
 
 
 @main.command("scan-image")
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True))
-@click.option("--decoder", type=click.Choice(["zxing", "pyzbar"]), default="zxing", show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {file, payload}.")
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True)
+)
+@click.option(
+    "--decoder",
+    type=click.Choice(["zxing", "pyzbar"]),
+    default="zxing",
+    show_default=True,
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print a JSON list of {file, payload}."
+)
 def scan_image(files, decoder, as_json) -> None:
     """Decode QR labels in image files: one `FILE<TAB>PAYLOAD` line each (empty if none)."""
     from hardware.decode import scan_files
@@ -278,7 +370,9 @@ def scan_image(files, decoder, as_json) -> None:
     except HardwareError as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
-        click.echo(json.dumps([{"file": f, "payload": p} for f, p in results], indent=2))
+        click.echo(
+            json.dumps([{"file": f, "payload": p} for f, p in results], indent=2)
+        )
         return
     for path, payload in results:
         click.echo(f"{path}\t{payload}")

@@ -33,8 +33,9 @@ indicator); the station (``kiosk.station``) feeds it events from the hardware.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from statemachine import State, StateChart
 from statemachine.exceptions import TransitionNotAllowed
@@ -42,7 +43,12 @@ from statemachine.exceptions import TransitionNotAllowed
 from hardware import DoorFault, HardwareFault, ScaleFault
 from hardware.interfaces import Door, Indicator
 from kiosk import OutboxFull
-from protocol.labels import LabelClaims, LabelError, LabelFormatError, LabelSignatureError
+from protocol.labels import (
+    LabelClaims,
+    LabelError,
+    LabelFormatError,
+    LabelSignatureError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +170,9 @@ def resolve_choice(doors: dict[int, DoorSlot], choice: str | int) -> DoorSlot:
         if slot is None:
             raise ValueError(f"there is no door {number_text}")
         if category and category != slot.category.lower():
-            raise ValueError(f"door {slot.number} takes {slot.category}, not {category}")
+            raise ValueError(
+                f"door {slot.number} takes {slot.category}, not {category}"
+            )
         return slot
     for slot in sorted(doors.values(), key=lambda s: s.number):
         if slot.category.lower() == text:
@@ -206,13 +214,17 @@ class DepositFlow(StateChart):
         idle.to(choosing, cond="label_ok", unless="single_door", before="take_label")
         | idle.to(weighing_before, cond="label_ok", before="take_label_single_door")
         | idle.to(idle, before="refuse_label")
-        | showing_result.to(choosing, cond="label_ok", unless="single_door", before="take_label")
-        | showing_result.to(weighing_before, cond="label_ok", before="take_label_single_door")
+        | showing_result.to(
+            choosing, cond="label_ok", unless="single_door", before="take_label"
+        )
+        | showing_result.to(
+            weighing_before, cond="label_ok", before="take_label_single_door"
+        )
         | showing_result.to(idle, before="refuse_label")
     )
-    choose = choosing.to(weighing_before, cond="choice_ok", before="take_choice") | choosing.to(
-        choosing, before="refuse_choice"
-    )
+    choose = choosing.to(
+        weighing_before, cond="choice_ok", before="take_choice"
+    ) | choosing.to(choosing, before="refuse_choice")
     settled = (
         weighing_before.to(door_unlocked, before="begin_and_unlock")
         | weighing_after.to(showing_result, before="finish_and_lock")
@@ -239,12 +251,12 @@ class DepositFlow(StateChart):
         | recovering.to(fault, before="fault_never_settled")
     )
     recover = idle.to(recovering)
-    reset = fault.to(recovering, cond="has_open_deposits", before="secure_doors") | fault.to(
-        idle, before="secure_doors"
-    )
-    cleared = fault.to(recovering, cond="has_open_deposits", before="secure_doors") | fault.to(
-        idle, before="secure_doors"
-    )
+    reset = fault.to(
+        recovering, cond="has_open_deposits", before="secure_doors"
+    ) | fault.to(idle, before="secure_doors")
+    cleared = fault.to(
+        recovering, cond="has_open_deposits", before="secure_doors"
+    ) | fault.to(idle, before="secure_doors")
     fail = fault.from_.any(before="set_fault")
     error_execution = fault.from_.any(before="fault_from_error")
 
@@ -329,7 +341,8 @@ class DepositFlow(StateChart):
     def on_enter_choosing(self) -> None:
         """Offer the bins."""
         options = ", ".join(
-            f"{s.number} {s.category}" for s in sorted(self.ctx.doors.values(), key=lambda s: s.number)
+            f"{s.number} {s.category}"
+            for s in sorted(self.ctx.doors.values(), key=lambda s: s.number)
         )
         household = self.current.claims.household if self.current else "?"
         self.ctx.indicator.show("busy")
@@ -343,7 +356,9 @@ class DepositFlow(StateChart):
     def on_enter_door_unlocked(self) -> None:
         """Invite the resident to open the unlocked door."""
         slot = self.active_door()
-        self._show(f"Door {slot.number} ({slot.category}) is open: put the bag in and close the door")
+        self._show(
+            f"Door {slot.number} ({slot.category}) is open: put the bag in and close the door"
+        )
 
     def on_enter_door_open(self) -> None:
         """Ask for the door to be closed."""
@@ -372,9 +387,13 @@ class DepositFlow(StateChart):
             self.fault_kind = "door_jammed"
             self.fault_reason = f"{self.fault_reason}; {'; '.join(problems)}"
         self.ctx.indicator.show("error")
-        self.ctx.indicator.beep("long" if self.fault_kind == "door_left_open" else "error")
+        self.ctx.indicator.beep(
+            "long" if self.fault_kind == "door_left_open" else "error"
+        )
         log.error("fault (%s): %s", self.fault_kind, self.fault_reason)
-        self.ctx.screen.show(f"Out of order: {self.fault_reason}. Doors are locked", tone="error")
+        self.ctx.screen.show(
+            f"Out of order: {self.fault_reason}. Doors are locked", tone="error"
+        )
 
     # -- guards ----------------------------------------------------------------
 
@@ -425,7 +444,11 @@ class DepositFlow(StateChart):
 
     def refuse_label(self, payload: str) -> None:
         """Say why the label was refused; the chart stays in (or returns to) idle."""
-        reason = self._pending_claims[2] if self._pending_claims else "this label cannot be used"
+        reason = (
+            self._pending_claims[2]
+            if self._pending_claims
+            else "this label cannot be used"
+        )
         self._pending_claims = None
         self.ctx.indicator.beep("error")
         self.notice = f"Label refused: {reason}"
@@ -470,7 +493,12 @@ class DepositFlow(StateChart):
             # the door never opened: nothing can have been deposited
             self.ctx.journal.interrupt(deposit.deposit_id, "door did not unlock")
             raise
-        log.info("deposit %s: door %s unlocked, before %d g", deposit.deposit_id, slot.number, grams)
+        log.info(
+            "deposit %s: door %s unlocked, before %d g",
+            deposit.deposit_id,
+            slot.number,
+            grams,
+        )
 
     def finish_and_lock(self, grams: int) -> None:
         """Journal the net weight (before the door locks), then lock the door."""
@@ -478,7 +506,9 @@ class DepositFlow(StateChart):
         deposit.after_g = int(grams)
         measured_g = deposit.after_g - deposit.before_g
         # below the scale's resolution a "deposit" is noise: record it as empty
-        deposit.net_g = measured_g if measured_g >= settings.min_deposit_g else min(measured_g, 0)
+        deposit.net_g = (
+            measured_g if measured_g >= settings.min_deposit_g else min(measured_g, 0)
+        )
         self.ctx.journal.finish_deposit(
             deposit.deposit_id,
             after_g=deposit.after_g,
@@ -486,8 +516,12 @@ class DepositFlow(StateChart):
             occurred_at=self.ctx.now(),
         )
         deposit.estimate = self._estimate(deposit)
-        deposit.answered = deposit.net_g <= 0  # nothing is uploaded: nothing to wait for
-        log.info("deposit %s: after %d g, net %d g", deposit.deposit_id, grams, deposit.net_g)
+        deposit.answered = (
+            deposit.net_g <= 0
+        )  # nothing is uploaded: nothing to wait for
+        log.info(
+            "deposit %s: after %d g, net %d g", deposit.deposit_id, grams, deposit.net_g
+        )
         deposit.slot.door.lock()
 
     def _estimate(self, deposit: Deposit) -> int | None:
@@ -516,13 +550,17 @@ class DepositFlow(StateChart):
     def resolve_open_deposits(self, grams: int) -> None:
         """Resolve every open journal deposit with the stable weight now on the scale."""
         for row in self.ctx.journal.open_deposits():
-            outcome = resolve_open_deposit(self.ctx.journal, row, grams, self.ctx.settings, self.ctx.now())
+            outcome = resolve_open_deposit(
+                self.ctx.journal, row, grams, self.ctx.settings, self.ctx.now()
+            )
             log.warning("recovered deposit %s: %s", row.id, outcome)
         self.notice = "Ready again"
 
     def ask_to_close_doors(self, grams: int) -> None:
         """Recovery waits for every door to be shut before it weighs."""
-        open_doors = [str(s.number) for s in self.ctx.doors.values() if not s.door.is_closed()]
+        open_doors = [
+            str(s.number) for s in self.ctx.doors.values() if not s.door.is_closed()
+        ]
         self.ctx.screen.show(f"Please close door {', '.join(open_doors)}", tone="warn")
 
     def secure_doors(self) -> None:
@@ -542,7 +580,9 @@ class DepositFlow(StateChart):
     def fault_left_open(self) -> None:
         """The door stayed open past its limit: alarm and fault until it is shut."""
         slot = self.active_door()
-        self.set_fault("door_left_open", f"door {slot.number} was left open, please close it")
+        self.set_fault(
+            "door_left_open", f"door {slot.number} was left open, please close it"
+        )
 
     def fault_from_error(self, error: Exception | None = None) -> None:
         """Classify an action error into a fault kind and a reason."""
@@ -551,7 +591,9 @@ class DepositFlow(StateChart):
         elif isinstance(error, ScaleFault):
             self.set_fault("scale", f"scale fault: {error}")
         elif isinstance(error, OutboxFull):
-            self.set_fault("outbox_full", "the deposit journal is full until the kiosk syncs")
+            self.set_fault(
+                "outbox_full", "the deposit journal is full until the kiosk syncs"
+            )
         elif isinstance(error, HardwareFault):
             self.set_fault("hardware", f"hardware fault: {error}")
         else:
@@ -579,7 +621,9 @@ class DepositFlow(StateChart):
         answer = deposit.answer
         if answer is None:
             balance = "pending" if deposit.answered else "..."
-            if deposit.estimate is None:  # no points rules cached yet: nothing to estimate with
+            if (
+                deposit.estimate is None
+            ):  # no points rules cached yet: nothing to estimate with
                 return f"Thank you: {weighed}. Points pending - balance {balance}"
             return f"Thank you: {weighed}. +{deposit.estimate} points (estimate) - balance {balance}"
         status = answer.get("status")
@@ -592,11 +636,15 @@ class DepositFlow(StateChart):
         return f"Recorded {weighed}, but not credited: {why}"
 
 
-def resolve_open_deposit(journal, row, after_g: int, settings: FlowSettings, now) -> str:
+def resolve_open_deposit(
+    journal, row, after_g: int, settings: FlowSettings, now
+) -> str:
     """Record an open deposit with the weight now on its scale, or mark it interrupted."""
     net_g = int(after_g) - int(row.before_g)
     if net_g >= settings.min_deposit_g:
-        journal.finish_deposit(row.id, after_g=int(after_g), net_g=net_g, occurred_at=now)
+        journal.finish_deposit(
+            row.id, after_g=int(after_g), net_g=net_g, occurred_at=now
+        )
         return f"recorded, net {net_g} g"
     journal.interrupt(row.id, f"interrupted: weight changed by {net_g} g")
     return "interrupted"

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from hardware import HardwareFault, ScaleFault, ScannerFault
 from hardware.interfaces import QrReader, Scale, WeightSample
@@ -106,7 +106,9 @@ class ScaleMonitor:
 
     def start(self) -> None:
         """Sample on a daemon thread until ``stop()``."""
-        self._thread = threading.Thread(target=self._run, name=f"scale-{self.name}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"scale-{self.name}", daemon=True
+        )
         self._thread.start()
 
     def _run(self) -> None:

@@ -9,8 +9,8 @@ backend must answer a signed config request, and the journal must be in WAL with
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 from hardware import HardwareError
 
@@ -40,7 +40,7 @@ def _run(name: str, action: Callable[[], str]) -> Check:
         return Check(name, True, action())
     except (HardwareError, OSError, ValueError, RuntimeError) as exc:
         return Check(name, False, str(exc) or type(exc).__name__)
-    except Exception as exc:  # a check must report, whatever the driver raises
+    except Exception as exc:  # noqa: BLE001 - a check must report, whatever the driver raises
         return Check(name, False, f"{type(exc).__name__}: {exc}")
 
 
@@ -61,7 +61,11 @@ def check_door(slot) -> str:
 def check_scanner(scanner, timeout_s: float = 0.5) -> str:
     """Read the scanner once."""
     payload = scanner.read(timeout_s)
-    return f"read {payload!r}" if payload else f"answered (no label within {timeout_s:g} s)"
+    return (
+        f"read {payload!r}"
+        if payload
+        else f"answered (no label within {timeout_s:g} s)"
+    )
 
 
 def check_scale(scale, timeout_s: float = 5.0) -> str:
@@ -80,7 +84,10 @@ def check_backend(client) -> str:
 def check_journal(journal) -> str:
     """Verify the journal's durability settings."""
     settings = journal.settings()
-    if str(settings["journal_mode"]).lower() != "wal" or settings["synchronous"] != SYNCHRONOUS_FULL:
+    if (
+        str(settings["journal_mode"]).lower() != "wal"
+        or settings["synchronous"] != SYNCHRONOUS_FULL
+    ):
         raise RuntimeError(f"journal not durable: {settings}")
     return f"WAL, synchronous=FULL, schema v{settings['schema_version']}"
 

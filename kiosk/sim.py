@@ -32,8 +32,9 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Iterable
+from typing import IO
 
 import msgspec
 
@@ -61,14 +62,19 @@ def load_world(state_dir: str | Path) -> dict:
         world = json.loads((Path(state_dir) / WORLD_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         world = {}
-    return {"scale_g": dict(world.get("scale_g") or {}), "open_doors": list(world.get("open_doors") or [])}
+    return {
+        "scale_g": dict(world.get("scale_g") or {}),
+        "open_doors": list(world.get("open_doors") or []),
+    }
 
 
 def save_world(state_dir: str | Path, hardware) -> None:
     """Save the load on each fake scale and which doors stand open (atomically)."""
     world = {
         "scale_g": {name: scale.load_g for name, scale in hardware.scales.items()},
-        "open_doors": sorted(n for n, slot in hardware.doors.items() if not slot.door.is_closed()),
+        "open_doors": sorted(
+            n for n, slot in hardware.doors.items() if not slot.door.is_closed()
+        ),
     }
     path = Path(state_dir) / WORLD_FILE
     tmp = path.with_name(WORLD_FILE + ".tmp")
@@ -84,10 +90,16 @@ def simulated(config: KioskConfig, world: dict | None = None) -> KioskConfig:
     def fake_scale(name, spec):
         if spec is None:
             return None
-        return replace(spec, driver="fake", options={"initial_g": int(world["scale_g"].get(name, 0))})
+        return replace(
+            spec,
+            driver="fake",
+            options={"initial_g": int(world["scale_g"].get(name, 0))},
+        )
 
     doors = [
-        replace(d, driver="fake", options={"start_open": d.number in world["open_doors"]})
+        replace(
+            d, driver="fake", options={"start_open": d.number in world["open_doors"]}
+        )
         for d in config.doors
     ]
     return replace(
@@ -132,7 +144,7 @@ class SimScreen:
     def since(self, position: int) -> list[str]:
         """Return the texts shown since ``position``, and the current one."""
         with self._lock:
-            return [*self.history[max(0, position - 1):], self.text]
+            return [*self.history[max(0, position - 1) :], self.text]
 
 
 # -- the command driver ------------------------------------------------------------------
@@ -141,7 +153,9 @@ class SimScreen:
 class SimDriver:
     """Turn simulator commands into actions on the fakes and events for the station."""
 
-    def __init__(self, station, screen: SimScreen, *, virtual: bool, out: IO[str] = sys.stdout):
+    def __init__(
+        self, station, screen: SimScreen, *, virtual: bool, out: IO[str] = sys.stdout
+    ):
         self.station = station
         self.screen = screen
         self.virtual = virtual
@@ -184,8 +198,10 @@ class SimDriver:
         deadline_s = station.clock.monotonic() + MAX_SETTLE_S
         station.step()
         while (
-            station.flow.state in BUSY_STATES or not station.events.empty()
-        ) and station.clock.monotonic() < deadline_s and not self.stopped:
+            (station.flow.state in BUSY_STATES or not station.events.empty())
+            and station.clock.monotonic() < deadline_s
+            and not self.stopped
+        ):
             station.step()
 
     def wait(self, seconds: float) -> None:
@@ -321,7 +337,9 @@ class SimDriver:
 
     def _expect_state(self, state: str) -> None:
         if self.station.flow.state != state:
-            raise ScriptFailed(f"expected state {state!r}, the kiosk is in {self.station.flow.state!r}")
+            raise ScriptFailed(
+                f"expected state {state!r}, the kiosk is in {self.station.flow.state!r}"
+            )
         print(f"  ok: state {state}", file=self.out)
 
 
@@ -339,7 +357,9 @@ def _grams(text: str) -> int:
 # -- entry points used by the command line ------------------------------------------------------
 
 
-def build_sim_station(config: KioskConfig, *, virtual: bool, out: IO[str] = sys.stdout, **station_kw):
+def build_sim_station(
+    config: KioskConfig, *, virtual: bool, out: IO[str] = sys.stdout, **station_kw
+):
     """Return a station on fakes (with the saved world restored) and its screen."""
     from kiosk.station import Station
 
@@ -353,14 +373,18 @@ def build_sim_station(config: KioskConfig, *, virtual: bool, out: IO[str] = sys.
     return Station(config, **kwargs), screen
 
 
-def run_script(station, screen: SimScreen, lines: Iterable[str], *, virtual: bool, out=sys.stdout) -> int:
+def run_script(
+    station, screen: SimScreen, lines: Iterable[str], *, virtual: bool, out=sys.stdout
+) -> int:
     """Run a script against a station; return 0, or 1 at the first failed line."""
     driver = SimDriver(station, screen, virtual=virtual, out=out)
     if virtual:
         station.start()
         driver.settle()
         return _run_lines(driver, lines, out, finish=station.shutdown)
-    runner = threading.Thread(target=station.run, kwargs={"install_signals": False}, daemon=True)
+    runner = threading.Thread(
+        target=station.run, kwargs={"install_signals": False}, daemon=True
+    )
     runner.start()
     try:
         return _run_lines(driver, lines, out, finish=lambda: None)
@@ -387,12 +411,17 @@ def _run_lines(driver: SimDriver, lines: Iterable[str], out, finish) -> int:
         finish()
 
 
-def run_interactive(station, screen: SimScreen, *, inp: IO[str] = sys.stdin, out: IO[str] = sys.stdout) -> int:
+def run_interactive(
+    station, screen: SimScreen, *, inp: IO[str] = sys.stdin, out: IO[str] = sys.stdout
+) -> int:
     """Run the station for real time; read commands from the terminal until ``quit``/EOF."""
     driver = SimDriver(station, screen, virtual=False, out=out)
 
     def read_commands() -> None:
-        print("kiosk simulator: type a label payload, a bin, grams, 'close', 'help' or 'quit'", file=out)
+        print(
+            "kiosk simulator: type a label payload, a bin, grams, 'close', 'help' or 'quit'",
+            file=out,
+        )
         for line in inp:
             try:
                 driver.execute(line)
@@ -408,6 +437,13 @@ def run_interactive(station, screen: SimScreen, *, inp: IO[str] = sys.stdin, out
 
 
 __all__ = [
-    "SimDriver", "SimScreen", "ScriptFailed", "build_sim_station", "run_script", "run_interactive",
-    "load_world", "save_world", "simulated",
+    "ScriptFailed",
+    "SimDriver",
+    "SimScreen",
+    "build_sim_station",
+    "load_world",
+    "run_interactive",
+    "run_script",
+    "save_world",
+    "simulated",
 ]

@@ -39,11 +39,16 @@ from typing import Any
 
 from statemachine.exceptions import TransitionNotAllowed
 
-from hardware import HardwareError
 from hardware.fakes import REAL_CLOCK
 from kiosk import KioskError
 from kiosk.config import KioskConfig, build_driver
-from kiosk.flow import SELF_CLEARING_FAULTS, DepositFlow, DoorSlot, FlowContext, FlowSettings
+from kiosk.flow import (
+    SELF_CLEARING_FAULTS,
+    DepositFlow,
+    DoorSlot,
+    FlowContext,
+    FlowSettings,
+)
 from kiosk.journal import Journal
 from kiosk.labels import LabelVerifier
 from kiosk.monitors import ScaleMonitor, ScannerPump
@@ -82,7 +87,7 @@ class Hardware:
         for slot in self.doors.values():
             try:
                 slot.door.lock()
-            except Exception as exc:  # fail-secure path: try every door whatever happens
+            except Exception as exc:  # noqa: BLE001 - fail-secure: try every door whatever one raises
                 problems.append(f"door {slot.number}: {exc}")
         return problems
 
@@ -138,7 +143,9 @@ def flow_settings(config: KioskConfig) -> FlowSettings:
     )
 
 
-def rules_from_backend_config(backend_config: dict | None) -> dict[str, tuple[int, int]]:
+def rules_from_backend_config(
+    backend_config: dict | None,
+) -> dict[str, tuple[int, int]]:
     """Return category -> (points_per_kg, min_net_g) from the cached backend config."""
     rules: dict[str, tuple[int, int]] = {}
     for rule in (backend_config or {}).get("rules") or []:
@@ -148,7 +155,9 @@ def rules_from_backend_config(backend_config: dict | None) -> dict[str, tuple[in
                 int(rule.get("min_net_g", rule.get("min_g", 0)) or 0),
             )
         except (KeyError, TypeError, ValueError):
-            log.warning("ignoring a malformed points rule in the backend config: %r", rule)
+            log.warning(
+                "ignoring a malformed points rule in the backend config: %r", rule
+            )
     return rules
 
 
@@ -253,7 +262,9 @@ class Station:
         self.tick_s = tick_s
         self.screen = screen or LogScreen()
         self.notifier = notifier or Notifier()
-        self.crash = CrashHook(crash_at if crash_at is not None else os.environ.get(CRASH_ENV))
+        self.crash = CrashHook(
+            crash_at if crash_at is not None else os.environ.get(CRASH_ENV)
+        )
         self.events: queue.Queue = queue.Queue(maxsize=EVENT_QUEUE_SIZE)
         self.events_dropped = 0
         config.state_path.mkdir(parents=True, exist_ok=True)
@@ -266,7 +277,11 @@ class Station:
         self.syncer = syncer or self._build_syncer(client, rng)
         self.monitors = {
             name: ScaleMonitor(
-                name, scale, band_g=config.weighing.band_g, window_s=config.weighing.window_s, clock=clock
+                name,
+                scale,
+                band_g=config.weighing.band_g,
+                window_s=config.weighing.window_s,
+                clock=clock,
             )
             for name, scale in self.hardware.scales.items()
         }
@@ -276,8 +291,12 @@ class Station:
         self._rules: dict[str, tuple[int, int]] = {}
         self._load_backend_config()
         self._entered = _Entered(self.monitors)
-        self.flow = DepositFlow(self._flow_context(), listeners=[self._entered, self.crash])
-        self._door_closed = {n: s.door.is_closed() for n, s in self.hardware.doors.items()}
+        self.flow = DepositFlow(
+            self._flow_context(), listeners=[self._entered, self.crash]
+        )
+        self._door_closed = {
+            n: s.door.is_closed() for n, s in self.hardware.doors.items()
+        }
         self._stopping = False
         self._started = False
         now_s = clock.monotonic()
@@ -295,7 +314,9 @@ class Station:
         backend = self.config.backend
         if client is None:
             # signatures carry real time whatever clock the flow runs on: the server checks it
-            client = BackendClient(backend.url, backend.kiosk_id, backend.secret, backend.timeout_s)
+            client = BackendClient(
+                backend.url, backend.kiosk_id, backend.secret, backend.timeout_s
+            )
         if self.crash.point == "upload":
             client = _CrashingClient(client, self.crash)
         return Syncer(
@@ -334,7 +355,9 @@ class Station:
         backend = self.config.backend
         try:
             self.verifier = LabelVerifier.from_backend_config(
-                cached, community=backend.community, fallback_public_key=backend.label_public_key
+                cached,
+                community=backend.community,
+                fallback_public_key=backend.label_public_key,
             )
             self.verifier_error = None
         except ValueError as exc:
@@ -365,7 +388,9 @@ class Station:
             self.refresh_config()  # the syncer thread does this itself in threaded mode
         open_deposits = self.journal.open_deposits()
         if open_deposits and self.flow.state == "idle":
-            log.warning("recovering %d open deposit(s) after a restart", len(open_deposits))
+            log.warning(
+                "recovering %d open deposit(s) after a restart", len(open_deposits)
+            )
             self._send("recover")
         if self.threaded:
             for monitor in self.monitors.values():
@@ -433,7 +458,11 @@ class Station:
 
     def _drain_events(self, wait_s: float) -> None:
         try:
-            name, kwargs = self.events.get(timeout=wait_s) if wait_s > 0 else self.events.get_nowait()
+            name, kwargs = (
+                self.events.get(timeout=wait_s)
+                if wait_s > 0
+                else self.events.get_nowait()
+            )
         except queue.Empty:
             return
         while True:
@@ -461,14 +490,18 @@ class Station:
             return True
         except TransitionNotAllowed:
             hint = self.flow.busy_hint()
-            log.warning("event %r not allowed in state %s: %s", event, self.flow.state, hint)
+            log.warning(
+                "event %r not allowed in state %s: %s", event, self.flow.state, hint
+            )
             self.screen.show(hint, tone="warn")
             return False
 
     def _safely(self, action) -> None:
         try:
             action()
-        except TransitionNotAllowed as exc:  # a timeout raced a transition: harmless, logged
+        except (
+            TransitionNotAllowed
+        ) as exc:  # a timeout raced a transition: harmless, logged
             log.warning("%s", exc)
 
     # -- inputs -> flow events -------------------------------------------------------------
@@ -482,15 +515,25 @@ class Station:
             active = self.flow.active_door()
             state = self.flow.state
             is_active = active is not None and active.number == number
-            if not closed and is_active and state in ("door_unlocked", "weighing_after"):
+            if (
+                not closed
+                and is_active
+                and state in ("door_unlocked", "weighing_after")
+            ):
                 self._send("door_opened")
             elif closed and is_active and state == "door_open":
                 self._send("door_closed")
-            elif not closed and state not in ("fault", "recovering") and not (
-                is_active and state == "door_open"
+            elif (
+                not closed
+                and state not in ("fault", "recovering")
+                and not (is_active and state == "door_open")
             ):
                 # only the unlocked door may move: any other opening means a broken lock
-                self._send("fail", kind="door_forced", reason=f"door {number} opened while locked")
+                self._send(
+                    "fail",
+                    kind="door_forced",
+                    reason=f"door {number} opened while locked",
+                )
             self._after_transitions()
 
     def _monitor_for(self, slot: DoorSlot | None) -> ScaleMonitor | None:
@@ -501,10 +544,14 @@ class Station:
     def _feed_flow(self) -> None:
         state, flow = self.flow.state, self.flow
         monitor = self._monitor_for(flow.active_door())
-        if state != "fault" and monitor is not None and monitor.error:
-            if state not in ("showing_result",):
-                self._send("fail", kind="scale", reason=f"scale fault: {monitor.error}")
-                return
+        # the result screen needs no scale: let it finish, the fault comes at idle
+        if (
+            monitor is not None
+            and monitor.error
+            and state not in ("fault", "showing_result")
+        ):
+            self._send("fail", kind="scale", reason=f"scale fault: {monitor.error}")
+            return
         if state == "weighing_before":
             grams = monitor.stable_g()
             if grams is not None:
@@ -522,9 +569,15 @@ class Station:
 
     def _check_idle_health(self) -> None:
         if self.scanner.error:
-            self._send("fail", kind="scanner", reason=f"scanner fault: {self.scanner.error}")
+            self._send(
+                "fail", kind="scanner", reason=f"scanner fault: {self.scanner.error}"
+            )
         elif self.verifier is None:
-            self._send("fail", kind="config", reason=f"cannot verify labels: {self.verifier_error}")
+            self._send(
+                "fail",
+                kind="config",
+                reason=f"cannot verify labels: {self.verifier_error}",
+            )
 
     def _poll_answer(self) -> None:
         deposit = self.flow.current
@@ -532,16 +585,26 @@ class Station:
             return
         row = self.journal.get(deposit.deposit_id)
         if row.answered:
-            error = {"code": row.error_code, "message": row.error_message} if row.error_code else None
+            error = (
+                {"code": row.error_code, "message": row.error_message}
+                if row.error_code
+                else None
+            )
             result = {
-                "id": row.id, "status": row.sync_status, "points": row.points,
-                "balance": row.balance, "error": error,
+                "id": row.id,
+                "status": row.sync_status,
+                "points": row.points,
+                "balance": row.balance,
+                "error": error,
             }
             self._send("answer", result=result)
 
     def _check_fault_cleared(self) -> None:
         now_s = self.clock.monotonic()
-        if now_s < self._next_fault_check_s or self.flow.fault_kind not in SELF_CLEARING_FAULTS:
+        if (
+            now_s < self._next_fault_check_s
+            or self.flow.fault_kind not in SELF_CLEARING_FAULTS
+        ):
             return
         self._next_fault_check_s = now_s + FAULT_CHECK_S
         if self._fault_condition_cleared(self.flow.fault_kind):
@@ -552,7 +615,10 @@ class Station:
         if kind == "door_left_open":
             return all(slot.door.is_closed() for slot in self.hardware.doors.values())
         if kind == "scale":
-            return all(m.error is None and m.stable_g() is not None for m in self.monitors.values())
+            return all(
+                m.error is None and m.stable_g() is not None
+                for m in self.monitors.values()
+            )
         if kind == "scanner":
             return self.scanner.error is None
         if kind == "config":
@@ -588,14 +654,14 @@ class Station:
         try:
             report = self.syncer.sync_once()
             log.debug("sync: %s", report)
-        except Exception as exc:  # the journal keeps everything; the next attempt retries
+        except Exception as exc:  # noqa: BLE001 - the journal keeps all; the next attempt retries
             log.warning("sync failed: %s", exc)
 
     def refresh_config(self) -> None:
         """Fetch the backend config (keys, rules, revocations) and rebuild the verifier."""
         try:
             self.syncer.refresh_config()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - offline is normal: the cached config serves
             log.warning("config refresh failed (using the cached config): %s", exc)
         self._load_backend_config()
 
@@ -612,7 +678,11 @@ class Station:
             self._load_backend_config()  # the syncer thread fetched a new config
         request = take_reset_request(self.config.state_path)
         if request is not None:
-            log.warning("reset requested by %s in state %s", request.get("by", "?"), self.flow.state)
+            log.warning(
+                "reset requested by %s in state %s",
+                request.get("by", "?"),
+                self.flow.state,
+            )
             if self.flow.state == "fault":
                 self._send("reset")
                 self._after_transitions()
@@ -628,9 +698,14 @@ class Station:
             "kiosk": self.config.kiosk.name,
             "state": flow.state,
             "screen": getattr(self.screen, "text", None),
-            "fault": {"kind": flow.fault_kind, "reason": flow.fault_reason} if flow.state == "fault" else None,
+            "fault": {"kind": flow.fault_kind, "reason": flow.fault_reason}
+            if flow.state == "fault"
+            else None,
             "doors": {
-                str(n): {"closed": s.door.is_closed(), "locked": getattr(s.door, "locked", None)}
+                str(n): {
+                    "closed": s.door.is_closed(),
+                    "locked": getattr(s.door, "locked", None),
+                }
                 for n, s in self.hardware.doors.items()
             },
             "weight_g": monitor.last_g() if monitor else None,
@@ -642,7 +717,9 @@ class Station:
         }
 
     def _write_status(self, *, force: bool = False, stopped: bool = False) -> None:
-        now_s = time.monotonic()  # real time: the file is for people and other processes
+        now_s = (
+            time.monotonic()
+        )  # real time: the file is for people and other processes
         if not force and now_s < self._status_due_s:
             return
         self._status_due_s = now_s + STATUS_EVERY_S

@@ -380,12 +380,11 @@ def _wait(predicate, timeout_s: float = 10.0) -> None:
 
 def latency_benchmark(runs: int = 500, state_dir: Path | None = None) -> dict:
     """Measure scan -> unlock command on a one-door station; return the times in ms."""
+    import logging
     import tempfile
     import threading
 
     from protocol.labels import LabelClaims, encode_label, new_serial
-
-    import logging
 
     # the offline syncer's warnings are expected here; the figures are the output
     logging.getLogger("kiosk").setLevel(logging.ERROR)

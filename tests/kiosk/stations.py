@@ -17,7 +17,12 @@ from werkzeug.serving import make_server
 
 from kiosk.config import config_from_dict
 from kiosk.sim import ScriptFailed, SimDriver, build_sim_station
-from protocol.labels import LabelClaims, encode_label, generate_private_key, public_key_to_text
+from protocol.labels import (
+    LabelClaims,
+    encode_label,
+    generate_private_key,
+    public_key_to_text,
+)
 
 SECRET = "s3cret-s3cret-s3cret"
 
@@ -47,20 +52,37 @@ def kiosk_config(
     raw = {
         "kiosk": {"name": "test-kiosk", "state_dir": str(state_dir)},
         "backend": {
-            "url": backend_url, "kiosk_id": kiosk_id, "secret": secret, "community": community,
-            "timeout_s": 5.0, "sync_interval_s": sync_interval_s, "retry_base_s": 0.5,
+            "url": backend_url,
+            "kiosk_id": kiosk_id,
+            "secret": secret,
+            "community": community,
+            "timeout_s": 5.0,
+            "sync_interval_s": sync_interval_s,
+            "retry_base_s": 0.5,
             "retry_max_s": 5.0,
         },
         "scanner": {"driver": "fake"},
         "scale": {"driver": "fake"},
         "indicator": {"driver": "fake"},
         "doors": [
-            {"number": n, "category": c, "capacity_g": 40_000, "driver": "fake"} for n, c in doors.items()
+            {"number": n, "category": c, "capacity_g": 40_000, "driver": "fake"}
+            for n, c in doors.items()
         ],
-        "timeouts": {"category_s": 20, "door_open_s": 15, "door_close_s": 40, "result_display_s": 5,
-                     "backend_answer_s": 2, **(timeouts or {})},
-        "weighing": {"band_g": 10, "window_s": 0.8, "min_deposit_g": 30, "stable_timeout_s": 10,
-                     **(weighing or {})},
+        "timeouts": {
+            "category_s": 20,
+            "door_open_s": 15,
+            "door_close_s": 40,
+            "result_display_s": 5,
+            "backend_answer_s": 2,
+            **(timeouts or {}),
+        },
+        "weighing": {
+            "band_g": 10,
+            "window_s": 0.8,
+            "min_deposit_g": 30,
+            "stable_timeout_s": 10,
+            **(weighing or {}),
+        },
     }
     if public_key:
         raw["backend"]["label_public_key"] = public_key
@@ -75,9 +97,16 @@ class Keys:
         self.private = generate_private_key()
         self.public = public_key_to_text(self.private)
 
-    def label(self, household: str = "H001", serial: str = "SER0000001", community: str | None = None) -> str:
+    def label(
+        self,
+        household: str = "H001",
+        serial: str = "SER0000001",
+        community: str | None = None,
+    ) -> str:
         """Return a genuine signed payload."""
-        return encode_label(self.private, LabelClaims(community or self.community, household, serial))
+        return encode_label(
+            self.private, LabelClaims(community or self.community, household, serial)
+        )
 
 
 class Session:
@@ -85,7 +114,9 @@ class Session:
 
     def __init__(self, config, **station_kw):
         self.out = io.StringIO()
-        self.station, self.screen = build_sim_station(config, virtual=True, out=self.out, **station_kw)
+        self.station, self.screen = build_sim_station(
+            config, virtual=True, out=self.out, **station_kw
+        )
         self.driver = SimDriver(self.station, self.screen, virtual=True, out=self.out)
         self.station.start()
         self.driver.settle()
@@ -146,4 +177,12 @@ class ServedBackend:
             self._server = None
 
 
-__all__ = ["Keys", "Session", "ServedBackend", "kiosk_config", "free_port", "ScriptFailed", "SECRET"]
+__all__ = [
+    "SECRET",
+    "Keys",
+    "ScriptFailed",
+    "ServedBackend",
+    "Session",
+    "free_port",
+    "kiosk_config",
+]

@@ -8,10 +8,10 @@ sessions against the real backend.
 from __future__ import annotations
 
 import pytest
+from statemachine.exceptions import TransitionNotAllowed
 
 from kiosk.flow import TIMEOUTS, DepositFlow, points_estimate, resolve_choice
 from kiosk.station import BACKEND_CONFIG_META
-from statemachine.exceptions import TransitionNotAllowed
 from tests.kiosk.stations import Keys, ScriptFailed, Session, free_port, kiosk_config
 
 
@@ -56,7 +56,13 @@ def test_happy_path_offline_records_the_deposit_and_shows_pending(make_session, 
         expect balance pending
     """)
     [row] = deposits(s)
-    assert (row.state, row.door, row.category, row.net_g, row.household) == ("recorded", 2, "paper", 750, "H001")
+    assert (row.state, row.door, row.category, row.net_g, row.household) == (
+        "recorded",
+        2,
+        "paper",
+        750,
+        "H001",
+    )
     assert row.before_g == 0 and row.after_g == 750
     door = s.door(2)
     assert door.locked and door.unlock_count == 1 and door.lock_count >= 1
@@ -86,10 +92,15 @@ def test_journal_written_before_unlock_and_result_before_lock(make_session, keys
 
 def test_estimate_uses_the_cached_rules(make_session, keys):
     s = make_session()
-    s.journal.set_meta(BACKEND_CONFIG_META, {
-        "label_public_key": keys.public, "community": "green", "revoked_serials": [],
-        "rules": [{"category": "paper", "points_per_kg": 25, "min_net_g": 100}],
-    })
+    s.journal.set_meta(
+        BACKEND_CONFIG_META,
+        {
+            "label_public_key": keys.public,
+            "community": "green",
+            "revoked_serials": [],
+            "rules": [{"category": "paper", "points_per_kg": 25, "min_net_g": 100}],
+        },
+    )
     s.station.refresh_config()  # backend down: falls back to the cached config
     s.run(f"{keys.label()}\n2\ndrop 1234\nclose\nexpect +30 points (estimate)")
 
@@ -114,13 +125,17 @@ def test_wrong_category_is_refused_and_the_resident_chooses_again(make_session, 
 
 def test_no_choice_in_time_goes_back_to_idle(make_session, keys):
     s = make_session()
-    s.run(f"{keys.label()}\nwait 21\nexpect No bin was chosen in time\nexpect-state idle")
+    s.run(
+        f"{keys.label()}\nwait 21\nexpect No bin was chosen in time\nexpect-state idle"
+    )
     assert deposits(s) == []
 
 
 def test_single_door_kiosk_skips_choosing(make_session, keys):
     s = make_session(doors={1: "kitchen"})
-    s.run(f"{keys.label()}\nexpect Door 1 (kitchen) is open\ndrop 400\nclose\nexpect 400 g of kitchen")
+    s.run(
+        f"{keys.label()}\nexpect Door 1 (kitchen) is open\ndrop 400\nclose\nexpect 400 g of kitchen"
+    )
 
 
 def test_door_never_opened_relocks_and_records_nothing(make_session, keys):
@@ -149,7 +164,9 @@ def test_door_left_open_alarms_faults_and_clears_when_shut(make_session, keys):
         expect Out of order: door 2 was left open
         expect-state fault
     """)
-    assert all(s.door(n).locked for n in (1, 2))  # the bolt is out: it latches when shut
+    assert all(
+        s.door(n).locked for n in (1, 2)
+    )  # the bolt is out: it latches when shut
     assert "long" in s.station.hardware.indicator.beeps  # the alarm
     assert [r.state for r in deposits(s)] == ["open"]
     s.run(f"{keys.label()}\nexpect Out of order")  # scans are refused while in fault
@@ -170,7 +187,10 @@ def test_door_jammed_is_a_fault_until_repaired_and_reset(make_session, keys):
         expect-state fault
     """)
     [row] = deposits(s)
-    assert (row.state, row.net_g) == ("recorded", 500)  # journalled before the lock was tried
+    assert (row.state, row.net_g) == (
+        "recorded",
+        500,
+    )  # journalled before the lock was tried
     s.run("wait 30\nexpect-state fault")  # a jam never clears by itself
     s.run("reset\nexpect-state fault")  # still jammed: the reset fails
     s.run("repair 2\nreset\nexpect-state idle\nexpect Scan the label")
@@ -197,7 +217,9 @@ def test_weight_never_settles_after_the_deposit_then_recovers(make_session, keys
 
 def test_weight_never_settles_before_the_door_unlocks(make_session, keys):
     s = make_session()
-    s.run(f"unstable\n{keys.label()}\nplastic\nexpect the weight never settled\nexpect-state fault")
+    s.run(
+        f"unstable\n{keys.label()}\nplastic\nexpect the weight never settled\nexpect-state fault"
+    )
     assert deposits(s) == [] and s.door(1).unlock_count == 0
     s.run("unstable off\nwait 3\nexpect-state idle")
     assert deposits(s) == []
@@ -227,11 +249,19 @@ def test_bad_labels_are_refused_at_the_scanner(make_session, keys, payload, reas
 
 def test_revoked_label_is_refused_offline_from_the_cached_config(make_session, keys):
     s = make_session()
-    s.journal.set_meta(BACKEND_CONFIG_META, {
-        "label_public_key": keys.public, "community": "green", "revoked_serials": ["REV0000001"], "rules": [],
-    })
+    s.journal.set_meta(
+        BACKEND_CONFIG_META,
+        {
+            "label_public_key": keys.public,
+            "community": "green",
+            "revoked_serials": ["REV0000001"],
+            "rules": [],
+        },
+    )
     s.station.refresh_config()
-    s.run(f"{keys.label(serial='REV0000001')}\nexpect Label refused: this label has been revoked")
+    s.run(
+        f"{keys.label(serial='REV0000001')}\nexpect Label refused: this label has been revoked"
+    )
     s.run(f"{keys.label(serial='F1NE000001')}\nexpect choose a bin")
     assert [r.serial for r in deposits(s)] == []
 
@@ -243,7 +273,9 @@ def test_a_disallowed_event_raises_and_the_resident_is_told(make_session, keys):
     with pytest.raises(TransitionNotAllowed):
         s.flow.send("choose", choice="paper")
     s.run(f"{keys.label()}\npaper\ndrop 200")
-    s.run(f"{keys.label(serial='NEXT000001')}\nexpect Please put the bag in and close the door first")
+    s.run(
+        f"{keys.label(serial='NEXT000001')}\nexpect Please put the bag in and close the door first"
+    )
     assert s.state == "door_open"
     s.run("reset\nexpect-state door_open")  # reset is for faults only
 
@@ -254,7 +286,11 @@ def test_choose_outside_choosing_is_reported(make_session, keys):
 
 
 def test_a_crash_with_the_bag_on_the_scale_is_recorded_on_restart(tmp_path, keys):
-    config = kiosk_config(tmp_path / "state", backend_url=f"http://127.0.0.1:{free_port()}", public_key=keys.public)
+    config = kiosk_config(
+        tmp_path / "state",
+        backend_url=f"http://127.0.0.1:{free_port()}",
+        public_key=keys.public,
+    )
     first = Session(config)
     first.run(f"{keys.label()}\npaper\ndrop 810")
     assert first.state == "door_open"
@@ -265,13 +301,22 @@ def test_a_crash_with_the_bag_on_the_scale_is_recorded_on_restart(tmp_path, keys
         assert second.door(2).locked  # fail-secure at start
         second.run("expect Please close door 2\nclose 2\nwait 3\nexpect-state idle")
         [row] = second.journal.deposits(limit=10)
-        assert (row.state, row.net_g, row.before_g, row.after_g) == ("recorded", 810, 0, 810)
+        assert (row.state, row.net_g, row.before_g, row.after_g) == (
+            "recorded",
+            810,
+            0,
+            810,
+        )
     finally:
         second.close()
 
 
 def test_a_crash_before_anything_went_in_is_marked_interrupted(tmp_path, keys):
-    config = kiosk_config(tmp_path / "state", backend_url=f"http://127.0.0.1:{free_port()}", public_key=keys.public)
+    config = kiosk_config(
+        tmp_path / "state",
+        backend_url=f"http://127.0.0.1:{free_port()}",
+        public_key=keys.public,
+    )
     first = Session(config)
     first.run(f"{keys.label()}\nplastic\nexpect-state door_unlocked")
     first.station.journal.close()
@@ -279,7 +324,9 @@ def test_a_crash_before_anything_went_in_is_marked_interrupted(tmp_path, keys):
     try:
         second.run("wait 2\nexpect-state idle")
         [row] = second.journal.deposits(limit=10)
-        assert row.state == "interrupted" and row.reason.startswith("interrupted: weight changed by 0 g")
+        assert row.state == "interrupted" and row.reason.startswith(
+            "interrupted: weight changed by 0 g"
+        )
         assert second.journal.outbox_depth() == 0
     finally:
         second.close()
@@ -298,7 +345,9 @@ def test_every_waiting_state_has_a_timeout_except_idle_and_fault():
 
 
 def test_points_estimate_matches_the_backend_rounding():
-    assert points_estimate(1234, 25, 100) == 30  # floor(1234 * 25 / 1000) = floor(30.85)
+    assert (
+        points_estimate(1234, 25, 100) == 30
+    )  # floor(1234 * 25 / 1000) = floor(30.85)
     assert points_estimate(99, 25, 100) == 0
     assert points_estimate(0, 25, 0) == 0
     assert points_estimate(1000, 7, 0) == 7

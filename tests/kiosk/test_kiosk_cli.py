@@ -15,8 +15,8 @@ import qrcode
 from click.testing import CliRunner
 
 from hardware.fakes import FakeScale
-from hardware.sim.hx711_model import HX711Model
 from hardware.loadcell import HX711Scale
+from hardware.sim.hx711_model import HX711Model
 from kiosk.calibrate import calibrate_scale, write_calibration
 from kiosk.cli import main
 from kiosk.config import load_config
@@ -26,7 +26,9 @@ from tests.kiosk.stations import SECRET, Keys, Session, free_port
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def write_config(tmp_path: Path, keys: Keys, *, url: str | None = None, doors=None) -> Path:
+def write_config(
+    tmp_path: Path, keys: Keys, *, url: str | None = None, doors=None
+) -> Path:
     """Write an all-fake kiosk TOML config and return its path."""
     doors = doors or {1: "plastic", 2: "paper"}
     door_tables = "".join(
@@ -34,12 +36,13 @@ def write_config(tmp_path: Path, keys: Keys, *, url: str | None = None, doors=No
         for n, c in doors.items()
     )
     path = tmp_path / "kiosk.toml"
-    path.write_text(textwrap.dedent(f"""\
+    path.write_text(
+        textwrap.dedent(f"""\
         [kiosk]
         name = "cli-test"
         state_dir = "state"
         [backend]
-        url = "{url or f'http://127.0.0.1:{free_port()}'}"
+        url = "{url or f"http://127.0.0.1:{free_port()}"}"
         kiosk_id = "k_cli"
         secret = "{SECRET}"
         community = "green"
@@ -53,7 +56,9 @@ def write_config(tmp_path: Path, keys: Keys, *, url: str | None = None, doors=No
         driver = "fake"
         [timeouts]
         backend_answer_s = 1.0
-        """) + door_tables)
+        """)
+        + door_tables
+    )
     return path
 
 
@@ -70,10 +75,14 @@ def test_calibrate_writes_counts_that_reload_to_true_grams(tmp_path, keys, monke
     scale = FakeScale(settle_s=0.0, raw_offset_counts=8_000, raw_counts_per_g=420.0)
     monkeypatch.setattr("kiosk.config.build_driver", lambda kind, spec, **kw: scale)
     monkeypatch.setattr("click.pause", lambda *a, **k: scale.place(2_000))
-    result = CliRunner().invoke(main, ["calibrate", "--config", str(config_path), "--known-g", "2000"])
+    result = CliRunner().invoke(
+        main, ["calibrate", "--config", str(config_path), "--known-g", "2000"]
+    )
     assert result.exit_code == 0, result.output
     calibration = (tmp_path / "state" / "calibration.toml").read_text()
-    assert "offset_counts = 8000" in calibration and "counts_per_g = 420.0" in calibration
+    assert (
+        "offset_counts = 8000" in calibration and "counts_per_g = 420.0" in calibration
+    )
     config = load_config(config_path)  # merged over [scale]
     assert config.scale.options == {"offset_counts": 8000, "counts_per_g": 420.0}
     reloaded = FakeScale(settle_s=0.0, initial_g=1_234, **config.scale.options)
@@ -82,7 +91,9 @@ def test_calibrate_writes_counts_that_reload_to_true_grams(tmp_path, keys, monke
 
 def test_calibrate_without_the_mass_fails_and_writes_nothing(tmp_path, keys):
     config_path = write_config(tmp_path, keys)
-    result = CliRunner().invoke(main, ["calibrate", "--config", str(config_path), "--known-g", "1000", "--yes"])
+    result = CliRunner().invoke(
+        main, ["calibrate", "--config", str(config_path), "--known-g", "1000", "--yes"]
+    )
     assert result.exit_code == 1
     assert "did not move the reading" in result.output
     assert not (tmp_path / "state" / "calibration.toml").exists()
@@ -90,8 +101,12 @@ def test_calibrate_without_the_mass_fails_and_writes_nothing(tmp_path, keys):
 
 def test_calibrate_uses_the_load_cell_helpers_of_an_hx711():
     rig = make_rig()
-    model = rig.board.attach(HX711Model(17, 27, offset_counts=8_000, counts_per_g=Fraction(43, 2)))
-    scale = HX711Scale(gpio="sim", dout_pin=17, sck_pin=27, pins=rig.pins, clock=rig.clock)
+    model = rig.board.attach(
+        HX711Model(17, 27, offset_counts=8_000, counts_per_g=Fraction(43, 2))
+    )
+    scale = HX711Scale(
+        gpio="sim", dout_pin=17, sck_pin=27, pins=rig.pins, clock=rig.clock
+    )
     result = calibrate_scale(scale, 5_000, lambda: model.set_load_g(5_000))
     assert result.method == "load-cell"
     assert result.values == {"offset_counts": 8_000, "counts_per_g": "43/2"}
@@ -100,8 +115,13 @@ def test_calibrate_uses_the_load_cell_helpers_of_an_hx711():
 
 
 def test_calibration_file_round_trips_exact_fraction(tmp_path):
-    path = write_calibration(tmp_path / "calibration.toml", {"offset_counts": -12, "counts_per_g": "43/2"})
-    assert 'counts_per_g = "43/2"' in path.read_text() and "offset_counts = -12" in path.read_text()
+    path = write_calibration(
+        tmp_path / "calibration.toml", {"offset_counts": -12, "counts_per_g": "43/2"}
+    )
+    assert (
+        'counts_per_g = "43/2"' in path.read_text()
+        and "offset_counts = -12" in path.read_text()
+    )
 
 
 class GramsOnlyScale:
@@ -133,10 +153,19 @@ def test_grams_only_scale_is_zeroed_and_checked(reads_g, ok):
 
 def test_selftest_reports_each_part_and_fails_when_the_backend_is_down(tmp_path, keys):
     config_path = write_config(tmp_path, keys)
-    result = CliRunner().invoke(main, ["selftest", "--config", str(config_path), "--json"])
+    result = CliRunner().invoke(
+        main, ["selftest", "--config", str(config_path), "--json"]
+    )
     assert result.exit_code == 1, result.output
     checks = {c["name"]: c for c in json.loads(result.output)}
-    assert set(checks) == {"door 1 (plastic)", "door 2 (paper)", "scanner", "scale main", "backend", "journal"}
+    assert set(checks) == {
+        "door 1 (plastic)",
+        "door 2 (paper)",
+        "scanner",
+        "scale main",
+        "backend",
+        "journal",
+    }
     assert all(checks[name]["ok"] for name in checks if name != "backend")
     assert not checks["backend"]["ok"] and "unreachable" in checks["backend"]["detail"]
     assert "WAL, synchronous=FULL" in checks["journal"]["detail"]
@@ -154,7 +183,10 @@ def test_status_reads_the_journal_and_the_status_file(tmp_path, keys):
     session.station._write_status(force=True)
     live = CliRunner().invoke(main, ["status", "--config", str(config_path), "--json"])
     report = json.loads(live.output)
-    assert report["station"]["state"] == "showing_result" and report["station"]["running"] is True
+    assert (
+        report["station"]["state"] == "showing_result"
+        and report["station"]["running"] is True
+    )
     assert report["journal"]["outbox_depth"] == 1
     assert report["journal"]["states"]["recorded"] == 1
     session.close()
@@ -166,7 +198,9 @@ def test_reset_request_clears_a_fault_once_repaired(tmp_path, keys):
     config_path = write_config(tmp_path, keys)
     session = Session(load_config(config_path))
     try:
-        session.run(f"{keys.label()}\npaper\ndrop 300\nblock\nclose\nexpect-state fault")
+        session.run(
+            f"{keys.label()}\npaper\ndrop 300\nblock\nclose\nexpect-state fault"
+        )
         session.door(2).repair()
         result = CliRunner().invoke(main, ["reset", "--config", str(config_path)])
         assert result.exit_code == 0 and "reset requested" in result.output
@@ -182,7 +216,9 @@ def test_a_reset_request_outside_a_fault_is_dropped(tmp_path, keys):
     try:
         CliRunner().invoke(main, ["reset", "--config", str(config_path)])
         session.run("wait 1\nexpect-state idle")
-        assert not (tmp_path / "state" / "reset-request").exists()  # not left for a later fault
+        assert not (
+            tmp_path / "state" / "reset-request"
+        ).exists()  # not left for a later fault
     finally:
         session.close()
 
@@ -201,18 +237,27 @@ def test_scan_image_prints_file_and_payload(tmp_path, keys):
     result = CliRunner().invoke(main, ["scan-image", str(with_code), str(blank)])
     assert result.exit_code == 0, result.output
     assert result.output.splitlines() == [f"{with_code}\t{payload}", f"{blank}\t"]
-    as_json = CliRunner().invoke(main, ["scan-image", "--json", "--decoder", "pyzbar", str(with_code)])
+    as_json = CliRunner().invoke(
+        main, ["scan-image", "--json", "--decoder", "pyzbar", str(with_code)]
+    )
     assert json.loads(as_json.output) == [{"file": str(with_code), "payload": payload}]
 
 
 # -- run --sim --script (a real child process) ----------------------------------------------
 
 
-def run_kiosk(*args, cwd: Path, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+def run_kiosk(
+    *args, cwd: Path, env: dict | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess:
     """Run the `kiosk` console script as a child process."""
     kiosk = Path(sys.executable).with_name("kiosk")
     return subprocess.run(
-        [str(kiosk), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        [str(kiosk), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
         env={**os.environ, **(env or {})},
     )
 
@@ -220,27 +265,52 @@ def run_kiosk(*args, cwd: Path, env: dict | None = None, timeout: float = 60) ->
 def test_run_sim_script_exit_status_follows_its_expectations(tmp_path, keys):
     config_path = write_config(tmp_path, keys)
     good = tmp_path / "good.txt"
-    good.write_text(f"# a deposit while the backend is down\n{keys.label()}\npaper\n"
-                    "drop 500\nclose\nexpect 500 g of paper\nwait 2\nexpect balance pending\n")
-    ok = run_kiosk("run", "--sim", "--config", str(config_path), "--script", str(good), cwd=tmp_path)
+    good.write_text(
+        f"# a deposit while the backend is down\n{keys.label()}\npaper\n"
+        "drop 500\nclose\nexpect 500 g of paper\nwait 2\nexpect balance pending\n"
+    )
+    ok = run_kiosk(
+        "run",
+        "--sim",
+        "--config",
+        str(config_path),
+        "--script",
+        str(good),
+        cwd=tmp_path,
+    )
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "ok: 'balance pending'" in ok.stdout
     bad = tmp_path / "bad.txt"
-    bad.write_text("expect Scan the label\nexpect something else entirely\nexpect never reached\n")
-    failed = run_kiosk("run", "--sim", "--config", str(config_path), "--script", str(bad), cwd=tmp_path)
+    bad.write_text(
+        "expect Scan the label\nexpect something else entirely\nexpect never reached\n"
+    )
+    failed = run_kiosk(
+        "run", "--sim", "--config", str(config_path), "--script", str(bad), cwd=tmp_path
+    )
     assert failed.returncode == 1
     assert "FAILED at line 2: expected 'something else entirely'" in failed.stdout
     assert "never reached" not in failed.stdout  # the script stopped at the failure
 
 
 def test_run_sim_without_a_demo_file_says_what_to_do(tmp_path):
-    result = run_kiosk("run", "--sim", cwd=tmp_path, env={"SORTPOINT_INSTANCE_PATH": str(tmp_path / "nothing")})
+    result = run_kiosk(
+        "run",
+        "--sim",
+        cwd=tmp_path,
+        env={"SORTPOINT_INSTANCE_PATH": str(tmp_path / "nothing")},
+    )
     assert result.returncode == 1
-    assert "demo-kiosk.json not found" in result.stderr and "scripts/demo" in result.stderr
+    assert (
+        "demo-kiosk.json not found" in result.stderr and "scripts/demo" in result.stderr
+    )
 
 
 def test_run_with_a_bad_config_names_the_key(tmp_path, keys):
     config_path = write_config(tmp_path, keys)
-    config_path.write_text(config_path.read_text().replace('[scale]\ndriver = "fake"', '[scale]\ndriver = "fake"\nbogus = 1'))
+    config_path.write_text(
+        config_path.read_text().replace(
+            '[scale]\ndriver = "fake"', '[scale]\ndriver = "fake"\nbogus = 1'
+        )
+    )
     result = CliRunner().invoke(main, ["run", "--config", str(config_path)])
     assert result.exit_code == 1 and "scale.bogus: unknown key" in result.output

@@ -31,7 +31,9 @@ def keys():
 @pytest.fixture
 def notify_socket():
     """A datagram socket standing in for systemd's notify socket."""
-    folder = tempfile.mkdtemp(prefix="sdn")  # short: AF_UNIX paths are limited to 108 bytes
+    folder = tempfile.mkdtemp(
+        prefix="sdn"
+    )  # short: AF_UNIX paths are limited to 108 bytes
     path = os.path.join(folder, "notify")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(path)
@@ -48,7 +50,7 @@ def received(sock, until: str, timeout_s: float = 30.0) -> list[str]:
     while time.monotonic() < deadline:
         try:
             messages.append(sock.recv(4096).decode())
-        except socket.timeout:
+        except TimeoutError:
             continue
         if until in messages[-1]:
             return messages
@@ -58,10 +60,14 @@ def received(sock, until: str, timeout_s: float = 30.0) -> list[str]:
 # -- systemd ---------------------------------------------------------------------------------
 
 
-def test_notifier_sends_ready_and_pings_the_watchdog_at_half_its_interval(notify_socket):
+def test_notifier_sends_ready_and_pings_the_watchdog_at_half_its_interval(
+    notify_socket,
+):
     path, sock = notify_socket
     now = [100.0]
-    notifier = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "10000000"}, monotonic=lambda: now[0])
+    notifier = Notifier(
+        {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "10000000"}, monotonic=lambda: now[0]
+    )
     assert notifier.watchdog_interval_s() == 5.0
     notifier.ready("state idle")
     assert sock.recv(100).decode() == "READY=1\nSTATUS=state idle"
@@ -82,7 +88,9 @@ def test_notifier_is_silent_outside_systemd():
 
 def test_watchdog_meant_for_another_process_is_ignored(notify_socket):
     path, _ = notify_socket
-    notifier = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000", "WATCHDOG_PID": "1"})
+    notifier = Notifier(
+        {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000", "WATCHDOG_PID": "1"}
+    )
     assert notifier.watchdog_interval_s() is None
 
 
@@ -91,9 +99,12 @@ def test_sigterm_locks_every_door_and_exits_cleanly(tmp_path, keys, notify_socke
     config_path = write_config(tmp_path, keys)
     kiosk = Path(sys.executable).with_name("kiosk")
     child = subprocess.Popen(
-        [str(kiosk), "run", "--config", str(config_path)], cwd=tmp_path,
+        [str(kiosk), "run", "--config", str(config_path)],
+        cwd=tmp_path,
         env={**os.environ, "NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         messages = received(sock, "READY=1")
@@ -114,8 +125,13 @@ def test_sigterm_locks_every_door_and_exits_cleanly(tmp_path, keys, notify_socke
 
 
 def test_an_unhandled_exception_leaves_every_door_locked(tmp_path, keys):
-    session = Session(kiosk_config(tmp_path / "s", backend_url=f"http://127.0.0.1:{free_port()}",
-                                   public_key=keys.public))
+    session = Session(
+        kiosk_config(
+            tmp_path / "s",
+            backend_url=f"http://127.0.0.1:{free_port()}",
+            public_key=keys.public,
+        )
+    )
     session.run(f"{keys.label()}\npaper\nexpect-state door_unlocked")
     door = session.door(2)
     assert not door.locked
@@ -126,15 +142,24 @@ def test_an_unhandled_exception_leaves_every_door_locked(tmp_path, keys):
     session.station._feed_flow = broken
     with pytest.raises(RuntimeError, match="a bug in the loop"):
         session.station.run(install_signals=False)
-    assert door.locked and all(s.door.locked for s in session.station.hardware.doors.values())
+    assert door.locked and all(
+        s.door.locked for s in session.station.hardware.doors.values()
+    )
 
 
 def test_an_action_error_takes_the_flow_to_fault_with_doors_locked(tmp_path, keys):
-    session = Session(kiosk_config(tmp_path / "s", backend_url=f"http://127.0.0.1:{free_port()}",
-                                   public_key=keys.public))
+    session = Session(
+        kiosk_config(
+            tmp_path / "s",
+            backend_url=f"http://127.0.0.1:{free_port()}",
+            public_key=keys.public,
+        )
+    )
     try:
         session.door(1).fail_unlock()
-        session.run(f"{keys.label()}\nplastic\nexpect door fault: door did not unlock\nexpect-state fault")
+        session.run(
+            f"{keys.label()}\nplastic\nexpect door fault: door did not unlock\nexpect-state fault"
+        )
         [row] = session.journal.deposits(limit=5)
         assert row.state == "interrupted" and row.reason == "door did not unlock"
         assert session.flow.fault_kind == "door_jammed"
@@ -143,15 +168,27 @@ def test_an_action_error_takes_the_flow_to_fault_with_doors_locked(tmp_path, key
 
 
 def test_a_full_outbox_puts_the_kiosk_out_of_order_until_it_drains(tmp_path, keys):
-    config = kiosk_config(tmp_path / "s", backend_url=f"http://127.0.0.1:{free_port()}", public_key=keys.public)
+    config = kiosk_config(
+        tmp_path / "s",
+        backend_url=f"http://127.0.0.1:{free_port()}",
+        public_key=keys.public,
+    )
     config.journal.outbox_limit = 1
     session = Session(config)
     try:
-        session.run(f"{keys.label()}\npaper\ndrop 100\nclose\nwait 6\nexpect-state idle")
-        session.run(f"{keys.label(serial='NEXT000001')}\npaper\nexpect the deposit journal is full\nexpect-state fault")
-        assert session.door(2).unlock_count == 1  # the refused deposit never unlocked a door
+        session.run(
+            f"{keys.label()}\npaper\ndrop 100\nclose\nwait 6\nexpect-state idle"
+        )
+        session.run(
+            f"{keys.label(serial='NEXT000001')}\npaper\nexpect the deposit journal is full\nexpect-state fault"
+        )
+        assert (
+            session.door(2).unlock_count == 1
+        )  # the refused deposit never unlocked a door
         [row] = session.journal.outbox(10)
-        session.journal.record_results([{"id": row.id, "status": "accepted", "points": 1, "balance": 1}])
+        session.journal.record_results(
+            [{"id": row.id, "status": "accepted", "points": 1, "balance": 1}]
+        )
         session.run("wait 2\nexpect-state idle")
     finally:
         session.close()
@@ -171,8 +208,12 @@ def wait_for(predicate, timeout_s: float = 20.0) -> None:
 def test_threaded_station_takes_a_deposit_in_real_time(tmp_path, keys):
     import threading
 
-    config = kiosk_config(tmp_path / "s", backend_url=f"http://127.0.0.1:{free_port()}",
-                          public_key=keys.public, weighing={"window_s": 0.3})
+    config = kiosk_config(
+        tmp_path / "s",
+        backend_url=f"http://127.0.0.1:{free_port()}",
+        public_key=keys.public,
+        weighing={"window_s": 0.3},
+    )
     station = Station(config, threaded=True, tick_s=0.01)
     runner = threading.Thread(target=station.run, kwargs={"install_signals": False})
     runner.start()
@@ -218,10 +259,19 @@ def install_dry_run(tmp_path: Path, model: str, **env) -> str:
     model_file = tmp_path / "model"
     model_file.write_bytes(model.encode() + b"\0")
     result = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "install-pi.sh"), "--dry-run"], capture_output=True, text=True,
-        env={**os.environ, "MODEL_FILE": str(model_file), "PREFIX": str(tmp_path / "opt"),
-             "ETC_DIR": str(tmp_path / "etc"), "UNIT_DIR": str(tmp_path / "units"),
-             "UDEV_DIR": str(tmp_path / "udev"), **env},
+        ["bash", str(ROOT / "scripts" / "install-pi.sh"), "--dry-run"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={
+            **os.environ,
+            "MODEL_FILE": str(model_file),
+            "PREFIX": str(tmp_path / "opt"),
+            "ETC_DIR": str(tmp_path / "etc"),
+            "UNIT_DIR": str(tmp_path / "units"),
+            "UDEV_DIR": str(tmp_path / "udev"),
+            **env,
+        },
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
@@ -231,7 +281,11 @@ def install_dry_run(tmp_path: Path, model: str, **env) -> str:
 def test_install_script_uses_rpi_lgpio_on_a_pi_5(tmp_path):
     out = install_dry_run(tmp_path, "Raspberry Pi 5 Model B Rev 1.0")
     assert "GPIO module: rpi-lgpio" in out
-    [pip_line] = [line for line in out.splitlines() if "pip install" in line and "upgrade" not in line]
+    [pip_line] = [
+        line
+        for line in out.splitlines()
+        if "pip install" in line and "upgrade" not in line
+    ]
     assert "rpi-lgpio" in pip_line and "sdnotify" in pip_line and "[pi]" not in pip_line
     assert "RPi.GPIO" not in pip_line
 
@@ -239,7 +293,9 @@ def test_install_script_uses_rpi_lgpio_on_a_pi_5(tmp_path):
 def test_install_script_uses_the_pi_extra_on_a_pi_4(tmp_path):
     out = install_dry_run(tmp_path, "Raspberry Pi 4 Model B Rev 1.5")
     assert "GPIO module: RPi.GPIO" in out and f"pip install {ROOT}\\[pi\\]" in out
-    assert f"sortpoint-kiosk.service {tmp_path / 'units'}/sortpoint-kiosk.service" in out
+    assert (
+        f"sortpoint-kiosk.service {tmp_path / 'units'}/sortpoint-kiosk.service" in out
+    )
     assert "99-sortpoint-scanner.rules" in out and "kiosk/example.toml" in out
     assert "systemctl enable sortpoint-kiosk.service" in out
 
@@ -248,31 +304,58 @@ def test_install_script_leaves_what_is_already_in_place(tmp_path):
     (tmp_path / "units").mkdir()
     (tmp_path / "udev").mkdir()
     (tmp_path / "etc").mkdir()
-    (tmp_path / "units" / "sortpoint-kiosk.service").write_bytes((ROOT / "deploy" / "sortpoint-kiosk.service").read_bytes())
-    (tmp_path / "udev" / "99-sortpoint-scanner.rules").write_bytes((ROOT / "deploy" / "99-sortpoint-scanner.rules").read_bytes())
+    (tmp_path / "units" / "sortpoint-kiosk.service").write_bytes(
+        (ROOT / "deploy" / "sortpoint-kiosk.service").read_bytes()
+    )
+    (tmp_path / "udev" / "99-sortpoint-scanner.rules").write_bytes(
+        (ROOT / "deploy" / "99-sortpoint-scanner.rules").read_bytes()
+    )
     (tmp_path / "etc" / "kiosk.toml").write_text("# edited by the technician\n")
     venv_python = tmp_path / "opt" / "venv" / "bin" / "python"
     venv_python.parent.mkdir(parents=True)
     venv_python.write_text("#!/bin/sh\n")
     venv_python.chmod(0o755)
     out = install_dry_run(tmp_path, "Raspberry Pi 4 Model B Rev 1.5")
-    assert "sortpoint-kiosk.service is up to date" in out and "99-sortpoint-scanner.rules is up to date" in out
-    assert "kiosk.toml exists (left as it is)" in out and "venv" in out and "exists" in out
-    assert "+ install" not in out and "udevadm" not in out and "daemon-reload" not in out and "-m venv" not in out
-    assert (tmp_path / "etc" / "kiosk.toml").read_text() == "# edited by the technician\n"
+    assert (
+        "sortpoint-kiosk.service is up to date" in out
+        and "99-sortpoint-scanner.rules is up to date" in out
+    )
+    assert (
+        "kiosk.toml exists (left as it is)" in out and "venv" in out and "exists" in out
+    )
+    assert (
+        "+ install" not in out
+        and "udevadm" not in out
+        and "daemon-reload" not in out
+        and "-m venv" not in out
+    )
+    assert (
+        tmp_path / "etc" / "kiosk.toml"
+    ).read_text() == "# edited by the technician\n"
 
 
 def test_install_script_refuses_to_run_without_root_unless_dry(tmp_path):
     if os.geteuid() == 0:
         pytest.skip("running as root: the refusal cannot be observed")
-    result = subprocess.run(["bash", str(ROOT / "scripts" / "install-pi.sh")], capture_output=True, text=True)
+    result = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "install-pi.sh")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 1 and "run as root" in result.stderr
 
 
 def test_unit_file_has_the_systemd_settings_a_kiosk_needs():
     unit = (ROOT / "deploy" / "sortpoint-kiosk.service").read_text()
-    for line in ("Type=notify", "Restart=always", "StartLimitIntervalSec=0", "WatchdogSec=",
-                 "RestartSec=", "ExecStart=/opt/sortpoint/venv/bin/kiosk run --config /etc/sortpoint/kiosk.toml"):
+    for line in (
+        "Type=notify",
+        "Restart=always",
+        "StartLimitIntervalSec=0",
+        "WatchdogSec=",
+        "RestartSec=",
+        "ExecStart=/opt/sortpoint/venv/bin/kiosk run --config /etc/sortpoint/kiosk.toml",
+    ):
         assert line in unit
 
 
