@@ -1,14 +1,38 @@
-"""The API endpoints: health, signed deposit ingest, signed kiosk config."""
+"""The API endpoints: health, signed deposit ingest, signed kiosk config, OpenAPI."""
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+import datetime as dt
+
+from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import text
 
+from backend.api import auth, openapi, schemas
+from backend.api.kiosk_config import build_config
 from backend.db import db
-from backend.models import utcnow
+from backend.services import ingest
 
 bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+def _json(payload: bytes, status: int = 200) -> Response:
+    return Response(payload, status=status, mimetype="application/json")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _authenticate(session, body: bytes, now: dt.datetime) -> auth.AuthenticatedKiosk:
+    return auth.authenticate(
+        session,
+        headers=request.headers,
+        method=request.method,
+        target=auth.request_target(request.environ, request.path, request.query_string),
+        body=body,
+        now=now,
+        max_skew_s=current_app.config["SIGNATURE_MAX_SKEW_S"],
+    )
 
 
 @bp.get("/v1/health")
@@ -16,4 +40,37 @@ def health():
     """Answer 200 when the app can reach its database (unsigned)."""
     with db.session() as session:
         session.execute(text("SELECT 1"))
-    return jsonify({"status": "ok", "database": db.dialect, "server_time": utcnow().isoformat()})
+    return jsonify({"status": "ok", "database": db.dialect, "server_time": _now().isoformat()})
+
+
+@bp.post("/v1/deposits")
+def post_deposits():
+    """Apply a signed batch of deposits; 200 with one result per item, in order."""
+    body = request.get_data(cache=False)
+    config = current_app.config
+    limits = ingest.Limits(config["DEPOSIT_MAX_AGE_S"], config["DEPOSIT_MAX_AHEAD_S"])
+
+    def work(session):
+        now = _now()
+        kiosk = _authenticate(session, body, now)
+        batch = schemas.decode_batch(body, config["MAX_BATCH"])
+        return ingest.apply_batch(session, kiosk.ref, batch.deposits, limits=limits, now=now)
+
+    outcomes = ingest.in_transaction(db, work)
+    return _json(schemas.encode({"results": [o.to_json() for o in outcomes]}))
+
+
+@bp.get("/v1/kiosk/config")
+def kiosk_config():
+    """Return the signed kiosk's doors, categories, label key, rules and revoked serials."""
+    with db.begin() as session:
+        now = _now()
+        kiosk = _authenticate(session, request.get_data(cache=False), now)
+        payload = build_config(session, kiosk, now, current_app.config)
+    return _json(schemas.encode(payload))
+
+
+@bp.get("/openapi.json")
+def openapi_document():
+    """Return the OpenAPI 3.1 document generated from the schemas that validate."""
+    return _json(openapi.document_bytes(current_app.config["MAX_BATCH"]))

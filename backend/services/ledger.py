@@ -195,19 +195,22 @@ def post_many(
     postings: Sequence[Posting],
     *,
     locked: dict[int, AccountState] | None = None,
+    check_keys: bool = True,
 ) -> list[Posted]:
     """Append ``postings`` in order and move the balances; return one result per posting.
 
     ``locked`` is the state from ``lock_accounts`` when the caller already
     holds the locks (it is advanced in place).  A posting whose idempotency
     key exists returns the original entry; a debit below zero raises
-    ``InsufficientBalance`` and nothing is written.
+    ``InsufficientBalance`` and nothing is written.  ``check_keys=False``
+    skips the look-up of earlier keys for callers that know they are new (the
+    unique index still refuses a repeated key).
     """
     for p in postings:
         _check_posting(p)
     if locked is None:
         locked = lock_accounts(session, (p.household_id for p in postings))
-    previous = _existing_by_key(session, postings)
+    previous = _existing_by_key(session, postings) if check_keys else {}
     rows, results, slots = [], [], []
     now = utcnow()
     seen_keys: dict[str, int] = {}

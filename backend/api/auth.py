@@ -1,0 +1,120 @@
+"""Kiosk request authentication: HMAC-SHA256 signatures (docs/protocol.md, "Signing").
+
+A request is accepted when all four ``X-`` headers are present, the timestamp
+is within ``SIGNATURE_MAX_SKEW_S`` of the server clock, the kiosk exists and
+its signature over ``METHOD\\nPATH\\nTIMESTAMP\\nNONCE\\nSHA256(BODY)`` matches
+(constant-time compare), the kiosk is enabled, and the nonce was not seen
+before.  Nonces are stored in ``request_nonces`` (unique per kiosk) inside the
+request's own transaction, so two copies of one request racing each other
+cannot both pass; nonces older than any still-valid timestamp are purged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import re
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from backend.errors import Unauthorized
+from backend.models import Community, Kiosk, RequestNonce
+from backend.services._sql import insert_ignore
+from backend.services.ingest import KioskRef
+from protocol import signing
+
+NONCES = RequestNonce.__table__
+_TIMESTAMP_RE = re.compile(r"\d{1,12}")
+_NONCE_RE = re.compile(r"[\x21-\x7e]{%d,%d}" % (signing.MIN_NONCE_LEN, signing.MAX_NONCE_LEN))
+#: last_seen_at is refreshed at most this often, so most requests write nothing for it
+LAST_SEEN_RESOLUTION_S = 60
+#: purge expired nonces on every Nth authenticated request of this process
+PURGE_EVERY = 200
+_requests = itertools.count(1)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticatedKiosk:
+    """The kiosk a request came from, with what ingest needs."""
+
+    ref: KioskRef
+    name: str
+
+
+def _fail(code: str, message: str) -> Unauthorized:
+    return Unauthorized(message, code=code)
+
+
+def request_target(environ: dict, path: str, query: bytes) -> str:
+    """Return the path with its query string exactly as the client sent it."""
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if raw:
+        return raw
+    return path + ("?" + query.decode("latin-1") if query else "")
+
+
+def authenticate(
+    session: Session,
+    *,
+    headers,
+    method: str,
+    target: str,
+    body: bytes,
+    now: dt.datetime,
+    max_skew_s: int,
+) -> AuthenticatedKiosk:
+    """Check a request's signature and record its nonce; raise Unauthorized (401) if not acceptable."""
+    kiosk_id = headers.get(signing.HEADER_KIOSK)
+    timestamp = headers.get(signing.HEADER_TIMESTAMP)
+    nonce = headers.get(signing.HEADER_NONCE)
+    signature = headers.get(signing.HEADER_SIGNATURE)
+    if not (kiosk_id and timestamp and nonce and signature):
+        raise _fail("signature_missing", "X-Kiosk-Id, X-Timestamp, X-Nonce and X-Signature are required")
+    if not _TIMESTAMP_RE.fullmatch(timestamp):
+        raise _fail("signature_invalid", "X-Timestamp must be Unix seconds")
+    if abs(now.timestamp() - int(timestamp)) > max_skew_s:
+        raise _fail("signature_stale", f"X-Timestamp is more than {max_skew_s} s from the server clock")
+    if not _NONCE_RE.fullmatch(nonce):
+        raise _fail("signature_invalid", "X-Nonce must be 16 to 128 printable ASCII characters")
+    row = session.execute(
+        select(Kiosk.secret, Kiosk.enabled, Kiosk.name, Kiosk.last_seen_at, Community.id,
+               Community.slug, Community.timezone, Community.label_public_key)
+        .join(Community, Community.id == Kiosk.community_id)
+        .where(Kiosk.id == kiosk_id)
+    ).first()
+    # an unknown kiosk costs the same HMAC as a known one and gets the same answer
+    secret = row[0] if row is not None else "unknown-kiosk"
+    expected = signing.sign(secret, method, target, timestamp, nonce, body)
+    if row is None or not signing.signatures_match(expected, signature):
+        raise _fail("signature_invalid", "unknown kiosk or wrong signature")
+    if not row[1]:
+        raise _fail("kiosk_disabled", f"kiosk {kiosk_id} is disabled")
+    _record_nonce(session, kiosk_id, nonce, now)
+    _touch(session, kiosk_id, row[3], now)
+    if next(_requests) % PURGE_EVERY == 0:
+        purge_nonces(session, now, max_skew_s)
+    return AuthenticatedKiosk(KioskRef(kiosk_id, row[4], row[5], row[6], row[7]), row[2])
+
+
+def _record_nonce(session: Session, kiosk_id: str, nonce: str, now: dt.datetime) -> None:
+    """Store the nonce; a second use inside the window is a replay."""
+    stmt = insert_ignore(session, NONCES, ["kiosk_id", "nonce"]).values(
+        kiosk_id=kiosk_id, nonce=nonce, seen_at=now
+    )
+    if session.execute(stmt).rowcount != 1:
+        raise _fail("nonce_reused", "this nonce was used before; sign every request afresh")
+
+
+def _touch(session: Session, kiosk_id: str, last_seen: dt.datetime | None, now: dt.datetime) -> None:
+    if last_seen is None or (now - last_seen).total_seconds() >= LAST_SEEN_RESOLUTION_S:
+        session.execute(update(Kiosk).where(Kiosk.id == kiosk_id).values(last_seen_at=now))
+
+
+def purge_nonces(session: Session, now: dt.datetime, max_skew_s: int) -> int:
+    """Delete nonces no valid timestamp can reuse any more; return how many."""
+    # a timestamp may be max_skew_s ahead when first used and is valid until
+    # max_skew_s behind, so a nonce can come back for up to 2 * max_skew_s
+    cutoff = now - dt.timedelta(seconds=2 * max_skew_s + 60)
+    return session.execute(delete(NONCES).where(NONCES.c.seen_at < cutoff)).rowcount

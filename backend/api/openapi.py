@@ -1,0 +1,91 @@
+"""The OpenAPI 3.1 document, generated from the msgspec Structs that validate."""
+
+from __future__ import annotations
+
+import functools
+
+import msgspec
+
+from backend.api import schemas
+from protocol import signing
+
+_REF = "#/components/schemas/{name}"
+_SIGNED = [{"KioskId": [], "Timestamp": [], "Nonce": [], "Signature": []}]
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": _REF.format(name=name)}
+
+
+def _json_body(name: str, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": _ref(name)}}}
+
+
+def _errors(*statuses: int) -> dict:
+    text = {
+        400: "Malformed body (not JSON, or not matching the schema); nothing applied.",
+        401: "Missing, wrong or stale signature, reused nonce, or disabled kiosk.",
+        413: "More deposits than limits.max_batch, or a body over 4 MiB.",
+        503: "The batch kept colliding with concurrent batches; retry it unchanged later.",
+    }
+    return {str(s): _json_body("ErrorResponse", text[s]) for s in statuses}
+
+
+def _security_schemes() -> dict:
+    header = lambda name, text: {"type": "apiKey", "in": "header", "name": name, "description": text}  # noqa: E731
+    return {
+        "KioskId": header(signing.HEADER_KIOSK, "The kiosk id printed by `sortpoint kiosk register`."),
+        "Timestamp": header(signing.HEADER_TIMESTAMP, "Unix seconds; within 300 s of the server clock."),
+        "Nonce": header(signing.HEADER_NONCE, "16..128 printable ASCII characters, never reused."),
+        "Signature": header(
+            signing.HEADER_SIGNATURE,
+            "Lowercase hex HMAC-SHA256 over METHOD\\nPATH\\nTIMESTAMP\\nNONCE\\nSHA256_HEX(BODY); "
+            "see docs/protocol.md.",
+        ),
+    }
+
+
+def build_document(max_batch: int) -> dict:
+    """Return the OpenAPI document as a dict."""
+    _, components = msgspec.json.schema_components(
+        [schemas.DepositBatch, schemas.DepositsResponse, schemas.KioskConfig,
+         schemas.ErrorResponse, schemas.Health],
+        ref_template=_REF,
+    )
+    # the item limit answers 413 rather than 400, so it is checked after
+    # decoding; publish it all the same
+    components["DepositBatch"]["properties"]["deposits"]["maxItems"] = max_batch
+    paths = {
+        "/api/v1/deposits": {"post": {
+            "summary": "Upload a batch of deposits (exactly-once by deposit id).",
+            "operationId": "postDeposits",
+            "security": _SIGNED,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("DepositBatch")}}},
+            "responses": {"200": _json_body("DepositsResponse", "One result per deposit, in order."),
+                          **_errors(400, 401, 413, 503)},
+        }},
+        "/api/v1/kiosk/config": {"get": {
+            "summary": "Doors, categories, label key, current rules and revoked labels of the kiosk.",
+            "operationId": "getKioskConfig",
+            "security": _SIGNED,
+            "responses": {"200": _json_body("KioskConfig", "The kiosk's configuration."), **_errors(401)},
+        }},
+        "/api/v1/health": {"get": {
+            "summary": "Liveness and database reachability (unsigned).",
+            "operationId": "getHealth",
+            "responses": {"200": _json_body("Health", "The app reaches its database.")},
+        }},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "sortpoint kiosk API", "version": "1",
+                 "description": "The kiosk<->backend contract; docs/protocol.md explains every field."},
+        "paths": paths,
+        "components": {"schemas": components, "securitySchemes": _security_schemes()},
+    }
+
+
+@functools.lru_cache(maxsize=8)
+def document_bytes(max_batch: int) -> bytes:
+    """Return the encoded document (built once per process and batch limit)."""
+    return msgspec.json.encode(build_document(max_batch))

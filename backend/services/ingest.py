@@ -1,0 +1,491 @@
+"""Deposit ingest: apply one kiosk batch exactly once (docs/protocol.md, "Deposits").
+
+Each item ends as one of:
+
+* ``accepted`` – recorded, points credited (possibly 0: ``below_minimum``,
+  ``daily_cap``, ``no_rule``);
+* ``flagged`` – recorded, no points, held for staff (``label_reused``,
+  ``implausible_weight``);
+* ``rejected`` – not recorded, with an error code (CHECK_CODES);
+* ``duplicate`` – the id was recorded before with the same content: the
+  original status and points and the current balance;
+* ``conflict`` – the id was recorded before with different content.
+
+One batch is one transaction.  The statements, in a fixed lock order so
+concurrent batches cannot deadlock: labels of the new items ``FOR UPDATE``
+(ascending serial) -> accounts ``FOR UPDATE`` (ascending household; the
+account lock also guards that household's daily totals) -> label claims ->
+daily totals -> ledger entries -> deposits ``INSERT ... ON CONFLICT (id) DO
+NOTHING RETURNING id`` (ascending id).  If a concurrent batch recorded one of
+our ids after we looked (fewer ids come back than were sent), the whole
+transaction is rolled back and retried, and the retry sees that deposit as a
+duplicate: every deposit is credited exactly once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import logging
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Callable, Sequence, TypeVar
+
+from sqlalchemy import case, select, type_coerce, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session
+from sqlalchemy.types import Uuid
+
+from backend.errors import NotFound, SortpointError, Unauthorized
+from backend.models import Account, Category, Community, Deposit, Household, Kiosk, KioskDoor, Label
+from backend.services import ledger, points
+from backend.services._sql import chunked, insert_ignore
+from protocol import labels as plabels
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DEPOSITS = Deposit.__table__
+LABELS = Label.__table__
+#: attempts of one batch transaction before giving up with IngestBusy
+MAX_ATTEMPTS = 6
+#: PostgreSQL SQLSTATEs worth a retry: serialization failure, deadlock, unique violation
+_RETRY_SQLSTATES = {"40001", "40P01", "23505"}
+
+CHECK_CODES = (
+    "label_malformed",
+    "label_bad_signature",
+    "label_revoked",
+    "label_unknown",
+    "label_wrong_community",
+    "unknown_door",
+    "unknown_category",
+    "door_category_mismatch",
+    "net_g_out_of_range",
+    "occurred_at_in_future",
+    "occurred_at_too_old",
+)
+
+
+class IngestBusy(SortpointError):
+    """A batch kept colliding with concurrent batches; the kiosk should retry later."""
+
+    code = "busy"
+    http_status = 503
+
+
+class _RaceLost(Exception):
+    """A concurrent transaction changed what this batch read; retry it whole."""
+
+
+@dataclass(frozen=True, slots=True)
+class DepositIn:
+    """One deposit as the kiosk submitted it (already type-checked)."""
+
+    id: uuid.UUID
+    label: str
+    door: int
+    category: str
+    net_g: int
+    occurred_at: dt.datetime
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The answer for one item, in the order the items came."""
+
+    id: str
+    status: str
+    points: int = 0
+    balance: int | None = None
+    reason: str | None = None
+    error: dict | None = None
+    #: for a duplicate: the status the id was recorded with
+    original_status: str | None = None
+
+    def to_json(self) -> dict:
+        """Return the wire form (docs/protocol.md)."""
+        return {
+            "id": self.id,
+            "status": self.status,
+            "points": self.points,
+            "balance": self.balance,
+            "reason": self.reason,
+            "original_status": self.original_status,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class KioskRef:
+    """What ingest needs to know about the submitting kiosk and its community."""
+
+    kiosk_id: str
+    community_id: int
+    community_slug: str
+    timezone: str
+    label_public_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How far occurred_at may be ahead of or behind the server clock."""
+
+    max_age_s: int = 30 * 24 * 3600
+    max_ahead_s: int = 300
+
+
+@dataclass(frozen=True, slots=True)
+class _Door:
+    category_id: int
+    capacity_g: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Category:
+    id: int
+    max_plausible_g: int
+
+
+@dataclass(slots=True)
+class _Candidate:
+    """A new item that passed the checks that need no locks."""
+
+    index: int
+    item: DepositIn
+    digest: str
+    serial: str
+    household_code: str
+    category: _Category
+    household_id: int = 0
+    day: dt.date | None = None
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Working state of one batch inside its transaction."""
+
+    ref: KioskRef
+    items: Sequence[DepositIn]
+    now: dt.datetime
+    outcomes: list[Outcome | None]
+    digests: list[str]
+    candidates: list[_Candidate] = field(default_factory=list)
+    existing: dict[uuid.UUID, tuple] = field(default_factory=dict)
+
+
+def content_hash(item: DepositIn) -> str:
+    """Return the SHA-256 hex of the canonical submitted fields of ``item``."""
+    at = item.occurred_at.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    canonical = "\n".join(
+        (str(item.id), item.label, str(item.door), item.category, str(item.net_g), at)
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def load_kiosk(session: Session, kiosk_id: str) -> KioskRef:
+    """Return the ingest view of an enabled kiosk (NotFound / Unauthorized otherwise)."""
+    row = session.execute(
+        select(Kiosk.enabled, Community.id, Community.slug, Community.timezone, Community.label_public_key)
+        .join(Community, Community.id == Kiosk.community_id)
+        .where(Kiosk.id == kiosk_id)
+    ).first()
+    if row is None:
+        raise NotFound(f"no kiosk {kiosk_id!r}")
+    if not row[0]:
+        raise Unauthorized(f"kiosk {kiosk_id!r} is disabled", code="kiosk_disabled")
+    return KioskRef(kiosk_id, row[1], row[2], row[3], row[4])
+
+
+def in_transaction(db, work: Callable[[Session], T], *, attempts: int = MAX_ATTEMPTS) -> T:
+    """Run ``work(session)`` in one transaction, retrying it whole after a lost race."""
+    for attempt in range(1, attempts + 1):
+        try:
+            with db.begin() as session:
+                return work(session)
+        except (_RaceLost, DBAPIError) as exc:
+            if isinstance(exc, DBAPIError) and not _retryable(exc):
+                raise
+            log.info("batch transaction retried (attempt %d): %s", attempt, exc)
+            # full jitter keeps racing kiosks from colliding again in step
+            time.sleep(random.uniform(0, 0.005 * 2**attempt))
+    raise IngestBusy("the batch collided with concurrent batches too often; retry it later")
+
+
+def _retryable(exc: DBAPIError) -> bool:
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate is not None:
+        return sqlstate in _RETRY_SQLSTATES
+    # SQLite serialises writers, so a UNIQUE violation cannot be a race there
+    return False
+
+
+def ingest(db, kiosk_id: str, items: Sequence[DepositIn], *, limits: Limits = Limits(),
+           now: dt.datetime | None = None) -> list[Outcome]:
+    """Apply a batch from ``kiosk_id`` in its own transaction (with retries)."""
+    def work(session: Session) -> list[Outcome]:
+        ref = load_kiosk(session, kiosk_id)
+        return apply_batch(session, ref, items, limits=limits, now=now)
+
+    return in_transaction(db, work)
+
+
+def apply_batch(
+    session: Session,
+    ref: KioskRef,
+    items: Sequence[DepositIn],
+    *,
+    limits: Limits = Limits(),
+    now: dt.datetime | None = None,
+) -> list[Outcome]:
+    """Apply a batch inside the caller's transaction; return one outcome per item."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    batch = _Batch(ref, items, now, [None] * len(items), [content_hash(i) for i in items])
+    batch.existing = _existing(session, {i.id for i in items})
+    doors, categories = _kiosk_layout(session, ref)
+    for index, item in enumerate(items):
+        if item.id in batch.existing:
+            continue
+        checked = _check(ref, doors, categories, item, now, limits)
+        if isinstance(checked, Outcome):
+            batch.outcomes[index] = checked
+        else:
+            checked.index, checked.digest = index, batch.digests[index]
+            batch.candidates.append(checked)
+    labels = _lock_labels(session, [c.serial for c in batch.candidates])
+    _check_labels(batch, labels)
+    households = {c.household_id for c in batch.candidates}
+    households |= {row[3] for row in batch.existing.values()}
+    if batch.candidates:
+        accounts = ledger.lock_accounts(session, households)
+    else:
+        accounts = _read_accounts(session, households)
+    _decide(session, batch, labels, accounts)
+    return batch.outcomes
+
+
+def _existing(session: Session, ids: set[uuid.UUID]) -> dict[uuid.UUID, tuple]:
+    """Return id -> (content_hash, status, points, household_id, reason) of recorded ids."""
+    found = {}
+    cols = (DEPOSITS.c.id, DEPOSITS.c.content_hash, DEPOSITS.c.status, DEPOSITS.c.points,
+            DEPOSITS.c.household_id, DEPOSITS.c.reason)
+    for chunk in chunked(sorted(ids)):
+        for row in session.execute(select(*cols).where(DEPOSITS.c.id.in_(chunk))):
+            found[row[0]] = tuple(row[1:])
+    return found
+
+
+def _kiosk_layout(session: Session, ref: KioskRef) -> tuple[dict[int, _Door], dict[str, _Category]]:
+    """Return the kiosk's doors and the community's categories (one query)."""
+    rows = session.execute(
+        select(Category.id, Category.code, Category.max_plausible_g, KioskDoor.door, KioskDoor.capacity_g)
+        .outerjoin(
+            KioskDoor, (KioskDoor.category_id == Category.id) & (KioskDoor.kiosk_id == ref.kiosk_id)
+        )
+        .where(Category.community_id == ref.community_id)
+    )
+    doors: dict[int, _Door] = {}
+    categories: dict[str, _Category] = {}
+    for cat_id, code, max_g, door, capacity_g in rows:
+        categories[code] = _Category(cat_id, max_g)
+        if door is not None:
+            doors[door] = _Door(cat_id, capacity_g)
+    return doors, categories
+
+
+@functools.lru_cache(maxsize=1024)
+def _public_key(text: str):
+    return plabels.public_key_from_text(text)
+
+
+def _reject(item: DepositIn, code: str, message: str) -> Outcome:
+    return Outcome(str(item.id), "rejected", error={"code": code, "message": message})
+
+
+def _check(ref, doors, categories, item: DepositIn, now, limits: Limits) -> Outcome | _Candidate:
+    """Run every check that needs no lock; return a rejection or a candidate."""
+    ahead_s = (item.occurred_at - now).total_seconds()
+    if ahead_s > limits.max_ahead_s:
+        return _reject(item, "occurred_at_in_future",
+                       f"occurred_at is {int(ahead_s)} s ahead of the server clock")
+    if -ahead_s > limits.max_age_s:
+        return _reject(item, "occurred_at_too_old",
+                       f"occurred_at is older than the accepted backlog of {limits.max_age_s} s")
+    door = doors.get(item.door)
+    if door is None:
+        return _reject(item, "unknown_door", f"door {item.door} is not a door of this kiosk")
+    category = categories.get(item.category)
+    if category is None:
+        return _reject(item, "unknown_category", f"category {item.category!r} is not known here")
+    if door.category_id != category.id:
+        return _reject(item, "door_category_mismatch",
+                       f"door {item.door} does not take {item.category!r}")
+    if not 0 < item.net_g <= door.capacity_g:
+        return _reject(item, "net_g_out_of_range",
+                       f"net_g {item.net_g} is outside 1..{door.capacity_g} for door {item.door}")
+    try:
+        claims, _ = plabels.parse_label(item.label)
+        if claims.community != ref.community_slug:
+            return _reject(item, "label_wrong_community",
+                           f"the label belongs to community {claims.community!r}")
+        plabels.verify_label(item.label, _public_key(ref.label_public_key))
+    except plabels.LabelError as exc:
+        return _reject(item, exc.code, str(exc))
+    return _Candidate(0, item, "", claims.serial, claims.household, category)
+
+
+def _lock_labels(session: Session, serials: list[str]) -> dict[str, tuple]:
+    """Lock the labels by ascending serial; return serial -> (household id, code, revoked_at, first deposit)."""
+    found: dict[str, tuple] = {}
+    for chunk in chunked(sorted(set(serials))):
+        rows = session.execute(
+            select(LABELS.c.serial, LABELS.c.household_id, Household.code, LABELS.c.revoked_at,
+                   LABELS.c.first_deposit_id, LABELS.c.community_id)
+            .join(Household, Household.id == LABELS.c.household_id)
+            .where(LABELS.c.serial.in_(chunk))
+            .order_by(LABELS.c.serial)
+            .with_for_update(of=LABELS)
+        )
+        for serial, household_id, code, revoked_at, first, community_id in rows:
+            found[serial] = (household_id, code, revoked_at, first, community_id)
+    return found
+
+
+def _check_labels(batch: _Batch, labels: dict[str, tuple]) -> None:
+    """Reject candidates whose label is unknown here or revoked; bind their household."""
+    kept = []
+    for c in batch.candidates:
+        row = labels.get(c.serial)
+        if row is None or row[1] != c.household_code or row[4] != batch.ref.community_id:
+            batch.outcomes[c.index] = _reject(c.item, "label_unknown",
+                                              f"label {c.serial} was never issued to this household")
+        elif row[2] is not None and row[2] <= c.item.occurred_at:
+            batch.outcomes[c.index] = _reject(c.item, "label_revoked",
+                                              f"label {c.serial} was revoked")
+        else:
+            c.household_id = row[0]
+            c.day = points.local_day(c.item.occurred_at, batch.ref.timezone)
+            kept.append(c)
+    batch.candidates = kept
+
+
+def _read_accounts(session: Session, households: set[int]) -> dict[int, ledger.AccountState]:
+    """Read balances without locking (a batch of duplicates writes nothing)."""
+    accounts = Account.__table__
+    states = {h: ledger.AccountState(0, 0) for h in households}
+    for chunk in chunked(sorted(households)):
+        rows = session.execute(
+            select(accounts.c.household_id, accounts.c.balance, accounts.c.entry_count)
+            .where(accounts.c.household_id.in_(chunk))
+        )
+        for h, bal, count in rows:
+            states[h] = ledger.AccountState(bal, count)
+    return states
+
+
+def _decide(session: Session, batch: _Batch, labels: dict[str, tuple],
+            accounts: dict[int, ledger.AccountState]) -> None:
+    """Score the candidates in order, then write claims, totals, entries and deposits."""
+    rules = points.load_rules(session, {c.category.id for c in batch.candidates})
+    totals = points.load_daily_totals(
+        session, {(c.household_id, c.category.id, c.day) for c in batch.candidates}
+    )
+    running = {h: state.balance for h, state in accounts.items()}
+    claimed = {s: row[3] for s, row in labels.items()}
+    recorded: dict[uuid.UUID, tuple] = dict(batch.existing)
+    by_index = {c.index: c for c in batch.candidates}
+    claims, increments, postings, rows = {}, {}, [], []
+    for index, item in enumerate(batch.items):
+        if batch.outcomes[index] is not None:
+            continue  # rejected by a check
+        if item.id in recorded:
+            batch.outcomes[index] = _repeat(item, batch.digests[index], recorded[item.id], running)
+            continue
+        c = by_index[index]
+        rule = rules.in_force(c.category.id, item.occurred_at)
+        key = (c.household_id, c.category.id, c.day)
+        if item.net_g > c.category.max_plausible_g:
+            status, award = "flagged", points.Award(0, rule and rule.id, "implausible_weight")
+        elif claimed.get(c.serial) is not None:
+            status, award = "flagged", points.Award(0, rule and rule.id, "label_reused")
+        else:
+            status = "accepted"
+            award = points.score(rule, item.net_g, totals.get(key, 0) + increments.get(key, 0))
+            claimed[c.serial] = claims[c.serial] = item.id
+            increments[key] = increments.get(key, 0) + award.points
+        if award.points:
+            running[c.household_id] += award.points
+            postings.append(_posting(c, award.points))
+        rows.append(_deposit_row(batch, c, status, award))
+        recorded[item.id] = (c.digest, status, award.points, c.household_id, award.reason)
+        batch.outcomes[index] = Outcome(str(item.id), status, award.points,
+                                        running[c.household_id], award.reason)
+    _write(session, batch, accounts, claims, increments, postings, rows, running)
+
+
+def _repeat(item: DepositIn, digest: str, original: tuple, running: dict[int, int]) -> Outcome:
+    """Answer an id recorded before: duplicate (same content) or conflict."""
+    stored_digest, status, pts, household_id, reason = original
+    if stored_digest == digest:
+        return Outcome(str(item.id), "duplicate", pts, running.get(household_id), reason,
+                       original_status=status)
+    return Outcome(
+        str(item.id), "conflict",
+        error={"code": "conflict", "message": "this id was recorded before with different content"},
+    )
+
+
+def _posting(c: _Candidate, amount: int) -> ledger.Posting:
+    return ledger.Posting(
+        c.household_id, "deposit", amount, f"{c.item.net_g} g {c.item.category}",
+        "deposit", str(c.item.id), idempotency_key=f"deposit:{c.item.id}",
+    )
+
+
+def _deposit_row(batch: _Batch, c: _Candidate, status: str, award: points.Award) -> dict:
+    item = c.item
+    return {
+        "id": item.id, "kiosk_id": batch.ref.kiosk_id, "community_id": batch.ref.community_id,
+        "household_id": c.household_id, "label_serial": c.serial, "door": item.door,
+        "category_id": c.category.id, "net_g": item.net_g, "occurred_at": item.occurred_at,
+        "local_day": c.day, "received_at": batch.now, "status": status, "points": award.points,
+        "rule_id": award.rule_id, "reason": award.reason, "content_hash": c.digest,
+    }
+
+
+def _write(session, batch, accounts, claims, increments, postings, rows, running) -> None:
+    """Write label claims, daily totals, ledger entries and deposits, in lock order."""
+    _claim_labels(session, claims)
+    points.add_daily_totals(session, increments)
+    if postings:
+        # the deposit id is the idempotency key: its unique index backs up the
+        # deposits primary key, so the ledger needs no extra look-up here
+        posted = ledger.post_many(session, postings, locked=accounts, check_keys=False)
+        for p in posted:
+            if accounts[p.household_id].balance != running[p.household_id]:
+                raise AssertionError("ledger and ingest disagree on a balance")
+    if rows:
+        rows.sort(key=lambda r: r["id"])
+        stmt = insert_ignore(session, DEPOSITS, ["id"]).returning(DEPOSITS.c.id)
+        inserted = session.execute(stmt, rows).all()
+        if len(inserted) != len(rows):
+            raise _RaceLost(f"{len(rows) - len(inserted)} deposit ids were recorded concurrently")
+
+
+def _claim_labels(session: Session, claims: dict[str, uuid.UUID]) -> None:
+    """Set first_deposit_id of unclaimed labels in one statement; verify every claim held."""
+    if not claims:
+        return
+    serials = sorted(claims)
+    mapping = {s: type_coerce(claims[s], Uuid()) for s in serials}
+    result = session.execute(
+        update(LABELS)
+        .where(LABELS.c.serial.in_(serials), LABELS.c.first_deposit_id.is_(None))
+        .values(first_deposit_id=case(mapping, value=LABELS.c.serial))
+        .returning(LABELS.c.serial)
+    )
+    if len(result.all()) != len(serials):
+        raise _RaceLost("a label was claimed concurrently")
