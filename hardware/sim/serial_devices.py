@@ -184,7 +184,8 @@ class FakeScaleIndicator(PtyDevice):
         self.gross_g, self.zero_g = 0, 0
         self.stable, self.overload, self.underload, self.busy = True, False, False, False
         self.error: str | None = None
-        self.commands: list[str] = []
+        self.commands: list[str] = []  # every command line received
+        self.replies: list[str] = []  # every MT-SICS reply sent
         self._rx_line = bytearray()
         self._next_emit_s = 0.0
         super().__init__(path, terminator=b"\r\n")
@@ -243,6 +244,7 @@ class FakeScaleIndicator(PtyDevice):
                 return
             reply = self.error or self._sics_reply(command)
             self.send_line(reply)
+            self.replies.append(reply)
         except DeviceUnplugged:
             pass  # a real device unplugged mid-answer answers nothing
 
