@@ -100,10 +100,13 @@ def authenticate(
 
 def _record_nonce(session: Session, kiosk_id: str, nonce: str, now: dt.datetime) -> None:
     """Store the nonce; a second use inside the window is a replay."""
-    stmt = insert_ignore(session, NONCES, ["kiosk_id", "nonce"]).values(
-        kiosk_id=kiosk_id, nonce=nonce, seen_at=now
+    stmt = (
+        insert_ignore(session, NONCES, ["kiosk_id", "nonce"])
+        .values(kiosk_id=kiosk_id, nonce=nonce, seen_at=now)
+        .returning(NONCES.c.nonce)
     )
-    if session.execute(stmt).rowcount != 1:
+    # RETURNING rather than rowcount: psycopg reports -1 for ON CONFLICT DO NOTHING
+    if session.execute(stmt).first() is None:
         raise _fail("nonce_reused", "this nonce was used before; sign every request afresh")
 
 
