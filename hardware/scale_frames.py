@@ -9,8 +9,8 @@ Two families (see ``/work/shared/HARDWARE.md``):
 * Mettler Toledo MT-SICS replies: ``S S  100.00 g``, ``S D ...``, ``S I``,
   ``S +``, ``S -``, ``Z A``, ``Z I``, ``Z +``, ``Z -``, and ``ES``/``ET``/``EL``.
 
-Values become integer grams with ``decimal.Decimal`` so that ``12.345 kg`` is
-exactly 12345 g (a float would give 12344.999...).  Sub-gram values round half
+Values become integer grams with ``decimal.Decimal`` so that ``1.005 kg`` is
+exactly 1005 g (in floats it is 1004.999..., which truncates to 1004).  Sub-gram values round half
 to even.  Every malformed input raises :class:`FrameError` and nothing else,
 which the property tests check on random bytes.
 """
