@@ -195,16 +195,17 @@ class CameraQrReader:
         """Return the next new payload, or None; raise ScannerFault while the camera fails."""
         deadline = time.monotonic() + max(0.0, timeout_s)
         with self._cond:
-            while not self._payloads:
+            while True:
                 if self._stop.is_set():
                     raise ScannerFault("camera reader is closed")
+                if self._payloads:
+                    return self._payloads.popleft()
                 if self._fault is not None:
                     raise self._fault
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
                 self._cond.wait(remaining)
-            return self._payloads.popleft()
 
     def close(self) -> None:
         """Stop both threads and release the camera."""
@@ -273,6 +274,10 @@ class CameraQrReader:
                     self._source_done = True
                     self._cond.notify_all()
                 return
+            if self._fault is not None:
+                with self._cond:
+                    self._fault = None  # cleared by a frame, not by an open that may fail again
+                log.warning("camera %s delivers frames again", self._source_name)
             self._put_frame(frame)
 
     def _put_frame(self, frame: np.ndarray) -> None:
@@ -296,7 +301,7 @@ class CameraQrReader:
             self._set_fault(str(exc))
             return False
         with self._cond:
-            self._source, self._fault = source, None
+            self._source = source
         return True
 
     def _close_source(self) -> None:

@@ -91,16 +91,17 @@ class SerialQrReader:
         """
         deadline = time.monotonic() + max(0.0, timeout_s)
         with self._cond:
-            while not self._queue:
+            while True:
                 if self._stop.is_set():
                     raise ScannerFault("scanner is closed")
+                if self._queue:
+                    return self._queue.popleft()
                 if self._fault is not None:
                     raise self._fault
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
                 self._cond.wait(remaining)
-            return self._queue.popleft()
 
     def close(self) -> None:
         """Stop the reader thread and release the port."""

@@ -285,3 +285,17 @@ def test_assembler_drops_an_overflow_until_the_next_terminator():
     assert lines.feed(b"123456789") == []
     assert lines.feed(b"more\rok\r") == [b"ok"]
     assert lines.dropped_overlong == 1
+
+
+def test_close_wakes_a_waiting_read(scanner, make_reader):
+    import threading
+
+    reader = make_reader()
+    outcome = []
+    waiter = threading.Thread(target=lambda: outcome.append(pytest.raises(ScannerFault, reader.read, 30.0)))
+    waiter.start()
+    assert wait_until(lambda: waiter.is_alive())
+    reader.close()
+    waiter.join(WAIT_S)
+    assert not waiter.is_alive()
+    assert "closed" in str(outcome[0].value)
