@@ -35,7 +35,6 @@ from backend.models import (
     PointsRule,
 )
 from protocol import labels as plabels
-from protocol import signing
 
 #: an instant well before any test's "now", so default rules are in force
 EPOCH = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
@@ -254,6 +253,19 @@ def deposit_item(
     }
 
 
+def as_deposits(items: list[dict]) -> list:
+    """Return ingest.DepositIn objects for JSON items (as the API would decode them)."""
+    from backend.services.ingest import DepositIn
+
+    return [
+        DepositIn(
+            uuid.UUID(i["id"]), i["label"], i["door"], i["category"], i["net_g"],
+            dt.datetime.fromisoformat(i["occurred_at"]),
+        )
+        for i in items
+    ]
+
+
 def signed(
     kiosk_id: str,
     secret: str,
@@ -265,6 +277,8 @@ def signed(
     nonce: str | None = None,
 ) -> dict[str, str]:
     """Return the signed X- headers (plus Content-Type for a body)."""
+    from protocol import signing  # imported here: the contract test must not load it via us
+
     headers = signing.signed_headers(kiosk_id, secret, method, path, body, now=now, nonce=nonce)
     if body:
         headers["Content-Type"] = "application/json"
