@@ -68,10 +68,6 @@ MAIN_SCALE = "main"
 BACKEND_CONFIG_META = "backend_config"
 
 
-class StationStopped(SystemExit):
-    """Raised in the loop by SIGTERM: unwind, lock the doors, exit 0."""
-
-
 @dataclass
 class Hardware:
     """Every driver the station uses, built from the config."""
@@ -404,15 +400,20 @@ class Station:
     def run(self, *, install_signals: bool = True) -> None:
         """Start, loop until stopped, and always leave every door locked."""
         if install_signals and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, _raise_stopped)
+            # the handler only sets a flag: raising inside it could land in a library's bare
+            # `except:` and be swallowed; the loop notices within one tick
+            signal.signal(signal.SIGTERM, self._on_signal)
+            signal.signal(signal.SIGINT, self._on_signal)
         try:
             self.start()
             while not self._stopping:
                 self.step()
-        except (StationStopped, KeyboardInterrupt):
-            log.info("stopping on signal")
         finally:
             self.shutdown()
+
+    def _on_signal(self, signum, frame) -> None:
+        log.info("stopping on signal %s", signal.Signals(signum).name)
+        self._stopping = True
 
     def stop(self) -> None:
         """Ask the loop to finish after the current step (thread-safe)."""
@@ -729,7 +730,3 @@ class Station:
             write_status(self.config.state_path, status)
         except OSError as exc:
             log.warning("cannot write the status file: %s", exc)
-
-
-def _raise_stopped(signum, frame) -> None:
-    raise StationStopped(0)
