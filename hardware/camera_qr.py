@@ -22,6 +22,7 @@ import glob
 import logging
 import threading
 import time
+from typing import Self
 
 import numpy as np
 
@@ -247,7 +248,7 @@ class CameraQrReader:
                 lambda: self._source_done and not self._frames and not self._busy, timeout_s
             )
 
-    def __enter__(self) -> CameraQrReader:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -265,7 +266,7 @@ class CameraQrReader:
                 backoff_s = 0.1
             try:
                 frame = self._source.read()
-            except Exception as exc:  # any camera library error: report, reopen, never die
+            except Exception as exc:  # noqa: BLE001 - any camera library error: report, reopen
                 self._close_source()
                 self._set_fault(f"camera {self._source_name} failed: {exc}")
                 continue

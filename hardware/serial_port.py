@@ -61,14 +61,14 @@ class PortSettings:
 
 def open_port(settings: PortSettings, timeout_s: float) -> serial.SerialBase:
     """Open the port; raise SERIAL_ERRORS if absent, HardwareConfigError if refused."""
-    options = dict(
-        baudrate=settings.baudrate,
-        bytesize=settings.bytesize,
-        parity=settings.parity,
-        stopbits=settings.stopbits,
-        timeout=timeout_s,
-        write_timeout=timeout_s,
-    )
+    options = {
+        "baudrate": settings.baudrate,
+        "bytesize": settings.bytesize,
+        "parity": settings.parity,
+        "stopbits": settings.stopbits,
+        "timeout": timeout_s,
+        "write_timeout": timeout_s,
+    }
     if not settings.is_url:
         # flock the device so a second kiosk process cannot steal half the bytes
         options["exclusive"] = True

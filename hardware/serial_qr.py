@@ -16,6 +16,7 @@ import collections
 import logging
 import threading
 import time
+from typing import Self
 
 from hardware import HardwareConfigError, ScannerFault
 from hardware.serial_port import (
@@ -149,7 +150,7 @@ class SerialQrReader:
             self._queue.clear()
             return count
 
-    def __enter__(self) -> SerialQrReader:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Self
 
 from hardware import HardwareConfigError, ScaleFault
 from hardware.interfaces import WeightSample
@@ -125,7 +126,7 @@ class SerialScale:
         """Return True while the port is open."""
         return self._device is not None
 
-    def __enter__(self) -> SerialScale:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info) -> None:

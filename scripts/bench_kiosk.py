@@ -38,13 +38,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
-import qrcode  # noqa: E402
-import qrcode.constants  # noqa: E402
-from PIL import Image, ImageFilter  # noqa: E402
+import numpy as np
+import qrcode
+import qrcode.constants
+from PIL import Image, ImageFilter
 
-from hardware.decode import get_decoder  # noqa: E402
-from protocol.labels import LabelClaims, encode_label, private_key_from_text  # noqa: E402
+from hardware.decode import get_decoder
+from protocol.labels import LabelClaims, encode_label, private_key_from_text
 
 FRAME_W, FRAME_H = 640, 480
 DOC_PATH = ROOT / "docs" / "performance.md"
@@ -66,12 +66,12 @@ class Degradation:
     in_goal: bool = True
 
 
-ROTATION = dict(rotate=True)
-BLUR = dict(blur_px=(1.0, 1.8))
-NOISE = dict(noise_sd=(10.0, 18.0))
-SMALL = dict(module_px=(2.2, 2.8))
+ROTATION = {"rotate": True}
+BLUR = {"blur_px": (1.0, 1.8)}
+NOISE = {"noise_sd": (10.0, 18.0)}
+SMALL = {"module_px": (2.2, 2.8)}
 #: together the four compound: milder ranges, still a hand-held label at arm's length
-COMBINED = dict(rotate=True, blur_px=(0.5, 0.9), noise_sd=(5.0, 9.0), module_px=(3.0, 3.6))
+COMBINED = {"rotate": True, "blur_px": (0.5, 0.9), "noise_sd": (5.0, 9.0), "module_px": (3.0, 3.6)}
 DEGRADATIONS = (
     Degradation("clean (reference)", in_goal=False),
     Degradation("rotation", **ROTATION),

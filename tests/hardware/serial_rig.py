@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 #: generous upper bound for anything a reader thread must do; never a speed claim
 WAIT_S = 5.0

@@ -9,8 +9,7 @@ import pytest
 import qrcode
 import qrcode.constants
 
-from hardware import HardwareConfigError, ScannerFault
-from hardware import camera_qr
+from hardware import HardwareConfigError, ScannerFault, camera_qr
 from hardware.camera_qr import CameraQrReader, RepeatFilter
 from hardware.interfaces import QrReader
 from tests.hardware.serial_rig import WAIT_S, wait_until

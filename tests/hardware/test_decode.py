@@ -19,7 +19,12 @@ from hardware.decode import (
     scan_files,
     to_gray,
 )
-from protocol.labels import LabelClaims, encode_label, generate_private_key, verify_label
+from protocol.labels import (
+    LabelClaims,
+    encode_label,
+    generate_private_key,
+    verify_label,
+)
 
 DECODERS = ["zxing", "pyzbar"]
 
