@@ -17,6 +17,8 @@ Sections (``--sections``, all by default):
   Goal (issue 3): under 50 ms p99 on this machine.
 
 ``--write-docs`` replaces this script's sections in ``docs/performance.md``.
+A section is an entry of ``SECTIONS``: name -> (docs title, run(args) -> Markdown
+body); ``main()`` runs the chosen ones in order.
 """
 
 from __future__ import annotations
