@@ -159,6 +159,7 @@ class Journal:
         self.outbox_warn_ratio = outbox_warn_ratio
         self._clock = clock
         self._lock = threading.RLock()
+        self._closed = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # one connection shared by the flow and the sync thread, serialised by
         # our lock; autocommit mode so that we issue BEGIN IMMEDIATE ourselves
@@ -454,8 +455,11 @@ class Journal:
         return cur.rowcount
 
     def close(self) -> None:
-        """Checkpoint the WAL and close the database."""
+        """Checkpoint the WAL and close the database (a second close does nothing)."""
         with self._lock:
+            if self._closed:
+                return
+            self._closed = True
             try:
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             finally:
