@@ -75,6 +75,15 @@ TIMEOUTS: dict[str, str] = {
 #: fault kinds that clear when their condition clears; every other kind needs a reset
 SELF_CLEARING_FAULTS = frozenset({"door_left_open", "scale", "outbox_full", "scanner"})
 
+#: the backend's reasons for fewer points than the weight is worth, as a resident reads them
+REASONS = {
+    "below_minimum": "below the minimum weight",
+    "daily_cap": "daily limit reached",
+    "no_rule": "no points for this category",
+    "label_reused": "this label was used before",
+    "implausible_weight": "held for review",
+}
+
 #: states in which the machine, not the resident, is expected to act next
 BUSY_STATES = frozenset({"weighing_before", "weighing_after", "recovering"})
 
@@ -627,10 +636,17 @@ class DepositFlow(StateChart):
                 return f"Thank you: {weighed}. Points pending - balance {balance}"
             return f"Thank you: {weighed}. +{deposit.estimate} points (estimate) - balance {balance}"
         status = answer.get("status")
+        reason = REASONS.get(answer.get("reason") or "")
+        if status in ("accepted", "duplicate") and reason:
+            return f"Thank you: {weighed}. +{answer.get('points', 0)} points ({reason}) - balance {answer.get('balance')}"
         if status in ("accepted", "duplicate"):
             return f"Thank you: {weighed}. +{answer.get('points', 0)} points - balance {answer.get('balance')}"
         if status == "flagged":
-            why = (answer.get("error") or {}).get("message") or "held for review"
+            why = (
+                reason
+                or (answer.get("error") or {}).get("message")
+                or "held for review"
+            )
             return f"Thank you: {weighed}. 0 points ({why}) - balance {answer.get('balance')}"
         why = (answer.get("error") or {}).get("message") or status
         return f"Recorded {weighed}, but not credited: {why}"
