@@ -50,11 +50,13 @@ def post_deposits():
     config = current_app.config
     limits = ingest.Limits(config["DEPOSIT_MAX_AGE_S"], config["DEPOSIT_MAX_AHEAD_S"])
 
-    def work(session):
+    def work(session, attempt):
         now = _now()
         kiosk = _authenticate(session, body, now)
         batch = schemas.decode_batch(body, config["MAX_BATCH"])
-        return ingest.apply_batch(session, kiosk.ref, batch.deposits, limits=limits, now=now)
+        return ingest.apply_batch(
+            session, kiosk.ref, batch.deposits, limits=limits, now=now, recheck=attempt > 1
+        )
 
     outcomes = ingest.in_transaction(db, work)
     return _json(schemas.encode({"results": [o.to_json() for o in outcomes]}))

@@ -200,12 +200,12 @@ def load_kiosk(session: Session, kiosk_id: str) -> KioskRef:
     return KioskRef(kiosk_id, row[1], row[2], row[3], row[4])
 
 
-def in_transaction(db, work: Callable[[Session], T], *, attempts: int = MAX_ATTEMPTS) -> T:
-    """Run ``work(session)`` in one transaction, retrying it whole after a lost race."""
+def in_transaction(db, work: Callable[[Session, int], T], *, attempts: int = MAX_ATTEMPTS) -> T:
+    """Run ``work(session, attempt)`` in one transaction, retrying it whole after a lost race."""
     for attempt in range(1, attempts + 1):
         try:
             with db.begin() as session:
-                return work(session)
+                return work(session, attempt)
         except (_RaceLost, DBAPIError) as exc:
             if isinstance(exc, DBAPIError) and not _retryable(exc):
                 raise
@@ -226,9 +226,9 @@ def _retryable(exc: DBAPIError) -> bool:
 def ingest(db, kiosk_id: str, items: Sequence[DepositIn], *, limits: Limits = Limits(),
            now: dt.datetime | None = None) -> list[Outcome]:
     """Apply a batch from ``kiosk_id`` in its own transaction (with retries)."""
-    def work(session: Session) -> list[Outcome]:
+    def work(session: Session, attempt: int) -> list[Outcome]:
         ref = load_kiosk(session, kiosk_id)
-        return apply_batch(session, ref, items, limits=limits, now=now)
+        return apply_batch(session, ref, items, limits=limits, now=now, recheck=attempt > 1)
 
     return in_transaction(db, work)
 
@@ -240,8 +240,14 @@ def apply_batch(
     *,
     limits: Limits = Limits(),
     now: dt.datetime | None = None,
+    recheck: bool = False,
 ) -> list[Outcome]:
-    """Apply a batch inside the caller's transaction; return one outcome per item."""
+    """Apply a batch inside the caller's transaction; return one outcome per item.
+
+    ``recheck`` (set on a retry) looks the new ids up again once the locks are
+    held, so a batch that lost a race sees the winner's deposits as duplicates
+    instead of losing again.
+    """
     now = now or dt.datetime.now(dt.timezone.utc)
     batch = _Batch(ref, items, now, [None] * len(items), [content_hash(i) for i in items])
     batch.existing = _existing(session, {i.id for i in items})
@@ -263,8 +269,18 @@ def apply_batch(
         accounts = ledger.lock_accounts(session, households)
     else:
         accounts = _read_accounts(session, households)
+    if recheck and batch.candidates:
+        _recheck(session, batch)
     _decide(session, batch, labels, accounts)
     return batch.outcomes
+
+
+def _recheck(session: Session, batch: _Batch) -> None:
+    """Move candidates recorded by a concurrent batch (now committed) to the existing ones."""
+    late = _existing(session, {c.item.id for c in batch.candidates})
+    if late:
+        batch.existing.update(late)
+        batch.candidates = [c for c in batch.candidates if c.item.id not in late]
 
 
 def _existing(session: Session, ids: set[uuid.UUID]) -> dict[uuid.UUID, tuple]:
@@ -347,7 +363,7 @@ def _lock_labels(session: Session, serials: list[str]) -> dict[str, tuple]:
             .join(Household, Household.id == LABELS.c.household_id)
             .where(LABELS.c.serial.in_(chunk))
             .order_by(LABELS.c.serial)
-            .with_for_update(of=LABELS)
+            .with_for_update(of=LABELS, key_share=True)
         )
         for serial, household_id, code, revoked_at, first, community_id in rows:
             found[serial] = (household_id, code, revoked_at, first, community_id)

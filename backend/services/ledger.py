@@ -129,7 +129,7 @@ def _select_locked(session: Session, household_ids: list[int]) -> dict[int, Acco
             select(ACCOUNTS.c.household_id, ACCOUNTS.c.balance, ACCOUNTS.c.entry_count)
             .where(ACCOUNTS.c.household_id.in_(chunk))
             .order_by(ACCOUNTS.c.household_id)
-            .with_for_update()
+            .with_for_update(key_share=True)
         )
         for household_id, balance, count in rows:
             states[household_id] = AccountState(balance, count)
