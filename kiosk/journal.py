@@ -11,7 +11,9 @@ moves:
 
 The syncer uploads "recorded" rows oldest first and stores the backend's
 answer: accepted/flagged/duplicate -> "synced", rejected -> "rejected" (never
-retried), conflict -> "conflict" plus a fault.  After a crash, ``open_deposits``
+retried), conflict -> "conflict" plus a fault.  A deposit the backend cannot
+even parse (a 400: a kiosk bug) is held back from the queue with a fault, so it
+cannot block the deposits behind it; ``requeue`` puts it back.  After a crash, ``open_deposits``
 lists the rows the station must resolve; a row is never deleted unanswered.
 
 The schema is versioned with ``PRAGMA user_version``; ``MIGRATIONS`` lists the
@@ -81,8 +83,16 @@ CREATE TABLE faults (
 CREATE UNIQUE INDEX faults_active_key ON faults (key) WHERE cleared_at IS NULL;
 """
 
+# v2: a deposit the backend cannot parse (400) is held out of the upload queue
+# for staff instead of blocking it; the backend's reason and original status
+_V2 = """
+ALTER TABLE deposits ADD COLUMN held_reason TEXT;
+ALTER TABLE deposits ADD COLUMN sync_reason TEXT;
+ALTER TABLE deposits ADD COLUMN original_status TEXT;
+"""
+
 #: version -> the SQL that takes a journal from version - 1 to it
-MIGRATIONS: dict[int, str] = {1: _V1}
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 
@@ -111,6 +121,12 @@ class JournalDeposit:
     error_code: str | None
     error_message: str | None
     answered_at: float | None
+    #: why a recorded deposit is held back from upload for staff (None: queued)
+    held_reason: str | None
+    #: the backend's reason for fewer points (label_reused, daily_cap, ...)
+    sync_reason: str | None
+    #: for a duplicate answer: the status the deposit was first recorded with
+    original_status: str | None
 
     def to_upload(self) -> dict:
         """Return the deposit as one item of ``POST /api/v1/deposits``."""
@@ -305,8 +321,8 @@ class Journal:
         return self._select("state = 'open'", (), self.outbox_limit)
 
     def outbox(self, limit: int) -> list[JournalDeposit]:
-        """Return up to ``limit`` recorded deposits awaiting an answer, oldest first."""
-        return self._select("state = 'recorded'", (), limit)
+        """Return up to ``limit`` recorded deposits to upload (not held), oldest first."""
+        return self._select("state = 'recorded' AND held_reason IS NULL", (), limit)
 
     def deposits(self, states: tuple[str, ...] | None = None, limit: int = 100) -> list[JournalDeposit]:
         """Return deposits (of ``states``, if given), oldest first."""
@@ -315,12 +331,11 @@ class Journal:
         marks = ", ".join("?" for _ in states)
         return self._select(f"state IN ({marks})", tuple(states), limit)
 
-    def outbox_depth(self) -> int:
+    def outbox_depth(self, *, include_held: bool = True) -> int:
         """Return how many recorded deposits await the backend's answer."""
+        where = "state = 'recorded'" + ("" if include_held else " AND held_reason IS NULL")
         with self._lock:
-            return self._conn.execute(
-                "SELECT count(*) FROM deposits WHERE state = 'recorded'"
-            ).fetchone()[0]
+            return self._conn.execute(f"SELECT count(*) FROM deposits WHERE {where}").fetchone()[0]
 
     def capacity_fault(self) -> str | None:
         """Return a fault message once the outbox reaches the warn ratio of its limit."""
@@ -353,10 +368,12 @@ class Journal:
                 error = result.get("error") or {}
                 cur = conn.execute(
                     "UPDATE deposits SET state = ?, sync_status = ?, points = ?, balance = ?,"
-                    " error_code = ?, error_message = ?, answered_at = ?"
+                    " error_code = ?, error_message = ?, answered_at = ?, sync_reason = ?,"
+                    " original_status = ?, held_reason = NULL"
                     " WHERE id = ? AND state = 'recorded'",
                     (state, status, result.get("points"), result.get("balance"),
-                     error.get("code"), error.get("message"), now, str(result["id"])),
+                     error.get("code"), error.get("message"), now, result.get("reason"),
+                     result.get("original_status"), str(result["id"])),
                 )
                 if cur.rowcount == 0:
                     counts["ignored"] = counts.get("ignored", 0) + 1
@@ -369,6 +386,50 @@ class Journal:
                         f" ({error.get('message') or 'conflict'}); staff must reconcile it",
                     )
         return counts
+
+    # -- held deposits ---------------------------------------------------------------
+
+    def hold(self, deposit_id: str, reason: str) -> None:
+        """Keep a recorded deposit out of the upload queue for staff, and raise a fault."""
+        with self._tx() as conn:
+            cur = conn.execute(
+                "UPDATE deposits SET held_reason = ? WHERE id = ? AND state = 'recorded'",
+                (reason, deposit_id),
+            )
+            if cur.rowcount == 0:
+                raise JournalError(f"deposit {deposit_id} is not awaiting upload; cannot hold it")
+            self._update_held_fault(conn)
+
+    def requeue(self, deposit_id: str) -> None:
+        """Put a held, rejected or conflicting deposit back in the upload queue (staff action)."""
+        with self._tx() as conn:
+            cur = conn.execute(
+                "UPDATE deposits SET state = 'recorded', held_reason = NULL, sync_status = NULL,"
+                " points = NULL, balance = NULL, error_code = NULL, error_message = NULL,"
+                " answered_at = NULL, sync_reason = NULL, original_status = NULL"
+                " WHERE id = ? AND (state IN ('rejected', 'conflict')"
+                " OR (state = 'recorded' AND held_reason IS NOT NULL))",
+                (deposit_id,),
+            )
+            if cur.rowcount == 0:
+                raise JournalError(f"deposit {deposit_id} is not held, rejected or in conflict")
+            conn.execute(
+                "UPDATE faults SET cleared_at = ? WHERE key = ? AND cleared_at IS NULL",
+                (self._clock(), f"conflict:{deposit_id}"),
+            )
+            self._update_held_fault(conn)
+
+    def _update_held_fault(self, conn: sqlite3.Connection) -> None:
+        held = conn.execute(
+            "SELECT count(*), max(held_reason) FROM deposits"
+            " WHERE state = 'recorded' AND held_reason IS NOT NULL"
+        ).fetchone()
+        if held[0]:
+            self._raise_fault(conn, "held_deposits",
+                              f"{held[0]} deposits held back from upload for staff (e.g. {held[1]})")
+        else:
+            conn.execute("UPDATE faults SET cleared_at = ? WHERE key = 'held_deposits'"
+                         " AND cleared_at IS NULL", (self._clock(),))
 
     # -- faults and meta ----------------------------------------------------------
 
@@ -434,8 +495,13 @@ class Journal:
             ).fetchall()
         counts = {state: 0 for state in STATES}
         counts.update({row["state"]: row["n"] for row in rows})
+        with self._lock:
+            held = self._conn.execute(
+                "SELECT count(*) FROM deposits WHERE state = 'recorded' AND held_reason IS NOT NULL"
+            ).fetchone()[0]
         return {
             "states": counts,
+            "held": held,
             "outbox_depth": counts["recorded"],
             "outbox_limit": self.outbox_limit,
             "last_sync_at": self.get_meta("last_sync_at"),

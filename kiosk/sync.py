@@ -195,6 +195,8 @@ class SyncReport:
     batches: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     remaining: int = 0
+    #: deposits the backend could not parse (400/413), held back for staff
+    held: int = 0
     error: str | None = None
     #: seconds until the next attempt should start (0: more to send now)
     next_delay_s: float = 0.0
@@ -237,6 +239,7 @@ class Syncer:
         self.clock = clock or REAL_CLOCK
         self.rng = rng or random.Random()
         self.failures = 0
+        self._held_in_pass = 0
         self.next_attempt_s = self.clock.monotonic()
         self._config_due_s = self.clock.monotonic()
         self._sync_lock = threading.Lock()
@@ -251,13 +254,16 @@ class Syncer:
         """Upload the outbox (up to ``max_batches`` batches, or until ``deadline_s``)."""
         report = SyncReport()
         with self._sync_lock:
+            self._held_in_pass = 0
             try:
                 self._drain(report, deadline_s)
             except SyncError as exc:
+                report.held = self._held_in_pass
                 self._failed(report, exc)
             else:
+                report.held = self._held_in_pass
                 self._succeeded(report)
-            report.remaining = self.journal.outbox_depth()
+            report.remaining = self.journal.outbox_depth(include_held=False)
             if report.ok and report.remaining and report.batches >= self.max_batches:
                 report.next_delay_s = 0.0  # more to send: go again at once
             self.journal.set_meta("last_sync_at", self.clock.now())
@@ -297,28 +303,35 @@ class Syncer:
         except BackendAuthError:
             raise
         except BackendRejected as exc:
+            # 400/413 mean this kiosk sent what the protocol forbids: a fault for staff
+            self.journal.raise_fault("sync_protocol", str(exc))
             if exc.status == 413 and len(batch) > 1:
                 self.batch_size = max(1, len(batch) // 2)
                 log.warning("backend refused a batch of %d as too large; now %d",
                             len(batch), self.batch_size)
                 return self._upload(batch[: self.batch_size], timeout_s)
-            if exc.status in (400, 422):
+            if exc.status in (400, 413):
                 return self._isolate(batch, exc, timeout_s)
             raise
 
     def _isolate(self, batch: list[JournalDeposit], exc: BackendRejected, timeout_s) -> list[dict]:
-        """Find the item the backend cannot parse, so it does not block the whole outbox."""
+        """Find the items the backend cannot parse and hold them, so the rest still goes up.
+
+        A held deposit stays in the journal, unanswered and out of the queue,
+        with a fault, until staff requeue it: nothing is lost, and one bad row
+        cannot stop every deposit behind it.
+        """
         if len(batch) > 1:
             results: list[dict] = []
             for deposit in batch:
                 results += self._upload([deposit], timeout_s)
             return results
         deposit = batch[0]
-        message = f"backend could not parse deposit {deposit.id}: {exc}"
-        self.journal.raise_fault(f"malformed:{deposit.id}", message + " (kept as rejected)")
-        log.error(message)
-        return [{"id": deposit.id, "status": "rejected", "points": 0, "balance": None,
-                 "error": {"code": exc.code or "malformed", "message": str(exc)}}]
+        message = f"backend cannot take deposit {deposit.id}: {exc}"
+        self.journal.hold(deposit.id, message)
+        self._held_in_pass += 1
+        log.error("%s (held for staff)", message)
+        return []
 
     def _failed(self, report: SyncReport, exc: SyncError) -> None:
         self.failures += 1
@@ -341,6 +354,8 @@ class Syncer:
         self.journal.set_meta("last_sync_ok_at", self.clock.now())
         self.journal.set_meta("last_sync_error", None)
         self.journal.clear_fault("sync_auth")
+        if not report.held:
+            self.journal.clear_fault("sync_protocol")
 
     # -- config -------------------------------------------------------------------
 
@@ -386,7 +401,8 @@ class Syncer:
             return None
         error = {"code": row.error_code, "message": row.error_message} if row.error_code else None
         return {"id": row.id, "status": row.sync_status, "points": row.points,
-                "balance": row.balance, "error": error}
+                "balance": row.balance, "reason": row.sync_reason,
+                "original_status": row.original_status, "error": error}
 
     # -- the background thread ------------------------------------------------------
 

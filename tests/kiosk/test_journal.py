@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from kiosk import JournalError, OutboxFull
-from kiosk.journal import SCHEMA_VERSION, Journal
+from kiosk.journal import MIGRATIONS, SCHEMA_VERSION, Journal
 
 UTC = dt.timezone.utc
 WHEN = dt.datetime(2025, 6, 1, 8, 30, tzinfo=dt.timezone(dt.timedelta(hours=8)))
@@ -226,6 +226,68 @@ def test_outbox_survives_restart(tmp_path):
     assert [(d.id, d.net_g) for d in again.outbox(10)] == list(zip(ids, [100, 101, 102]))
     assert [d.id for d in again.open_deposits()] == [open_id]
     again.close()
+
+
+def test_held_deposit_leaves_the_queue_until_requeued(journal):
+    first, held, last = (record(journal, serial=f"SER{n:03d}") for n in range(3))
+    journal.hold(held, "backend answered 400: category too long")
+    assert [d.id for d in journal.outbox(10)] == [first, last]
+    assert journal.outbox_depth() == 3 and journal.outbox_depth(include_held=False) == 2
+    assert journal.get(held).held_reason == "backend answered 400: category too long"
+    faults = {f["key"]: f["message"] for f in journal.faults()}
+    assert "1 deposits held back" in faults["held_deposits"]
+    assert journal.status()["held"] == 1
+    journal.requeue(held)
+    assert [d.id for d in journal.outbox(10)] == [first, held, last]
+    assert "held_deposits" not in {f["key"] for f in journal.faults()}
+    with pytest.raises(JournalError, match="not held"):
+        journal.requeue(first)
+    journal.record_results([{"id": first, "status": "accepted", "points": 1, "balance": 1}])
+    with pytest.raises(JournalError, match="not awaiting upload"):
+        journal.hold(first, "too late")
+
+
+def test_requeue_a_conflict_clears_its_fault_and_forgets_the_answer(journal):
+    deposit_id = record(journal)
+    journal.record_results([{"id": deposit_id, "status": "conflict", "points": 0, "balance": None,
+                             "error": {"code": "conflict", "message": "differs"}}])
+    assert journal.faults()
+    journal.requeue(deposit_id)
+    row = journal.get(deposit_id)
+    assert (row.state, row.sync_status, row.error_code) == ("recorded", None, None)
+    assert journal.faults() == []
+
+
+def test_answer_reason_and_original_status_are_kept(journal):
+    flagged, dup = record(journal, serial="SER001"), record(journal, serial="SER002")
+    journal.record_results([
+        {"id": flagged, "status": "flagged", "points": 0, "balance": 5, "reason": "label_reused",
+         "original_status": None, "error": None},
+        {"id": dup, "status": "duplicate", "points": 7, "balance": 12, "reason": None,
+         "original_status": "accepted", "error": None},
+    ])
+    assert journal.get(flagged).sync_reason == "label_reused"
+    assert journal.get(dup).original_status == "accepted"
+
+
+def test_a_version_1_journal_is_migrated_in_place(tmp_path):
+    path = tmp_path / "journal.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.executescript(MIGRATIONS[1])
+    conn.execute(
+        "INSERT INTO deposits (id, label, household, serial, door, category, before_g, after_g,"
+        " net_g, occurred_at, state, created_at) VALUES ('old-1', 'L', 'H1', 'S1', 1, 'paper',"
+        " 10, 510, 500, '2025-06-01T00:00:00+00:00', 'recorded', 1.0)"
+    )
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    journal = Journal(path)
+    assert journal.settings()["schema_version"] == SCHEMA_VERSION == 2
+    row = journal.get("old-1")
+    assert (row.state, row.net_g, row.held_reason) == ("recorded", 500, None)
+    assert [d.id for d in journal.outbox(5)] == ["old-1"]
+    journal.close()
 
 
 def test_newer_schema_is_refused(tmp_path):

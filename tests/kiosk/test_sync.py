@@ -211,11 +211,53 @@ def test_lost_answer_is_retried_and_answered_duplicate(served, journal):
     for deposit_id in ids:
         row = journal.get(deposit_id)
         assert (row.state, row.sync_status, row.points) == ("synced", "duplicate", 10)
+        assert row.original_status == "accepted"
     with db.session() as s:
         assert s.scalar(select(func.sum(Deposit.points))) == 8 * 10  # credited once
 
 
 # -- answers that are not success -------------------------------------------------------
+
+
+def test_reused_label_is_flagged_with_its_reason(served, journal):
+    household, label = all_labels(served.world)[0]
+    ids = []
+    for _ in range(2):
+        deposit_id = journal.begin_deposit(label=label, household=household,
+                                           serial=label.split(".")[3], door=1,
+                                           category="plastic", before_g=0)
+        journal.finish_deposit(deposit_id, after_g=800, net_g=800,
+                               occurred_at=dt.datetime.now(UTC) - dt.timedelta(seconds=60))
+        ids.append(deposit_id)
+    report = syncer(journal, served.client()).sync_once()
+    assert report.counts == {"accepted": 1, "flagged": 1}
+    second = journal.get(ids[1])
+    assert (second.sync_status, second.points, second.sync_reason) == ("flagged", 0, "label_reused")
+    answer = syncer(journal, served.client()).wait_result(ids[1], timeout_s=5)
+    assert answer["reason"] == "label_reused" and answer["status"] == "flagged"
+
+
+def test_undecodable_deposit_is_held_and_the_rest_go_up(served, journal):
+    # a kiosk bug: a category longer than the protocol allows makes the whole batch a 400
+    before, after = journal_deposits(journal, served.world, 2)
+    _, label = all_labels(served.world)[50]
+    bad = journal.begin_deposit(label=label, household="H001", serial=label.split(".")[3],
+                                door=1, category="x" * 100, before_g=0)
+    journal.finish_deposit(bad, after_g=500, net_g=500, occurred_at=dt.datetime.now(UTC))
+    sync = syncer(journal, served.client())
+    report = sync.sync_once()
+    assert report.ok and report.held == 1 and report.remaining == 0
+    assert report.counts == {"accepted": 2}
+    assert journal.get(before).state == journal.get(after).state == "synced"
+    row = journal.get(bad)
+    assert row.state == "recorded" and "400" in row.held_reason  # kept, not lost
+    faults = {f["key"] for f in journal.faults()}
+    assert {"held_deposits", "sync_protocol"} <= faults
+    assert sync.sync_once().sent == 0  # held: not retried on its own
+    journal.requeue(bad)  # staff put it back: it is held again, nothing else breaks
+    assert sync.sync_once().held == 1
+    assert bad not in served.deposits()
+
 
 
 def test_rejected_is_stored_and_never_retried(served, journal):
