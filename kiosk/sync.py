@@ -126,8 +126,10 @@ class BackendClient:
 
     def _auth_message(self, response: requests.Response, data) -> str:
         """Explain a 401: wrong secret, disabled kiosk, or clocks too far apart."""
-        text = (f"backend refused kiosk {self.kiosk_id!r} (401 {_error_code(data)}:"
-                f" {_error_message(data)})")
+        code = _error_code(data)
+        text = f"backend refused kiosk {self.kiosk_id!r} (401 {code}: {_error_message(data)})"
+        if code == "kiosk_disabled":
+            return text + "; an operator disabled this kiosk on the backend"
         skew_s = server_skew_s(response.headers.get("Date"), self.clock.now())
         if skew_s is None:
             return text + "; check backend.kiosk_id and backend.secret"

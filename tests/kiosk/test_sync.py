@@ -317,6 +317,17 @@ def test_wrong_secret_is_a_clear_fault(served, journal):
     assert "sync_auth" not in {f["key"] for f in journal.faults()}
 
 
+def test_disabled_kiosk_is_named(served, journal):
+    from backend.models import Kiosk
+
+    with db.begin() as s:
+        s.get(Kiosk, served.world.kiosk.id).enabled = False
+    journal_deposits(journal, served.world, 1)
+    report = syncer(journal, served.client()).sync_once()
+    assert "kiosk_disabled" in report.error and "disabled this kiosk" in report.error
+    assert journal.outbox_depth() == 1
+
+
 def test_clock_skew_is_named_with_the_servers_date(served, journal):
     journal_deposits(journal, served.world, 1)
     behind = FakeClock(start=dt.datetime.now(UTC).timestamp() - 1_000)
