@@ -62,7 +62,7 @@ class BackendSection(_Section):
     label_public_key: str | None = None
     timeout_s: Positive = 10.0
     sync_interval_s: Positive = 30.0
-    config_refresh_s: Positive = 3600.0
+    config_refresh_s: Positive = 300.0
     batch_size: Annotated[int, Meta(ge=1, le=500)] = 100
     retry_base_s: Positive = 1.0
     retry_max_s: Positive = 300.0

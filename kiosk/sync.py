@@ -221,7 +221,7 @@ class Syncer:
         base_delay_s: float = 1.0,
         max_delay_s: float = 300.0,
         interval_s: float = 30.0,
-        config_refresh_s: float = 3600.0,
+        config_refresh_s: float = 300.0,
         max_batches: int = 50,
         clock=None,
         rng: random.Random | None = None,
