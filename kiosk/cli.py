@@ -20,6 +20,7 @@ from hardware import HardwareError
 from kiosk import KioskError
 
 DEMO_KIOSK_FILE = "demo-kiosk.json"
+DEMO_LABELS_FILE = "demo-labels.txt"
 
 
 def _setup_logging(verbose: int, default: int) -> None:
@@ -115,8 +116,14 @@ def main(ctx: click.Context, verbose: int) -> None:
     type=click.Path(file_okay=False),
     help="With --sim: where the journal lives.",
 )
+@click.option(
+    "--labels",
+    "labels_path",
+    type=click.Path(dir_okay=False, exists=True),
+    help="With --sim: HOUSEHOLD<TAB>SERIAL<TAB>PAYLOAD lines for `label N` (default: the demo's).",
+)
 @click.pass_context
-def run(ctx, config_path, sim, script, real_time, state_dir) -> None:
+def run(ctx, config_path, sim, script, real_time, state_dir, labels_path) -> None:
     """Run the kiosk: `--config FILE` on real hardware, or `--sim [--script FILE]`."""
     verbose = ctx.obj["verbose"]
     if script and not sim:
@@ -135,9 +142,13 @@ def run(ctx, config_path, sim, script, real_time, state_dir) -> None:
         station.run()
         return
     _setup_logging(verbose, logging.WARNING)
-    from kiosk.sim import build_sim_station, run_interactive, run_script
+    from kiosk.sim import build_sim_station, read_labels, run_interactive, run_script
 
     config = _sim_config(config_path, state_dir)
+    demo_labels = _instance_dir() / DEMO_LABELS_FILE
+    if labels_path is None and config_path is None and demo_labels.exists():
+        labels_path = demo_labels
+    labels = read_labels(labels_path) if labels_path else []
     virtual = script is not None and not real_time
     click.echo(
         f"kiosk {config.kiosk.name} (simulated) -> {config.backend.url}; state in {config.kiosk.state_dir}"
@@ -147,8 +158,8 @@ def run(ctx, config_path, sim, script, real_time, state_dir) -> None:
     except (KioskError, HardwareError, OSError) as exc:
         raise click.ClickException(f"cannot start: {exc}") from None
     if script is not None:
-        sys.exit(run_script(station, screen, script, virtual=virtual))
-    sys.exit(run_interactive(station, screen))
+        sys.exit(run_script(station, screen, script, virtual=virtual, labels=labels))
+    sys.exit(run_interactive(station, screen, labels=labels))
 
 
 @main.command()

@@ -4,6 +4,7 @@ Every driver is replaced by its fake (``hardware.fakes``); the backend, journal,
 sync are the real ones.  Commands (one per line; see docs/simulator.md):
 
     SP1....            scan this label payload            scan PAYLOAD    the same
+    label N            scan the N-th label of --labels     labels          list them
     plastic | 2        choose a category or a door         2 paper         door 2, for paper
     500 | drop 500     open the unlocked door, drop 500 g  open [N]        open a door by hand
     close [N]          close the door                      block [N]       jam its lock
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 WORLD_FILE = "sim-world.json"
 #: the longest a script command may keep the machine busy (virtual seconds)
 MAX_SETTLE_S = 600.0
+#: the same bound in real time (interactive use, ``--real-time`` scripts)
+MAX_REAL_SETTLE_S = 30.0
 
 
 class ScriptFailed(Exception):
@@ -154,9 +157,17 @@ class SimDriver:
     """Turn simulator commands into actions on the fakes and events for the station."""
 
     def __init__(
-        self, station, screen: SimScreen, *, virtual: bool, out: IO[str] = sys.stdout
+        self,
+        station,
+        screen: SimScreen,
+        *,
+        virtual: bool,
+        out: IO[str] = sys.stdout,
+        labels: list[tuple[str, str]] | None = None,
     ):
         self.station = station
+        #: (household, payload) pairs that ``label N`` scans, e.g. from demo-labels.txt
+        self.labels = labels or []
         self.screen = screen
         self.virtual = virtual
         self.out = out
@@ -191,8 +202,9 @@ class SimDriver:
         self.settle()
 
     def settle(self) -> None:
-        """Virtual time: step until the machine waits for the resident (bounded)."""
+        """Let the station act on the command: until it waits for the resident (bounded)."""
         if not self.virtual:
+            self._settle_real_time()
             return
         station = self.station
         deadline_s = station.clock.monotonic() + MAX_SETTLE_S
@@ -203,6 +215,23 @@ class SimDriver:
             and not self.stopped
         ):
             station.step()
+
+    def _settle_real_time(self) -> None:
+        """Real time: wait until the loop has taken the input and is not weighing (bounded)."""
+        station = self.station
+        deadline_s = time.monotonic() + MAX_REAL_SETTLE_S
+
+        def busy() -> bool:
+            return (
+                station.hardware.scanner.pending > 0
+                or not station.events.empty()
+                or station.flow.state in BUSY_STATES
+            )
+
+        while time.monotonic() < deadline_s and not self.stopped:
+            time.sleep(3 * station.tick_s)  # the loop polls doors and scales each tick
+            if not busy():
+                return
 
     def wait(self, seconds: float) -> None:
         """Let ``seconds`` pass: step through virtual time, or sleep for real."""
@@ -289,6 +318,20 @@ class SimDriver:
     def _cmd_replug(self, rest: str) -> None:
         self.hardware.scanner.replug()
 
+    def _cmd_label(self, rest: str) -> None:
+        try:
+            household, payload = self.labels[int(rest) - 1]
+        except (ValueError, IndexError):
+            raise ScriptFailed(
+                f"no label {rest!r}: there are {len(self.labels)} (see `labels`)"
+            ) from None
+        print(f"  (scanning the label of {household})", file=self.out)
+        self.hardware.scanner.present(payload)
+
+    def _cmd_labels(self, rest: str) -> None:
+        for number, (household, payload) in enumerate(self.labels, 1):
+            print(f"  {number:>3}  {household:<12} {payload[:40]}...", file=self.out)
+
     def _cmd_door(self, rest: str) -> None:
         self.station.post("choose", choice=rest)
 
@@ -373,11 +416,27 @@ def build_sim_station(
     return Station(config, **kwargs), screen
 
 
+def read_labels(path: str | Path) -> list[tuple[str, str]]:
+    """Return (household, payload) from a ``HOUSEHOLD<TAB>SERIAL<TAB>PAYLOAD`` file."""
+    labels = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        fields = line.split("\t")
+        if len(fields) >= 3 and fields[2].strip():
+            labels.append((fields[0].strip(), fields[2].strip()))
+    return labels
+
+
 def run_script(
-    station, screen: SimScreen, lines: Iterable[str], *, virtual: bool, out=sys.stdout
+    station,
+    screen: SimScreen,
+    lines: Iterable[str],
+    *,
+    virtual: bool,
+    out=sys.stdout,
+    labels: list[tuple[str, str]] | None = None,
 ) -> int:
     """Run a script against a station; return 0, or 1 at the first failed line."""
-    driver = SimDriver(station, screen, virtual=virtual, out=out)
+    driver = SimDriver(station, screen, virtual=virtual, out=out, labels=labels)
     if virtual:
         station.start()
         driver.settle()
@@ -412,14 +471,20 @@ def _run_lines(driver: SimDriver, lines: Iterable[str], out, finish) -> int:
 
 
 def run_interactive(
-    station, screen: SimScreen, *, inp: IO[str] = sys.stdin, out: IO[str] = sys.stdout
+    station,
+    screen: SimScreen,
+    *,
+    inp: IO[str] = sys.stdin,
+    out: IO[str] = sys.stdout,
+    labels: list[tuple[str, str]] | None = None,
 ) -> int:
     """Run the station for real time; read commands from the terminal until ``quit``/EOF."""
-    driver = SimDriver(station, screen, virtual=False, out=out)
+    driver = SimDriver(station, screen, virtual=False, out=out, labels=labels)
 
     def read_commands() -> None:
         print(
-            "kiosk simulator: type a label payload, a bin, grams, 'close', 'help' or 'quit'",
+            "kiosk simulator: type a label payload (or `label 1`), a bin, grams, 'close',"
+            " 'help' or 'quit'",
             file=out,
         )
         for line in inp:
@@ -442,6 +507,7 @@ __all__ = [
     "SimScreen",
     "build_sim_station",
     "load_world",
+    "read_labels",
     "run_interactive",
     "run_script",
     "save_world",
