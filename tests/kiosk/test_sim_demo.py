@@ -28,7 +28,7 @@ def documented_script() -> str:
     """Return the example script from docs/simulator.md."""
     text = (ROOT / "docs" / "simulator.md").read_text()
     section = text.split("Example, against the demo backend", 1)[1]
-    return re.search(r"```\n(.*?)```", section, re.S).group(1)
+    return re.search(r"```\n(.*?)```", section, re.DOTALL).group(1)
 
 
 def run_sim(
