@@ -246,8 +246,8 @@ def selftest(ctx, config_path, as_json) -> None:
     """Test each door, the scanner, the scale, the backend and the journal: PASS/FAIL each."""
     _setup_logging(ctx.obj["verbose"], logging.WARNING)
     from kiosk.journal import Journal
+    from kiosk.parts import build_hardware
     from kiosk.selftest import run_selftest
-    from kiosk.station import build_hardware
     from kiosk.sync import BackendClient
 
     config = _load(config_path)

@@ -1,8 +1,7 @@
 """The station: hardware, journal, syncer and the deposit flow wired into one loop.
 
-* **Build.** ``build_hardware(config)`` constructs every driver the config names through
-  the registry (``kiosk.config.build_driver``), passing the station clock to drivers that
-  take one, so an all-fake station runs in virtual time.
+* **Build.** ``kiosk.parts.build_hardware(config)`` constructs every driver the config names
+  through the registry, with the station clock, so an all-fake station runs in virtual time.
 * **Loop.** Single-threaded: ``step()`` drains a bounded event queue (scans, choices,
   commands), polls door sensors, asks the scale monitors for a stable weight, fires state
   timeouts and pings the watchdog.  In ``threaded`` mode (a Pi) the scanner and scales are
@@ -20,9 +19,7 @@
   other fault (a jammed or forced door, an internal error) waits for a technician's
   ``kiosk reset`` (or ``reset`` in the simulator).
 
-``SORTPOINT_KIOSK_CRASH_AT=<state>[:<n>]`` makes the process SIGKILL itself on the n-th
-entry (default 1st) into ``<state>``, or ``upload[:n]`` right after the n-th upload got its
-answer and before the journal stored it: the crash tests' fault injection.
+``SORTPOINT_KIOSK_CRASH_AT`` injects crashes for the tests (``kiosk.crash``).
 """
 
 from __future__ import annotations
@@ -34,186 +31,38 @@ import random
 import signal
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any
 
 from statemachine.exceptions import TransitionNotAllowed
 
 from hardware.fakes import REAL_CLOCK
 from kiosk import KioskError
-from kiosk.config import KioskConfig, build_driver
-from kiosk.flow import (
-    SELF_CLEARING_FAULTS,
-    DepositFlow,
-    DoorSlot,
-    FlowContext,
-    FlowSettings,
-)
+from kiosk.config import KioskConfig
+from kiosk.crash import CRASH_ENV, CrashHook, CrashingClient
+from kiosk.flow import SELF_CLEARING_FAULTS, DepositFlow, DoorSlot, FlowContext
 from kiosk.journal import Journal
 from kiosk.labels import LabelVerifier
 from kiosk.monitors import ScaleMonitor, ScannerPump
+from kiosk.parts import (
+    Hardware,
+    LogScreen,
+    build_hardware,
+    flow_settings,
+    rules_from_backend_config,
+)
 from kiosk.status import take_reset_request, write_status
 from kiosk.systemd import Notifier
 
 log = logging.getLogger(__name__)
 
-CRASH_ENV = "SORTPOINT_KIOSK_CRASH_AT"
 #: how often a self-clearing fault's condition is checked
 FAULT_CHECK_S = 1.0
+#: how often the loop looks for a reset request or a config fetched by the sync thread
+POLL_EVERY_S = 0.5
 #: how often the status file is rewritten when nothing changes (real seconds)
 STATUS_EVERY_S = 2.0
 EVENT_QUEUE_SIZE = 256
-MAIN_SCALE = "main"
 #: journal meta key of the cached GET /api/v1/kiosk/config answer
 BACKEND_CONFIG_META = "backend_config"
-
-
-@dataclass
-class Hardware:
-    """Every driver the station uses, built from the config."""
-
-    scanner: Any
-    scales: dict[str, Any]
-    doors: dict[int, DoorSlot]
-    indicator: Any
-
-    def lock_all(self) -> list[str]:
-        """Lock every door; return the problems (never raise: this runs on the way out)."""
-        problems = []
-        for slot in self.doors.values():
-            try:
-                slot.door.lock()
-            except Exception as exc:  # noqa: BLE001 - fail-secure: try every door whatever one raises
-                problems.append(f"door {slot.number}: {exc}")
-        return problems
-
-    def close(self) -> None:
-        """Lock the doors, then release every device (best effort, all of them)."""
-        self.lock_all()
-        parts = [slot.door for slot in self.doors.values()]
-        parts += [self.scanner, *self.scales.values(), self.indicator]
-        for part in parts:
-            try:
-                part.close()
-            except Exception:
-                log.exception("closing %r failed", part)
-
-
-def build_hardware(config: KioskConfig, clock=REAL_CLOCK) -> Hardware:
-    """Construct the scanner, scales, doors and indicator the config names."""
-    runtime = {"clock": clock}
-    scales: dict[str, Any] = {}
-    if config.scale is not None:
-        scales[MAIN_SCALE] = build_driver("scale", config.scale, **runtime)
-    for name, spec in config.scales.items():
-        scales[name] = build_driver("scale", spec, **runtime)
-    doors = {
-        door.number: DoorSlot(
-            number=door.number,
-            category=door.category,
-            capacity_g=door.capacity_g,
-            door=build_driver("door", door, **runtime),
-            scale=door.scale or MAIN_SCALE,
-        )
-        for door in config.doors
-    }
-    return Hardware(
-        scanner=build_driver("scanner", config.scanner, **runtime),
-        scales=scales,
-        doors=doors,
-        indicator=build_driver("indicator", config.indicator, **runtime),
-    )
-
-
-def flow_settings(config: KioskConfig) -> FlowSettings:
-    """Return the flow's timeouts and limits from the config."""
-    t, w = config.timeouts, config.weighing
-    return FlowSettings(
-        category_s=t.category_s,
-        door_open_s=t.door_open_s,
-        door_close_s=t.door_close_s,
-        result_display_s=t.result_display_s,
-        backend_answer_s=t.backend_answer_s,
-        stable_timeout_s=w.stable_timeout_s,
-        min_deposit_g=w.min_deposit_g,
-    )
-
-
-def rules_from_backend_config(
-    backend_config: dict | None,
-) -> dict[str, tuple[int, int]]:
-    """Return category -> (points_per_kg, min_net_g) from the cached backend config."""
-    rules: dict[str, tuple[int, int]] = {}
-    for rule in (backend_config or {}).get("rules") or []:
-        try:
-            rules[str(rule["category"])] = (
-                int(rule["points_per_kg"]),
-                int(rule.get("min_net_g", rule.get("min_g", 0)) or 0),
-            )
-        except (KeyError, TypeError, ValueError):
-            log.warning(
-                "ignoring a malformed points rule in the backend config: %r", rule
-            )
-    return rules
-
-
-class LogScreen:
-    """A screen for a headless station: remember the text and log it."""
-
-    def __init__(self):
-        self.text = ""
-        self.tone = "info"
-        self.history: list[str] = []
-
-    def show(self, text: str, *, tone: str = "info") -> None:
-        """Record and log what the resident would read (a repeat of the same text is dropped)."""
-        if text == self.text:
-            return
-        self.text, self.tone = text, tone
-        self.history.append(text)
-        del self.history[:-200]  # bounded: only the recent screens matter
-        log.info("screen: %s", text)
-
-
-class CrashHook:
-    """Fault injection for the crash tests: SIGKILL this process at a chosen point."""
-
-    def __init__(self, spec: str | None):
-        self.point, self.nth = None, 1
-        if spec:
-            point, _, nth = spec.partition(":")
-            self.point, self.nth = point.strip(), int(nth or 1)
-        self.seen = 0
-
-    def hit(self, point: str) -> None:
-        """Count an arrival at ``point``; die on the chosen one."""
-        if point != self.point:
-            return
-        self.seen += 1
-        if self.seen == self.nth:
-            log.warning("crash hook: SIGKILL at %s (#%d)", point, self.seen)
-            for handler in logging.getLogger().handlers:
-                handler.flush()
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    def on_enter_state(self, state) -> None:
-        """Listener callback of the flow."""
-        self.hit(state.id)
-
-
-class _CrashingClient:
-    """Wraps the backend client so the crash hook can fire between answer and journal."""
-
-    def __init__(self, client, hook: CrashHook):
-        self._client, self._hook = client, hook
-
-    def post_deposits(self, items, *args, **kwargs):
-        results = self._client.post_deposits(items, *args, **kwargs)
-        self._hook.hit("upload")
-        return results
-
-    def __getattr__(self, name):
-        return getattr(self._client, name)
 
 
 class _Entered:
@@ -271,16 +120,7 @@ class Station:
             outbox_warn_ratio=config.journal.outbox_warn_ratio,
         )
         self.syncer = syncer or self._build_syncer(client, rng)
-        self.monitors = {
-            name: ScaleMonitor(
-                name,
-                scale,
-                band_g=config.weighing.band_g,
-                window_s=config.weighing.window_s,
-                clock=clock,
-            )
-            for name, scale in self.hardware.scales.items()
-        }
+        self.monitors = self._build_monitors()
         self.scanner = ScannerPump(self.hardware.scanner, self.post)
         self.verifier: LabelVerifier | None = None
         self.verifier_error: str | None = None
@@ -290,19 +130,37 @@ class Station:
         self.flow = DepositFlow(
             self._flow_context(), listeners=[self._entered, self.crash]
         )
+        self._init_schedule()
+
+    # -- construction helpers ----------------------------------------------------------
+
+    def _build_monitors(self) -> dict[str, ScaleMonitor]:
+        weighing = self.config.weighing
+        return {
+            name: ScaleMonitor(
+                name,
+                scale,
+                band_g=weighing.band_g,
+                window_s=weighing.window_s,
+                clock=self.clock,
+            )
+            for name, scale in self.hardware.scales.items()
+        }
+
+    def _init_schedule(self) -> None:
+        """Set the loop's bookkeeping: door states seen, when to sync, refresh, check."""
         self._door_closed = {
             n: s.door.is_closed() for n, s in self.hardware.doors.items()
         }
         self._stopping = False
         self._started = False
-        now_s = clock.monotonic()
+        now_s = self.clock.monotonic()
         self._next_sync_s = now_s
-        self._next_refresh_s = now_s + config.backend.config_refresh_s
+        self._next_refresh_s = now_s + self.config.backend.config_refresh_s
         self._next_fault_check_s = now_s
+        self._next_poll_s = now_s
         self._status_due_s = 0.0
         self._started_at = time.time()
-
-    # -- construction helpers ----------------------------------------------------------
 
     def _build_syncer(self, client, rng):
         from kiosk.sync import BackendClient, Syncer
@@ -314,7 +172,7 @@ class Station:
                 backend.url, backend.kiosk_id, backend.secret, backend.timeout_s
             )
         if self.crash.point == "upload":
-            client = _CrashingClient(client, self.crash)
+            client = CrashingClient(client, self.crash)
         return Syncer(
             self.journal,
             client,
@@ -675,20 +533,26 @@ class Station:
             if now_s >= self._next_refresh_s:
                 self._next_refresh_s = now_s + self.config.backend.config_refresh_s
                 self.refresh_config()
-        elif self.journal.get_meta("backend_config_at") != self._config_loaded_at:
-            self._load_backend_config()  # the syncer thread fetched a new config
-        request = take_reset_request(self.config.state_path)
-        if request is not None:
-            log.warning(
-                "reset requested by %s in state %s",
-                request.get("by", "?"),
-                self.flow.state,
-            )
-            if self.flow.state == "fault":
-                self._send("reset")
-                self._after_transitions()
+        if now_s >= self._next_poll_s:
+            self._next_poll_s = now_s + POLL_EVERY_S
+            self._poll_outside_requests()
         self.notifier.ping_if_due()
         self._write_status()
+
+    def _poll_outside_requests(self) -> None:
+        """Pick up a config the sync thread fetched, and a technician's reset request."""
+        if self.threaded:
+            fetched_at = self.journal.get_meta("backend_config_at")
+            if fetched_at != self._config_loaded_at:
+                self._load_backend_config()
+        request = take_reset_request(self.config.state_path)
+        if request is None:
+            return
+        by, state = request.get("by", "?"), self.flow.state
+        log.warning("reset requested by %s in state %s", by, state)
+        if state == "fault":
+            self._send("reset")
+            self._after_transitions()
 
     def status(self) -> dict:
         """Return what ``kiosk status`` shows about the running station."""

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from kiosk.config import load_config
-from kiosk.station import CrashHook, Station
+from kiosk.crash import CrashHook
+from kiosk.station import Station
 from kiosk.systemd import Notifier
 from tests.kiosk.stations import Keys, Session, free_port, kiosk_config
 from tests.kiosk.test_kiosk_cli import write_config
