@@ -26,14 +26,23 @@ def dialect_name(session: Session) -> str:
 
 
 def insert_ignore(session: Session, table: Table, index_elements: Sequence):
-    """Return ``INSERT ... ON CONFLICT (index_elements) DO NOTHING`` for the dialect."""
-    module = postgresql if dialect_name(session) == "postgresql" else sqlite
-    return module.insert(table).on_conflict_do_nothing(index_elements=list(index_elements))
+    """Return ``INSERT ... ON CONFLICT (index_elements) DO NOTHING`` for the session's dialect."""
+    return insert_ignore_for(dialect_name(session), table, index_elements)
+
+
+def insert_ignore_for(dialect: str, table: Table, index_elements: Sequence):
+    """Return ``INSERT ... ON CONFLICT (index_elements) DO NOTHING`` for ``dialect``."""
+    return upsert_for(dialect, table).on_conflict_do_nothing(index_elements=list(index_elements))
 
 
 def upsert(session: Session, table: Table):
     """Return a dialect ``insert`` that supports ``on_conflict_do_update``."""
-    module = postgresql if dialect_name(session) == "postgresql" else sqlite
+    return upsert_for(dialect_name(session), table)
+
+
+def upsert_for(dialect: str, table: Table):
+    """Return the ``insert`` of ``dialect`` (PostgreSQL or SQLite) for ``table``."""
+    module = postgresql if dialect == "postgresql" else sqlite
     return module.insert(table)
 
 

@@ -12,8 +12,8 @@ Each item ends as one of:
 * ``conflict`` – the id was recorded before with different content.
 
 One batch is one transaction.  The statements, in a fixed lock order so
-concurrent batches cannot deadlock: labels of the new items ``FOR UPDATE``
-(ascending serial) -> accounts ``FOR UPDATE`` (ascending household; the
+concurrent batches cannot deadlock: labels of the new items ``FOR NO KEY
+UPDATE`` (ascending serial) -> accounts (ascending household; the
 account lock also guards that household's daily totals) -> label claims ->
 daily totals -> ledger entries -> deposits ``INSERT ... ON CONFLICT (id) DO
 NOTHING RETURNING id`` (ascending id).  If a concurrent batch recorded one of
@@ -34,22 +34,19 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Sequence, TypeVar
 
-from sqlalchemy import case, select, type_coerce, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
-from sqlalchemy.types import Uuid
 
 from backend.errors import NotFound, SortpointError, Unauthorized
-from backend.models import Account, Category, Community, Deposit, Household, Kiosk, KioskDoor, Label
+from backend.models import Community, Kiosk
+from backend.services import ingest_store as store
 from backend.services import ledger, points
-from backend.services._sql import chunked, insert_ignore
 from protocol import labels as plabels
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-DEPOSITS = Deposit.__table__
-LABELS = Label.__table__
 #: attempts of one batch transaction before giving up with IngestBusy
 MAX_ATTEMPTS = 6
 #: PostgreSQL SQLSTATEs worth a retry: serialization failure, deadlock, unique violation
@@ -138,18 +135,6 @@ class Limits:
     max_ahead_s: int = 300
 
 
-@dataclass(frozen=True, slots=True)
-class _Door:
-    category_id: int
-    capacity_g: int
-
-
-@dataclass(frozen=True, slots=True)
-class _Category:
-    id: int
-    max_plausible_g: int
-
-
 @dataclass(slots=True)
 class _Candidate:
     """A new item that passed the checks that need no locks."""
@@ -159,7 +144,7 @@ class _Candidate:
     digest: str
     serial: str
     household_code: str
-    category: _Category
+    category: store.CategoryInfo
     household_id: int = 0
     day: dt.date | None = None
 
@@ -249,67 +234,39 @@ def apply_batch(
     instead of losing again.
     """
     now = now or dt.datetime.now(dt.timezone.utc)
+    conn = session.connection()
     batch = _Batch(ref, items, now, [None] * len(items), [content_hash(i) for i in items])
-    batch.existing = _existing(session, {i.id for i in items})
-    doors, categories = _kiosk_layout(session, ref)
+    batch.existing = store.existing(conn, {i.id for i in items})
+    setup = store.kiosk_setup(conn, ref.kiosk_id, ref.community_id, now + dt.timedelta(seconds=limits.max_ahead_s))
     for index, item in enumerate(items):
         if item.id in batch.existing:
             continue
-        checked = _check(ref, doors, categories, item, now, limits)
+        checked = _check(ref, setup, item, now, limits)
         if isinstance(checked, Outcome):
             batch.outcomes[index] = checked
         else:
             checked.index, checked.digest = index, batch.digests[index]
             batch.candidates.append(checked)
-    labels = _lock_labels(session, [c.serial for c in batch.candidates])
+    labels = store.lock_labels(conn, [c.serial for c in batch.candidates]) if batch.candidates else {}
     _check_labels(batch, labels)
     households = {c.household_id for c in batch.candidates}
     households |= {row[3] for row in batch.existing.values()}
     if batch.candidates:
         accounts = ledger.lock_accounts(session, households)
     else:
-        accounts = _read_accounts(session, households)
+        accounts = ledger.read_accounts(session, households)
     if recheck and batch.candidates:
-        _recheck(session, batch)
-    _decide(session, batch, labels, accounts)
+        _recheck(conn, batch)
+    _decide(session, batch, setup.rules, labels, accounts)
     return batch.outcomes
 
 
-def _recheck(session: Session, batch: _Batch) -> None:
+def _recheck(conn, batch: _Batch) -> None:
     """Move candidates recorded by a concurrent batch (now committed) to the existing ones."""
-    late = _existing(session, {c.item.id for c in batch.candidates})
+    late = store.existing(conn, {c.item.id for c in batch.candidates})
     if late:
         batch.existing.update(late)
         batch.candidates = [c for c in batch.candidates if c.item.id not in late]
-
-
-def _existing(session: Session, ids: set[uuid.UUID]) -> dict[uuid.UUID, tuple]:
-    """Return id -> (content_hash, status, points, household_id, reason) of recorded ids."""
-    found = {}
-    cols = (DEPOSITS.c.id, DEPOSITS.c.content_hash, DEPOSITS.c.status, DEPOSITS.c.points,
-            DEPOSITS.c.household_id, DEPOSITS.c.reason)
-    for chunk in chunked(sorted(ids)):
-        for row in session.execute(select(*cols).where(DEPOSITS.c.id.in_(chunk))):
-            found[row[0]] = tuple(row[1:])
-    return found
-
-
-def _kiosk_layout(session: Session, ref: KioskRef) -> tuple[dict[int, _Door], dict[str, _Category]]:
-    """Return the kiosk's doors and the community's categories (one query)."""
-    rows = session.execute(
-        select(Category.id, Category.code, Category.max_plausible_g, KioskDoor.door, KioskDoor.capacity_g)
-        .outerjoin(
-            KioskDoor, (KioskDoor.category_id == Category.id) & (KioskDoor.kiosk_id == ref.kiosk_id)
-        )
-        .where(Category.community_id == ref.community_id)
-    )
-    doors: dict[int, _Door] = {}
-    categories: dict[str, _Category] = {}
-    for cat_id, code, max_g, door, capacity_g in rows:
-        categories[code] = _Category(cat_id, max_g)
-        if door is not None:
-            doors[door] = _Door(cat_id, capacity_g)
-    return doors, categories
 
 
 @functools.lru_cache(maxsize=1024)
@@ -321,7 +278,7 @@ def _reject(item: DepositIn, code: str, message: str) -> Outcome:
     return Outcome(str(item.id), "rejected", error={"code": code, "message": message})
 
 
-def _check(ref, doors, categories, item: DepositIn, now, limits: Limits) -> Outcome | _Candidate:
+def _check(ref: KioskRef, setup: store.Setup, item: DepositIn, now, limits: Limits) -> Outcome | _Candidate:
     """Run every check that needs no lock; return a rejection or a candidate."""
     ahead_s = (item.occurred_at - now).total_seconds()
     if ahead_s > limits.max_ahead_s:
@@ -330,10 +287,10 @@ def _check(ref, doors, categories, item: DepositIn, now, limits: Limits) -> Outc
     if -ahead_s > limits.max_age_s:
         return _reject(item, "occurred_at_too_old",
                        f"occurred_at is older than the accepted backlog of {limits.max_age_s} s")
-    door = doors.get(item.door)
+    door = setup.doors.get(item.door)
     if door is None:
         return _reject(item, "unknown_door", f"door {item.door} is not a door of this kiosk")
-    category = categories.get(item.category)
+    category = setup.categories.get(item.category)
     if category is None:
         return _reject(item, "unknown_category", f"category {item.category!r} is not known here")
     if door.category_id != category.id:
@@ -351,23 +308,6 @@ def _check(ref, doors, categories, item: DepositIn, now, limits: Limits) -> Outc
     except plabels.LabelError as exc:
         return _reject(item, exc.code, str(exc))
     return _Candidate(0, item, "", claims.serial, claims.household, category)
-
-
-def _lock_labels(session: Session, serials: list[str]) -> dict[str, tuple]:
-    """Lock the labels by ascending serial; return serial -> (household id, code, revoked_at, first deposit)."""
-    found: dict[str, tuple] = {}
-    for chunk in chunked(sorted(set(serials))):
-        rows = session.execute(
-            select(LABELS.c.serial, LABELS.c.household_id, Household.code, LABELS.c.revoked_at,
-                   LABELS.c.first_deposit_id, LABELS.c.community_id)
-            .join(Household, Household.id == LABELS.c.household_id)
-            .where(LABELS.c.serial.in_(chunk))
-            .order_by(LABELS.c.serial)
-            .with_for_update(of=LABELS, key_share=True)
-        )
-        for serial, household_id, code, revoked_at, first, community_id in rows:
-            found[serial] = (household_id, code, revoked_at, first, community_id)
-    return found
 
 
 def _check_labels(batch: _Batch, labels: dict[str, tuple]) -> None:
@@ -388,27 +328,20 @@ def _check_labels(batch: _Batch, labels: dict[str, tuple]) -> None:
     batch.candidates = kept
 
 
-def _read_accounts(session: Session, households: set[int]) -> dict[int, ledger.AccountState]:
-    """Read balances without locking (a batch of duplicates writes nothing)."""
-    accounts = Account.__table__
-    states = {h: ledger.AccountState(0, 0) for h in households}
-    for chunk in chunked(sorted(households)):
-        rows = session.execute(
-            select(accounts.c.household_id, accounts.c.balance, accounts.c.entry_count)
-            .where(accounts.c.household_id.in_(chunk))
-        )
-        for h, bal, count in rows:
-            states[h] = ledger.AccountState(bal, count)
-    return states
+def _daily_totals(session: Session, batch: _Batch, rules: points.RuleBook) -> dict:
+    """Read the day's totals, only for candidates whose rule has a cap."""
+    keys = {
+        (c.household_id, c.category.id, c.day)
+        for c in batch.candidates
+        if (rule := rules.in_force(c.category.id, c.item.occurred_at)) and rule.daily_cap is not None
+    }
+    return points.load_daily_totals(session, keys) if keys else {}
 
 
-def _decide(session: Session, batch: _Batch, labels: dict[str, tuple],
+def _decide(session: Session, batch: _Batch, rules: points.RuleBook, labels: dict[str, tuple],
             accounts: dict[int, ledger.AccountState]) -> None:
     """Score the candidates in order, then write claims, totals, entries and deposits."""
-    rules = points.load_rules(session, {c.category.id for c in batch.candidates})
-    totals = points.load_daily_totals(
-        session, {(c.household_id, c.category.id, c.day) for c in batch.candidates}
-    )
+    totals = _daily_totals(session, batch, rules)
     running = {h: state.balance for h, state in accounts.items()}
     claimed = {s: row[3] for s, row in labels.items()}
     recorded: dict[uuid.UUID, tuple] = dict(batch.existing)
@@ -439,7 +372,7 @@ def _decide(session: Session, batch: _Batch, labels: dict[str, tuple],
         recorded[item.id] = (c.digest, status, award.points, c.household_id, award.reason)
         batch.outcomes[index] = Outcome(str(item.id), status, award.points,
                                         running[c.household_id], award.reason)
-    _write(session, batch, accounts, claims, increments, postings, rows, running)
+    _write(session, accounts, claims, increments, postings, rows, running)
 
 
 def _repeat(item: DepositIn, digest: str, original: tuple, running: dict[int, int]) -> Outcome:
@@ -472,36 +405,21 @@ def _deposit_row(batch: _Batch, c: _Candidate, status: str, award: points.Award)
     }
 
 
-def _write(session, batch, accounts, claims, increments, postings, rows, running) -> None:
+def _write(session, accounts, claims, increments, postings, rows, running) -> None:
     """Write label claims, daily totals, ledger entries and deposits, in lock order."""
-    _claim_labels(session, claims)
+    conn = session.connection()
+    # the labels are locked and were unclaimed, so every claim must hold
+    if store.claim_labels(conn, claims) != len(claims):
+        raise _RaceLost("a label was claimed concurrently")
     points.add_daily_totals(session, increments)
     if postings:
         # the deposit id is the idempotency key: its unique index backs up the
         # deposits primary key, so the ledger needs no extra look-up here
-        posted = ledger.post_many(session, postings, locked=accounts, check_keys=False)
-        for p in posted:
-            if accounts[p.household_id].balance != running[p.household_id]:
+        ledger.post_many(session, postings, locked=accounts, check_keys=False, return_ids=False)
+        for household_id in {p.household_id for p in postings}:
+            if accounts[household_id].balance != running[household_id]:
                 raise AssertionError("ledger and ingest disagree on a balance")
     if rows:
-        rows.sort(key=lambda r: r["id"])
-        stmt = insert_ignore(session, DEPOSITS, ["id"]).returning(DEPOSITS.c.id)
-        inserted = session.execute(stmt, rows).all()
-        if len(inserted) != len(rows):
-            raise _RaceLost(f"{len(rows) - len(inserted)} deposit ids were recorded concurrently")
-
-
-def _claim_labels(session: Session, claims: dict[str, uuid.UUID]) -> None:
-    """Set first_deposit_id of unclaimed labels in one statement; verify every claim held."""
-    if not claims:
-        return
-    serials = sorted(claims)
-    mapping = {s: type_coerce(claims[s], Uuid()) for s in serials}
-    result = session.execute(
-        update(LABELS)
-        .where(LABELS.c.serial.in_(serials), LABELS.c.first_deposit_id.is_(None))
-        .values(first_deposit_id=case(mapping, value=LABELS.c.serial))
-        .returning(LABELS.c.serial)
-    )
-    if len(result.all()) != len(serials):
-        raise _RaceLost("a label was claimed concurrently")
+        inserted = store.insert_deposits(conn, rows)
+        if inserted != len(rows):
+            raise _RaceLost(f"{len(rows) - inserted} deposit ids were recorded concurrently")

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
-from sqlalchemy import case, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
@@ -122,17 +122,28 @@ def lock_accounts(session: Session, household_ids: Iterable[int]) -> dict[int, A
     return states
 
 
-def _select_locked(session: Session, household_ids: list[int]) -> dict[int, AccountState]:
+_READ = (
+    select(ACCOUNTS.c.household_id, ACCOUNTS.c.balance, ACCOUNTS.c.entry_count)
+    .where(ACCOUNTS.c.household_id.in_(bindparam("ids", expanding=True)))
+    .order_by(ACCOUNTS.c.household_id)
+)
+_LOCK = _READ.with_for_update(key_share=True)
+
+
+def _select_locked(session: Session, household_ids: list[int], stmt=_LOCK) -> dict[int, AccountState]:
     states: dict[int, AccountState] = {}
+    conn = session.connection()
     for chunk in chunked(household_ids):
-        rows = session.execute(
-            select(ACCOUNTS.c.household_id, ACCOUNTS.c.balance, ACCOUNTS.c.entry_count)
-            .where(ACCOUNTS.c.household_id.in_(chunk))
-            .order_by(ACCOUNTS.c.household_id)
-            .with_for_update(key_share=True)
-        )
-        for household_id, balance, count in rows:
+        for household_id, balance, count in conn.execute(stmt, {"ids": chunk}):
             states[household_id] = AccountState(balance, count)
+    return states
+
+
+def read_accounts(session: Session, household_ids: Iterable[int]) -> dict[int, AccountState]:
+    """Return the state of accounts without locking them (missing ones read as 0)."""
+    wanted = sorted(set(household_ids))
+    states = {h: AccountState(0, 0) for h in wanted}
+    states.update(_select_locked(session, wanted, _READ))
     return states
 
 
@@ -196,6 +207,7 @@ def post_many(
     *,
     locked: dict[int, AccountState] | None = None,
     check_keys: bool = True,
+    return_ids: bool = True,
 ) -> list[Posted]:
     """Append ``postings`` in order and move the balances; return one result per posting.
 
@@ -204,7 +216,8 @@ def post_many(
     key exists returns the original entry; a debit below zero raises
     ``InsufficientBalance`` and nothing is written.  ``check_keys=False``
     skips the look-up of earlier keys for callers that know they are new (the
-    unique index still refuses a repeated key).
+    unique index still refuses a repeated key); with ``return_ids=False``
+    the results carry entry id 0 (one statement less work for bulk callers).
     """
     for p in postings:
         _check_posting(p)
@@ -237,7 +250,7 @@ def post_many(
         results.append(None)
         slots.append(i)
     if rows:
-        ids = _insert_entries(session, rows)
+        ids = _insert_entries(session, rows) if return_ids else _insert_entries_bare(session, rows)
         for slot, row, entry_id in zip(slots, rows, ids):
             results[slot] = Posted(entry_id, row["household_id"], row["amount"], row["balance_after"])
         touched = {row["household_id"] for row in rows}
@@ -268,27 +281,32 @@ def _entry_row(p: Posting, balance_after: int, now) -> dict:
     }
 
 
+_INSERT_RETURNING = ENTRIES.insert().returning(ENTRIES.c.id, sort_by_parameter_order=True)
+_UPDATE_ACCOUNT = (
+    update(ACCOUNTS)
+    .where(ACCOUNTS.c.household_id == bindparam("b_household"))
+    .values(balance=bindparam("b_balance"), entry_count=bindparam("b_count"), updated_at=bindparam("b_at"))
+)
+
+
 def _insert_entries(session: Session, rows: list[dict]) -> list[int]:
     """Insert entries as multi-row INSERTs; return their ids in row order."""
-    result = session.execute(
-        ENTRIES.insert().returning(ENTRIES.c.id, sort_by_parameter_order=True), rows
-    )
-    return list(result.scalars())
+    return list(session.connection().execute(_INSERT_RETURNING, rows).scalars())
+
+
+def _insert_entries_bare(session: Session, rows: list[dict]) -> list[int]:
+    """Insert entries without reading their ids back."""
+    session.connection().execute(ENTRIES.insert(), rows)
+    return [0] * len(rows)
 
 
 def _write_accounts(session: Session, states: dict[int, AccountState], now) -> None:
-    """Store new balances and counts in one UPDATE per chunk (a CASE per column)."""
-    for chunk in chunked(sorted(states)):
-        hid = ACCOUNTS.c.household_id
-        session.execute(
-            update(ACCOUNTS)
-            .where(hid.in_(chunk))
-            .values(
-                balance=case({h: states[h].balance for h in chunk}, value=hid),
-                entry_count=case({h: states[h].entry_count for h in chunk}, value=hid),
-                updated_at=now,
-            )
-        )
+    """Store new balances and counts (one executemany, ascending household)."""
+    rows = [
+        {"b_household": h, "b_balance": states[h].balance, "b_count": states[h].entry_count, "b_at": now}
+        for h in sorted(states)
+    ]
+    session.connection().execute(_UPDATE_ACCOUNT, rows)
     _expire_loaded_accounts(session, states)
 
 

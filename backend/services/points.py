@@ -20,11 +20,11 @@ import zoneinfo
 from dataclasses import dataclass
 from typing import Iterable
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import bindparam, select, tuple_
 from sqlalchemy.orm import Session
 
 from backend.models import DailyTotal, PointsRule
-from backend.services._sql import chunked, upsert
+from backend.services._sql import chunked, upsert_for
 
 RULES = PointsRule.__table__
 TOTALS = DailyTotal.__table__
@@ -134,29 +134,40 @@ def local_day(at: dt.datetime, timezone: str) -> dt.date:
     return at.astimezone(_zone(timezone)).date()
 
 
+_KEY_COLS = (TOTALS.c.household_id, TOTALS.c.category_id, TOTALS.c.day)
+_TOTALS = select(*_KEY_COLS, TOTALS.c.points).where(
+    tuple_(*_KEY_COLS).in_(bindparam("keys", expanding=True))
+)
+
+
 def load_daily_totals(session: Session, keys: Iterable[DayKey]) -> dict[DayKey, int]:
     """Return the points already credited for each (household, category, day) key."""
     wanted = sorted(set(keys))
     found: dict[DayKey, int] = {}
-    cols = (TOTALS.c.household_id, TOTALS.c.category_id, TOTALS.c.day)
+    conn = session.connection()
     for chunk in chunked(wanted, 300):
-        rows = session.execute(select(*cols, TOTALS.c.points).where(tuple_(*cols).in_(chunk)))
-        for h, c, d, points in rows:
+        for h, c, d, points in conn.execute(_TOTALS, {"keys": chunk}):
             found[(h, c, d)] = points
     return found
 
 
 def add_daily_totals(session: Session, increments: dict[DayKey, int]) -> None:
-    """Add points to the daily totals (one multi-row upsert, in key order)."""
+    """Add points to the daily totals (an executemany upsert, in key order)."""
     rows = [
         {"household_id": h, "category_id": c, "day": d, "points": p}
         for (h, c, d), p in sorted(increments.items())
         if p
     ]
-    for chunk in chunked(rows, 500):
-        stmt = upsert(session, TOTALS).values(chunk)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["household_id", "category_id", "day"],
-            set_={"points": TOTALS.c.points + stmt.excluded.points},
-        )
-        session.execute(stmt)
+    if not rows:
+        return
+    conn = session.connection()
+    conn.execute(_add_totals(conn.dialect.name), rows)
+
+
+@functools.lru_cache(maxsize=4)
+def _add_totals(dialect: str):
+    stmt = upsert_for(dialect, TOTALS)
+    return stmt.on_conflict_do_update(
+        index_elements=["household_id", "category_id", "day"],
+        set_={"points": TOTALS.c.points + stmt.excluded.points},
+    )
