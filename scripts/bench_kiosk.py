@@ -473,7 +473,8 @@ def latency_section(args: argparse.Namespace) -> str:
         "event queue, Ed25519 verification, the state chart's transitions, the stable weight already known "
         "(the scale is watched continuously, so no settling wait) and the journal's `begin_deposit` commit. "
         "After each run the deposit is cancelled (relock, interrupted) and the kiosk returns to idle. "
-        "The first 10 runs warm up and are not counted.\n\n"
+        "The first 10 runs warm up and are not counted. The machine is shared (2 cores, other test "
+        "suites running), so the tail (p99, max) is the noisiest figure.\n\n"
         + report
     )
 
