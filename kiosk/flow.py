@@ -73,7 +73,9 @@ TIMEOUTS: dict[str, str] = {
 }
 
 #: fault kinds that clear when their condition clears; every other kind needs a reset
-SELF_CLEARING_FAULTS = frozenset({"door_left_open", "scale", "outbox_full", "scanner"})
+SELF_CLEARING_FAULTS = frozenset(
+    {"door_left_open", "scale", "outbox_full", "scanner", "config"}
+)
 
 #: the backend's reasons for fewer points than the weight is worth, as a resident reads them
 REASONS = {

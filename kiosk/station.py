@@ -523,6 +523,10 @@ class Station:
         except Exception as exc:  # noqa: BLE001 - offline is normal: the cached config serves
             log.warning("config refresh failed (using the cached config): %s", exc)
         self._load_backend_config()
+        backend = self.config.backend
+        # without a label key the kiosk is out of order: try again at the sync pace, not hourly
+        every_s = backend.config_refresh_s if self.verifier else backend.sync_interval_s
+        self._next_refresh_s = self.clock.monotonic() + every_s
 
     def _housekeeping(self) -> None:
         now_s = self.clock.monotonic()
@@ -531,7 +535,6 @@ class Station:
                 self._next_sync_s = now_s + self.config.backend.sync_interval_s
                 self.sync_now()
             if now_s >= self._next_refresh_s:
-                self._next_refresh_s = now_s + self.config.backend.config_refresh_s
                 self.refresh_config()
         if now_s >= self._next_poll_s:
             self._next_poll_s = now_s + POLL_EVERY_S

@@ -162,9 +162,7 @@ def test_a_label_revoked_at_the_backend_is_refused_after_the_config_refresh(
             session.execute(
                 update(Label)
                 .where(Label.serial == serial)
-                .values(
-                    revoked_at=dt.datetime.now(dt.UTC), revoked_reason="lost"
-                )
+                .values(revoked_at=dt.datetime.now(dt.UTC), revoked_reason="lost")
             )
         s.station.refresh_config()
         backend.stop()  # refused offline, from the cached config
@@ -190,3 +188,19 @@ def test_selftest_passes_against_a_live_backend(tmp_path, world, backend, monkey
     assert result.exit_code == 0, result.output
     assert "PASS backend: signed config request answered (2 doors)" in result.output
     assert "FAIL" not in result.output
+
+
+def test_a_kiosk_that_never_reached_the_backend_is_out_of_order_until_it_does(
+    tmp_path, world, backend
+):
+    s = session_for(
+        tmp_path, world, backend, sync_interval_s=10.0
+    )  # no key in the config, backend down
+    try:
+        s.run("expect Out of order: cannot verify labels\nexpect-state fault")
+        s.run(f"{world.labels['H001'][0]}\nexpect Out of order")
+        backend.start()
+        s.run("wait 12\nexpect-state idle")
+        s.run(f"{world.labels['H001'][0]}\nexpect Household H001: choose a bin")
+    finally:
+        s.close()
