@@ -558,16 +558,22 @@ class DepositFlow(StateChart):
         self.current.answered = True
         self.ctx.screen.show(self.result_text(), tone="ok")
 
-    def resolve_open_deposits(self, grams: int) -> None:
-        """Resolve every open journal deposit with the stable weight now on the scale."""
+    def resolve_open_deposits(self, grams: int, weights: dict | None = None) -> None:
+        """Resolve every open journal deposit with the stable weight now on its scale.
+
+        ``weights`` maps scale names to stable grams where doors stand on several scales;
+        a deposit whose door or scale is not in it is resolved with ``grams``.
+        """
         for row in self.ctx.journal.open_deposits():
+            slot = self.ctx.doors.get(row.door)
+            after_g = (weights or {}).get(slot.scale if slot else None, grams)
             outcome = resolve_open_deposit(
-                self.ctx.journal, row, grams, self.ctx.settings, self.ctx.now()
+                self.ctx.journal, row, after_g, self.ctx.settings, self.ctx.now()
             )
             log.warning("recovered deposit %s: %s", row.id, outcome)
         self.notice = "Ready again"
 
-    def ask_to_close_doors(self, grams: int) -> None:
+    def ask_to_close_doors(self, grams: int, weights: dict | None = None) -> None:
         """Recovery waits for every door to be shut before it weighs."""
         open_doors = [
             str(s.number) for s in self.ctx.doors.values() if not s.door.is_closed()

@@ -59,12 +59,12 @@ class ScriptFailed(Exception):
 # -- the simulated world --------------------------------------------------------------
 
 
-def load_world(state_dir: str | Path) -> dict:
-    """Return the saved physical world: ``{"scale_g": {name: g}, "open_doors": [n]}``."""
+def load_world(state_dir: str | Path) -> dict | None:
+    """Return the saved world ``{"scale_g": {name: g}, "open_doors": [n]}``, or None."""
     try:
         world = json.loads((Path(state_dir) / WORLD_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        world = {}
+        return None
     return {
         "scale_g": dict(world.get("scale_g") or {}),
         "open_doors": list(world.get("open_doors") or []),
@@ -86,32 +86,37 @@ def save_world(state_dir: str | Path, hardware) -> None:
 
 
 def simulated(config: KioskConfig, world: dict | None = None) -> KioskConfig:
-    """Return ``config`` with every driver replaced by its fake, restoring the saved world."""
-    world = world or {"scale_g": {}, "open_doors": []}
+    """Return ``config`` with every driver replaced by its fake, restoring a saved world.
+
+    A table that already names the fake keeps its options (``initial_g``, ``settle_s``...);
+    a real driver's options are dropped.  The saved world, when there is one, overrides the
+    load on each scale and which doors stand open.
+    """
     replace = msgspec.structs.replace
 
-    def fake_scale(name, spec):
+    def fake(spec, **saved):
         if spec is None:
             return None
-        return replace(
-            spec,
-            driver="fake",
-            options={"initial_g": int(world["scale_g"].get(name, 0))},
-        )
+        options = dict(spec.options) if spec.driver == "fake" else {}
+        return replace(spec, driver="fake", options={**options, **saved})
 
-    doors = [
-        replace(
-            d, driver="fake", options={"start_open": d.number in world["open_doors"]}
-        )
-        for d in config.doors
-    ]
+    def scale(name, spec):
+        if world is None or name not in world["scale_g"]:
+            return fake(spec)
+        return fake(spec, initial_g=int(world["scale_g"][name]))
+
+    def door(spec):
+        if world is None:
+            return fake(spec)
+        return fake(spec, start_open=spec.number in world["open_doors"])
+
     return replace(
         config,
-        scanner=replace(config.scanner, driver="fake", options={}),
-        scale=fake_scale("main", config.scale),
-        scales={name: fake_scale(name, spec) for name, spec in config.scales.items()},
-        doors=doors,
-        indicator=replace(config.indicator, driver="fake", options={}),
+        scanner=fake(config.scanner),
+        scale=scale("main", config.scale),
+        scales={name: scale(name, spec) for name, spec in config.scales.items()},
+        doors=[door(d) for d in config.doors],
+        indicator=fake(config.indicator),
     )
 
 

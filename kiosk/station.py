@@ -415,10 +415,16 @@ class Station:
             grams = monitor.stable_g()
             if grams is not None:
                 self._send("settled", grams=grams)
-        elif state in ("weighing_after", "recovering"):
+        elif state == "weighing_after":
             grams = monitor.stable_g()  # restarted on entry: only samples since then
             if grams is not None:
                 self._send("settled", grams=grams)
+        elif state == "recovering":
+            weights = {name: m.stable_g() for name, m in self.monitors.items()}
+            if (
+                weights and None not in weights.values()
+            ):  # every scale settled since entry
+                self._send("settled", grams=monitor.stable_g(), weights=weights)
         elif state == "showing_result":
             self._poll_answer()
         elif state == "fault":

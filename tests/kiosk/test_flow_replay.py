@@ -437,3 +437,59 @@ def test_label_command_scans_from_the_labels_list(make_session, keys):
     s.driver.labels = [("H007", keys.label(household="H007"))]
     s.run("label 1\nexpect Household H007")
     assert "there are 1" in s.expect_fails("label 2")
+
+
+def test_doors_on_separate_scales_are_weighed_and_recovered_on_their_own(
+    tmp_path, keys
+):
+    from kiosk.config import config_from_dict
+
+    raw = {
+        "kiosk": {"name": "two-scales", "state_dir": str(tmp_path / "state")},
+        "backend": {
+            "url": f"http://127.0.0.1:{free_port()}",
+            "kiosk_id": "k_two",
+            "secret": "s3cret-s3cret-s3cret",
+            "community": "green",
+            "label_public_key": keys.public,
+        },
+        "scanner": {"driver": "fake"},
+        "scales": {
+            "left": {"driver": "fake", "initial_g": 2000},
+            "right": {"driver": "fake"},
+        },
+        "doors": [
+            {
+                "number": 1,
+                "category": "plastic",
+                "capacity_g": 40000,
+                "driver": "fake",
+                "scale": "left",
+            },
+            {
+                "number": 2,
+                "category": "paper",
+                "capacity_g": 40000,
+                "driver": "fake",
+                "scale": "right",
+            },
+        ],
+    }
+    config = config_from_dict(raw)
+    first = Session(config)
+    first.run(f"{keys.label()}\npaper\ndrop 700\nclose\nexpect 700 g of paper")
+    assert (
+        first.station.hardware.scales["left"].load_g == 2000
+    )  # the other bin did not move
+    first.run(f"{keys.label(serial='NEXT000001')}\npaper\ndrop 300")
+    first.station.journal.close()  # the process dies with the door open and the bag in
+    second = Session(config)
+    try:
+        second.run("close 2\nwait 3\nexpect-state idle")
+        rows = second.journal.deposits(limit=10)
+        assert [(r.door, r.before_g, r.net_g, r.state) for r in rows] == [
+            (2, 0, 700, "recorded"),
+            (2, 700, 300, "recorded"),
+        ]
+    finally:
+        second.close()
