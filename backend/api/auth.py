@@ -12,20 +12,24 @@ cannot both pass; nonces older than any still-valid timestamp are purged.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from backend.errors import Unauthorized
 from backend.models import Community, Kiosk, RequestNonce
-from backend.services._sql import insert_ignore
+from backend.services._sql import insert_ignore_for
 from backend.services.ingest import KioskRef
 from protocol import signing
 
 NONCES = RequestNonce.__table__
+KIOSKS = Kiosk.__table__
+COMMUNITIES = Community.__table__
 _TIMESTAMP_RE = re.compile(r"\d{1,12}")
 _NONCE_RE = re.compile(r"[\x21-\x7e]{%d,%d}" % (signing.MIN_NONCE_LEN, signing.MAX_NONCE_LEN))
 #: last_seen_at is refreshed at most this often, so most requests write nothing for it
@@ -33,6 +37,17 @@ LAST_SEEN_RESOLUTION_S = 60
 #: purge expired nonces on every Nth authenticated request of this process
 PURGE_EVERY = 200
 _requests = itertools.count(1)
+
+
+_KIOSK = (
+    select(KIOSKS.c.secret, KIOSKS.c.enabled, KIOSKS.c.name, KIOSKS.c.last_seen_at, COMMUNITIES.c.id,
+           COMMUNITIES.c.slug, COMMUNITIES.c.timezone, COMMUNITIES.c.label_public_key)
+    .join(COMMUNITIES, COMMUNITIES.c.id == KIOSKS.c.community_id)
+    .where(KIOSKS.c.id == bindparam("kiosk_id"))
+)
+_TOUCH = (
+    update(KIOSKS).where(KIOSKS.c.id == bindparam("kiosk_id")).values(last_seen_at=bindparam("seen_at"))
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,12 +93,8 @@ def authenticate(
         raise _fail("signature_stale", f"X-Timestamp is more than {max_skew_s} s from the server clock")
     if not _NONCE_RE.fullmatch(nonce):
         raise _fail("signature_invalid", "X-Nonce must be 16 to 128 printable ASCII characters")
-    row = session.execute(
-        select(Kiosk.secret, Kiosk.enabled, Kiosk.name, Kiosk.last_seen_at, Community.id,
-               Community.slug, Community.timezone, Community.label_public_key)
-        .join(Community, Community.id == Kiosk.community_id)
-        .where(Kiosk.id == kiosk_id)
-    ).first()
+    conn = session.connection()
+    row = conn.execute(_KIOSK, {"kiosk_id": kiosk_id}).first()
     # an unknown kiosk costs the same HMAC as a known one and gets the same answer
     secret = row[0] if row is not None else "unknown-kiosk"
     expected = signing.sign(secret, method, target, timestamp, nonce, body)
@@ -91,28 +102,29 @@ def authenticate(
         raise _fail("signature_invalid", "unknown kiosk or wrong signature")
     if not row[1]:
         raise _fail("kiosk_disabled", f"kiosk {kiosk_id} is disabled")
-    _record_nonce(session, kiosk_id, nonce, now)
-    _touch(session, kiosk_id, row[3], now)
+    _record_nonce(conn, kiosk_id, nonce, now)
+    _touch(conn, kiosk_id, row[3], now)
     if next(_requests) % PURGE_EVERY == 0:
         purge_nonces(session, now, max_skew_s)
     return AuthenticatedKiosk(KioskRef(kiosk_id, row[4], row[5], row[6], row[7]), row[2])
 
 
-def _record_nonce(session: Session, kiosk_id: str, nonce: str, now: dt.datetime) -> None:
+@functools.lru_cache(maxsize=4)
+def _insert_nonce(dialect: str):
+    # RETURNING rather than rowcount: SQLAlchemy does not report a rowcount for INSERTs
+    return insert_ignore_for(dialect, NONCES, ["kiosk_id", "nonce"]).returning(NONCES.c.nonce)
+
+
+def _record_nonce(conn: Connection, kiosk_id: str, nonce: str, now: dt.datetime) -> None:
     """Store the nonce; a second use inside the window is a replay."""
-    stmt = (
-        insert_ignore(session, NONCES, ["kiosk_id", "nonce"])
-        .values(kiosk_id=kiosk_id, nonce=nonce, seen_at=now)
-        .returning(NONCES.c.nonce)
-    )
-    # RETURNING rather than rowcount: psycopg reports -1 for ON CONFLICT DO NOTHING
-    if session.execute(stmt).first() is None:
+    params = {"kiosk_id": kiosk_id, "nonce": nonce, "seen_at": now}
+    if conn.execute(_insert_nonce(conn.dialect.name), params).first() is None:
         raise _fail("nonce_reused", "this nonce was used before; sign every request afresh")
 
 
-def _touch(session: Session, kiosk_id: str, last_seen: dt.datetime | None, now: dt.datetime) -> None:
+def _touch(conn: Connection, kiosk_id: str, last_seen: dt.datetime | None, now: dt.datetime) -> None:
     if last_seen is None or (now - last_seen).total_seconds() >= LAST_SEEN_RESOLUTION_S:
-        session.execute(update(Kiosk).where(Kiosk.id == kiosk_id).values(last_seen_at=now))
+        conn.execute(_TOUCH, {"kiosk_id": kiosk_id, "seen_at": now})
 
 
 def purge_nonces(session: Session, now: dt.datetime, max_skew_s: int) -> int:

@@ -56,3 +56,12 @@ def chunked(items: Iterable[T], size: int = MAX_IN_PARAMS) -> Iterator[list[T]]:
             chunk = []
     if chunk:
         yield chunk
+
+
+def params(rows: list[dict]):
+    """Return ``rows`` for an executemany, or the only row for a plain execute.
+
+    A one-element list still goes down the executemany path, which costs a
+    single-deposit request more than the statement itself.
+    """
+    return rows[0] if len(rows) == 1 else rows

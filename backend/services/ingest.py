@@ -12,11 +12,13 @@ Each item ends as one of:
 * ``conflict`` – the id was recorded before with different content.
 
 One batch is one transaction.  The statements, in a fixed lock order so
-concurrent batches cannot deadlock: labels of the new items ``FOR NO KEY
-UPDATE`` (ascending serial) -> accounts (ascending household; the
-account lock also guards that household's daily totals) -> label claims ->
-daily totals -> ledger entries -> deposits ``INSERT ... ON CONFLICT (id) DO
-NOTHING RETURNING id`` (ascending id).  If a concurrent batch recorded one of
+concurrent batches cannot deadlock: accounts of the households involved
+``FOR NO KEY UPDATE`` (ascending household; this lock also serialises the
+household's labels and daily totals) -> label claims (``UPDATE labels SET
+first_deposit_id = ... WHERE first_deposit_id IS NULL RETURNING serial``: a
+label credits the deposit that claims it, atomically) -> daily totals ->
+ledger entries -> deposits ``INSERT ... ON CONFLICT (id) DO NOTHING RETURNING
+id`` (ascending id).  If a concurrent batch recorded one of
 our ids after we looked (fewer ids come back than were sent), the whole
 transaction is rolled back and retried, and the retry sees that deposit as a
 duplicate: every deposit is credited exactly once.
@@ -34,6 +36,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Sequence, TypeVar
 
+import nacl.exceptions
+import nacl.signing
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -247,18 +251,34 @@ def apply_batch(
         else:
             checked.index, checked.digest = index, batch.digests[index]
             batch.candidates.append(checked)
-    labels = store.lock_labels(conn, [c.serial for c in batch.candidates]) if batch.candidates else {}
+    labels = store.read_labels(conn, [c.serial for c in batch.candidates]) if batch.candidates else {}
     _check_labels(batch, labels)
     households = {c.household_id for c in batch.candidates}
     households |= {row[3] for row in batch.existing.values()}
     if batch.candidates:
+        # the account locks serialise every batch touching these households,
+        # including their labels and daily totals
         accounts = ledger.lock_accounts(session, households)
     else:
         accounts = ledger.read_accounts(session, households)
     if recheck and batch.candidates:
         _recheck(conn, batch)
-    _decide(session, batch, setup.rules, labels, accounts)
+    won = store.claim_labels(conn, _plan_claims(batch, labels))
+    _decide(session, batch, setup.rules, won, accounts)
     return batch.outcomes
+
+
+def _plan_claims(batch: _Batch, labels: dict[str, tuple]) -> dict[str, uuid.UUID]:
+    """Pick, per unclaimed label, the first candidate in order that may claim it."""
+    plan: dict[str, uuid.UUID] = {}
+    seen_ids: set[uuid.UUID] = set()
+    for c in batch.candidates:
+        first_use = c.item.id not in seen_ids
+        seen_ids.add(c.item.id)
+        plausible = c.item.net_g <= c.category.max_plausible_g
+        if first_use and plausible and labels[c.serial][3] is None and c.serial not in plan:
+            plan[c.serial] = c.item.id
+    return plan
 
 
 def _recheck(conn, batch: _Batch) -> None:
@@ -270,8 +290,19 @@ def _recheck(conn, batch: _Batch) -> None:
 
 
 @functools.lru_cache(maxsize=1024)
-def _public_key(text: str):
-    return plabels.public_key_from_text(text)
+def _verify_key(text: str) -> nacl.signing.VerifyKey:
+    # libsodium verifies Ed25519 about twice as fast as OpenSSL here, and
+    # label checks are a tenth of a batch (docs/performance.md); the kiosk
+    # keeps protocol.labels (cryptography), the same RFC 8032 signatures
+    return nacl.signing.VerifyKey(plabels.public_key_from_text(text).public_bytes_raw())
+
+
+def _signature_ok(public_key_text: str, signature: bytes, message: bytes) -> bool:
+    try:
+        _verify_key(public_key_text).verify(message, signature)
+    except nacl.exceptions.BadSignatureError:
+        return False
+    return True
 
 
 def _reject(item: DepositIn, code: str, message: str) -> Outcome:
@@ -300,13 +331,15 @@ def _check(ref: KioskRef, setup: store.Setup, item: DepositIn, now, limits: Limi
         return _reject(item, "net_g_out_of_range",
                        f"net_g {item.net_g} is outside 1..{door.capacity_g} for door {item.door}")
     try:
-        claims, _ = plabels.parse_label(item.label)
-        if claims.community != ref.community_slug:
-            return _reject(item, "label_wrong_community",
-                           f"the label belongs to community {claims.community!r}")
-        plabels.verify_label(item.label, _public_key(ref.label_public_key))
+        claims, signature = plabels.parse_label(item.label)
     except plabels.LabelError as exc:
         return _reject(item, exc.code, str(exc))
+    if claims.community != ref.community_slug:
+        return _reject(item, "label_wrong_community",
+                       f"the label belongs to community {claims.community!r}")
+    signed = f"{plabels.VERSION}.{claims.community}.{claims.household}.{claims.serial}"
+    if not _signature_ok(ref.label_public_key, signature, signed.encode("ascii")):
+        return _reject(item, "label_bad_signature", "label signature does not verify")
     return _Candidate(0, item, "", claims.serial, claims.household, category)
 
 
@@ -338,15 +371,14 @@ def _daily_totals(session: Session, batch: _Batch, rules: points.RuleBook) -> di
     return points.load_daily_totals(session, keys) if keys else {}
 
 
-def _decide(session: Session, batch: _Batch, rules: points.RuleBook, labels: dict[str, tuple],
+def _decide(session: Session, batch: _Batch, rules: points.RuleBook, won: dict[str, uuid.UUID],
             accounts: dict[int, ledger.AccountState]) -> None:
-    """Score the candidates in order, then write claims, totals, entries and deposits."""
+    """Score the candidates in order (``won``: the label claims that held), then write."""
     totals = _daily_totals(session, batch, rules)
     running = {h: state.balance for h, state in accounts.items()}
-    claimed = {s: row[3] for s, row in labels.items()}
     recorded: dict[uuid.UUID, tuple] = dict(batch.existing)
     by_index = {c.index: c for c in batch.candidates}
-    claims, increments, postings, rows = {}, {}, [], []
+    increments, postings, rows = {}, [], []
     for index, item in enumerate(batch.items):
         if batch.outcomes[index] is not None:
             continue  # rejected by a check
@@ -358,12 +390,11 @@ def _decide(session: Session, batch: _Batch, rules: points.RuleBook, labels: dic
         key = (c.household_id, c.category.id, c.day)
         if item.net_g > c.category.max_plausible_g:
             status, award = "flagged", points.Award(0, rule and rule.id, "implausible_weight")
-        elif claimed.get(c.serial) is not None:
+        elif won.get(c.serial) != item.id:
             status, award = "flagged", points.Award(0, rule and rule.id, "label_reused")
         else:
             status = "accepted"
             award = points.score(rule, item.net_g, totals.get(key, 0) + increments.get(key, 0))
-            claimed[c.serial] = claims[c.serial] = item.id
             increments[key] = increments.get(key, 0) + award.points
         if award.points:
             running[c.household_id] += award.points
@@ -372,7 +403,7 @@ def _decide(session: Session, batch: _Batch, rules: points.RuleBook, labels: dic
         recorded[item.id] = (c.digest, status, award.points, c.household_id, award.reason)
         batch.outcomes[index] = Outcome(str(item.id), status, award.points,
                                         running[c.household_id], award.reason)
-    _write(session, accounts, claims, increments, postings, rows, running)
+    _write(session, accounts, increments, postings, rows, running)
 
 
 def _repeat(item: DepositIn, digest: str, original: tuple, running: dict[int, int]) -> Outcome:
@@ -405,12 +436,9 @@ def _deposit_row(batch: _Batch, c: _Candidate, status: str, award: points.Award)
     }
 
 
-def _write(session, accounts, claims, increments, postings, rows, running) -> None:
-    """Write label claims, daily totals, ledger entries and deposits, in lock order."""
+def _write(session, accounts, increments, postings, rows, running) -> None:
+    """Write daily totals, ledger entries and deposits, in lock order."""
     conn = session.connection()
-    # the labels are locked and were unclaimed, so every claim must hold
-    if store.claim_labels(conn, claims) != len(claims):
-        raise _RaceLost("a label was claimed concurrently")
     points.add_daily_totals(session, increments)
     if postings:
         # the deposit id is the idempotency key: its unique index backs up the

@@ -14,12 +14,12 @@ import functools
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import and_, bindparam, select, update
+from sqlalchemy import Uuid, and_, bindparam, case, select, type_coerce, update
 from sqlalchemy.engine import Connection
 
 from backend.models import Category, Deposit, Household, KioskDoor, Label, PointsRule
 from backend.services import points
-from backend.services._sql import chunked, insert_ignore_for
+from backend.services._sql import chunked, insert_ignore_for, params
 
 DEPOSITS = Deposit.__table__
 LABELS = Label.__table__
@@ -93,8 +93,8 @@ def kiosk_setup(conn: Connection, kiosk_id: str, community_id: int, until: dt.da
     doors: dict[int, Door] = {}
     categories: dict[str, CategoryInfo] = {}
     rules: dict[int, points.Rule] = {}
-    params = {"kiosk_id": kiosk_id, "community_id": community_id, "until": until}
-    for row in conn.execute(_SETUP, params):
+    bind = {"kiosk_id": kiosk_id, "community_id": community_id, "until": until}
+    for row in conn.execute(_SETUP, bind):
         cat_id, code, max_g, door, capacity_g, rule_id = row[:6]
         categories[code] = CategoryInfo(cat_id, max_g)
         if door is not None:
@@ -104,43 +104,46 @@ def kiosk_setup(conn: Connection, kiosk_id: str, community_id: int, until: dt.da
     return Setup(doors, categories, points.RuleBook(rules.values()))
 
 
-_LOCK_LABELS = (
+_READ_LABELS = (
     select(
         LABELS.c.serial, LABELS.c.household_id, HOUSEHOLDS.c.code, LABELS.c.revoked_at,
         LABELS.c.first_deposit_id, LABELS.c.community_id,
     )
     .join(HOUSEHOLDS, HOUSEHOLDS.c.id == LABELS.c.household_id)
     .where(LABELS.c.serial.in_(bindparam("serials", expanding=True)))
-    .order_by(LABELS.c.serial)
-    .with_for_update(of=LABELS, key_share=True)
 )
 
 
-def lock_labels(conn: Connection, serials) -> dict[str, tuple]:
-    """Lock labels in ascending serial order.
+def read_labels(conn: Connection, serials) -> dict[str, tuple]:
+    """Return serial -> (household id, household code, revoked_at, first deposit id, community id).
 
-    Returns serial -> (household id, household code, revoked_at, first deposit id, community id).
+    Read without a lock: who credits a label is decided by ``claim_labels``.
     """
     found: dict[str, tuple] = {}
     for chunk in chunked(sorted(set(serials))):
-        for serial, *rest in conn.execute(_LOCK_LABELS, {"serials": chunk}):
+        for serial, *rest in conn.execute(_READ_LABELS, {"serials": chunk}):
             found[serial] = tuple(rest)
     return found
 
 
-_CLAIM = (
-    update(LABELS)
-    .where(LABELS.c.serial == bindparam("b_serial"), LABELS.c.first_deposit_id.is_(None))
-    .values(first_deposit_id=bindparam("b_deposit"))
-)
+def claim_labels(conn: Connection, plan: dict[str, uuid.UUID]) -> dict[str, uuid.UUID]:
+    """Claim each planned label for its deposit if still unclaimed; return the claims that held.
 
-
-def claim_labels(conn: Connection, claims: dict[str, uuid.UUID]) -> int:
-    """Set first_deposit_id of still-unclaimed labels; return how many were claimed."""
-    if not claims:
-        return 0
-    rows = [{"b_serial": s, "b_deposit": claims[s]} for s in sorted(claims)]
-    return conn.execute(_CLAIM, rows).rowcount
+    One ``UPDATE ... WHERE first_deposit_id IS NULL RETURNING serial`` per
+    chunk: a label already claimed (now, or by a concurrent batch that
+    committed first) is simply not returned.
+    """
+    won: dict[str, uuid.UUID] = {}
+    for chunk in chunked(sorted(plan), 500):
+        mapping = {s: type_coerce(plan[s], Uuid()) for s in chunk}
+        stmt = (
+            update(LABELS)
+            .where(LABELS.c.serial.in_(chunk), LABELS.c.first_deposit_id.is_(None))
+            .values(first_deposit_id=case(mapping, value=LABELS.c.serial))
+            .returning(LABELS.c.serial)
+        )
+        won.update((serial, plan[serial]) for (serial,) in conn.execute(stmt))
+    return won
 
 
 @functools.lru_cache(maxsize=4)
@@ -151,4 +154,4 @@ def _insert_deposits(dialect: str):
 def insert_deposits(conn: Connection, rows: list[dict]) -> int:
     """Insert deposits in ascending id order, skipping ids that exist; return how many went in."""
     rows.sort(key=lambda r: r["id"])
-    return len(conn.execute(_insert_deposits(conn.dialect.name), rows).all())
+    return len(conn.execute(_insert_deposits(conn.dialect.name), params(rows)).all())

@@ -24,7 +24,7 @@ from sqlalchemy.orm.util import identity_key
 
 from backend.errors import AlreadyExists, InsufficientBalance, InvalidInput, NotFound, SortpointError
 from backend.models import LEDGER_KINDS, Account, Household, LedgerEntry, utcnow
-from backend.services._sql import chunked, insert_ignore
+from backend.services._sql import chunked, insert_ignore, params
 
 ACCOUNTS = Account.__table__
 ENTRIES = LedgerEntry.__table__
@@ -281,6 +281,7 @@ def _entry_row(p: Posting, balance_after: int, now) -> dict:
     }
 
 
+_INSERT = ENTRIES.insert()
 _INSERT_RETURNING = ENTRIES.insert().returning(ENTRIES.c.id, sort_by_parameter_order=True)
 _UPDATE_ACCOUNT = (
     update(ACCOUNTS)
@@ -296,7 +297,7 @@ def _insert_entries(session: Session, rows: list[dict]) -> list[int]:
 
 def _insert_entries_bare(session: Session, rows: list[dict]) -> list[int]:
     """Insert entries without reading their ids back."""
-    session.connection().execute(ENTRIES.insert(), rows)
+    session.connection().execute(_INSERT, params(rows))
     return [0] * len(rows)
 
 
@@ -306,7 +307,7 @@ def _write_accounts(session: Session, states: dict[int, AccountState], now) -> N
         {"b_household": h, "b_balance": states[h].balance, "b_count": states[h].entry_count, "b_at": now}
         for h in sorted(states)
     ]
-    session.connection().execute(_UPDATE_ACCOUNT, rows)
+    session.connection().execute(_UPDATE_ACCOUNT, params(rows))
     _expire_loaded_accounts(session, states)
 
 

@@ -24,7 +24,7 @@ from sqlalchemy import bindparam, select, tuple_
 from sqlalchemy.orm import Session
 
 from backend.models import DailyTotal, PointsRule
-from backend.services._sql import chunked, upsert_for
+from backend.services._sql import chunked, params, upsert_for
 
 RULES = PointsRule.__table__
 TOTALS = DailyTotal.__table__
@@ -161,7 +161,7 @@ def add_daily_totals(session: Session, increments: dict[DayKey, int]) -> None:
     if not rows:
         return
     conn = session.connection()
-    conn.execute(_add_totals(conn.dialect.name), rows)
+    conn.execute(_add_totals(conn.dialect.name), params(rows))
 
 
 @functools.lru_cache(maxsize=4)
