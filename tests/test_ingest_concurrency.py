@@ -7,6 +7,7 @@ import json
 import logging
 import random
 import threading
+import uuid
 
 import pytest
 import requests
@@ -228,3 +229,19 @@ def test_other_database_errors_are_not_retried(monkeypatch):
     with pytest.raises(DBAPIError):
         ingest.in_transaction(fake, broken)
     assert fake.transactions == 1
+
+
+def test_claim_labels_reports_only_the_claims_that_held(world):
+    """A label claimed in between (by a batch that committed first) is not won again."""
+    from backend.services import ingest_store
+    from protocol import labels as plabels
+
+    serials = [plabels.parse_label(world.labels["H001"][n])[0].serial for n in range(3)]
+    earlier, mine = uuid.uuid4(), uuid.uuid4()
+    with db.begin() as s:
+        assert ingest_store.claim_labels(s.connection(), {serials[0]: earlier}) == {serials[0]: earlier}
+    with db.begin() as s:
+        won = ingest_store.claim_labels(s.connection(), {serial: mine for serial in serials})
+    assert won == {serials[1]: mine, serials[2]: mine}
+    with db.session() as s:
+        assert s.get(Label, serials[0]).first_deposit_id == earlier

@@ -15,21 +15,19 @@ import datetime as dt
 import functools
 import itertools
 import re
-from dataclasses import dataclass
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from backend.errors import Unauthorized
-from backend.models import Community, Kiosk, RequestNonce
+from backend.models import Kiosk, RequestNonce
 from backend.services._sql import insert_ignore_for
-from backend.services.ingest import KioskRef
+from backend.services.ingest_store import KioskContext, kiosk_context
 from protocol import signing
 
 NONCES = RequestNonce.__table__
 KIOSKS = Kiosk.__table__
-COMMUNITIES = Community.__table__
 _TIMESTAMP_RE = re.compile(r"\d{1,12}")
 _NONCE_RE = re.compile(r"[\x21-\x7e]{%d,%d}" % (signing.MIN_NONCE_LEN, signing.MAX_NONCE_LEN))
 #: last_seen_at is refreshed at most this often, so most requests write nothing for it
@@ -39,23 +37,9 @@ PURGE_EVERY = 200
 _requests = itertools.count(1)
 
 
-_KIOSK = (
-    select(KIOSKS.c.secret, KIOSKS.c.enabled, KIOSKS.c.name, KIOSKS.c.last_seen_at, COMMUNITIES.c.id,
-           COMMUNITIES.c.slug, COMMUNITIES.c.timezone, COMMUNITIES.c.label_public_key)
-    .join(COMMUNITIES, COMMUNITIES.c.id == KIOSKS.c.community_id)
-    .where(KIOSKS.c.id == bindparam("kiosk_id"))
-)
 _TOUCH = (
     update(KIOSKS).where(KIOSKS.c.id == bindparam("kiosk_id")).values(last_seen_at=bindparam("seen_at"))
 )
-
-
-@dataclass(frozen=True, slots=True)
-class AuthenticatedKiosk:
-    """The kiosk a request came from, with what ingest needs."""
-
-    ref: KioskRef
-    name: str
 
 
 def _fail(code: str, message: str) -> Unauthorized:
@@ -79,8 +63,13 @@ def authenticate(
     body: bytes,
     now: dt.datetime,
     max_skew_s: int,
-) -> AuthenticatedKiosk:
-    """Check a request's signature and record its nonce; raise Unauthorized (401) if not acceptable."""
+    rules_until: dt.datetime | None = None,
+) -> KioskContext:
+    """Check a request's signature and record its nonce; raise Unauthorized (401) if not acceptable.
+
+    Returns the kiosk with its setup (rule versions up to ``rules_until``,
+    default ``now``), loaded in the same query as its secret.
+    """
     kiosk_id = headers.get(signing.HEADER_KIOSK)
     timestamp = headers.get(signing.HEADER_TIMESTAMP)
     nonce = headers.get(signing.HEADER_NONCE)
@@ -94,19 +83,19 @@ def authenticate(
     if not _NONCE_RE.fullmatch(nonce):
         raise _fail("signature_invalid", "X-Nonce must be 16 to 128 printable ASCII characters")
     conn = session.connection()
-    row = conn.execute(_KIOSK, {"kiosk_id": kiosk_id}).first()
+    kiosk = kiosk_context(conn, kiosk_id, rules_until or now)
     # an unknown kiosk costs the same HMAC as a known one and gets the same answer
-    secret = row[0] if row is not None else "unknown-kiosk"
+    secret = kiosk.secret if kiosk is not None else "unknown-kiosk"
     expected = signing.sign(secret, method, target, timestamp, nonce, body)
-    if row is None or not signing.signatures_match(expected, signature):
+    if kiosk is None or not signing.signatures_match(expected, signature):
         raise _fail("signature_invalid", "unknown kiosk or wrong signature")
-    if not row[1]:
+    if not kiosk.enabled:
         raise _fail("kiosk_disabled", f"kiosk {kiosk_id} is disabled")
     _record_nonce(conn, kiosk_id, nonce, now)
-    _touch(conn, kiosk_id, row[3], now)
+    _touch(conn, kiosk_id, kiosk.last_seen_at, now)
     if next(_requests) % PURGE_EVERY == 0:
         purge_nonces(session, now, max_skew_s)
-    return AuthenticatedKiosk(KioskRef(kiosk_id, row[4], row[5], row[6], row[7]), row[2])
+    return kiosk
 
 
 @functools.lru_cache(maxsize=4)

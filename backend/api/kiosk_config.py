@@ -8,12 +8,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.api import schemas
-from backend.api.auth import AuthenticatedKiosk
+from backend.services.ingest_store import KioskContext
 from backend.models import Category, Community, KioskDoor, Label
 from backend.services import points
 
 
-def build_config(session: Session, kiosk: AuthenticatedKiosk, now: dt.datetime, config) -> schemas.KioskConfig:
+def build_config(session: Session, kiosk: KioskContext, now: dt.datetime, config) -> schemas.KioskConfig:
     """Collect doors, categories, the label key, rules in force and revoked serials."""
     ref = kiosk.ref
     categories = session.execute(

@@ -23,7 +23,7 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def _authenticate(session, body: bytes, now: dt.datetime) -> auth.AuthenticatedKiosk:
+def _authenticate(session, body: bytes, now: dt.datetime, until: dt.datetime | None = None):
     return auth.authenticate(
         session,
         headers=request.headers,
@@ -32,6 +32,7 @@ def _authenticate(session, body: bytes, now: dt.datetime) -> auth.AuthenticatedK
         body=body,
         now=now,
         max_skew_s=current_app.config["SIGNATURE_MAX_SKEW_S"],
+        rules_until=until,
     )
 
 
@@ -52,10 +53,10 @@ def post_deposits():
 
     def work(session, attempt):
         now = _now()
-        kiosk = _authenticate(session, body, now)
+        kiosk = _authenticate(session, body, now, ingest.rules_until(now, limits))
         batch = schemas.decode_batch(body, config["MAX_BATCH"])
         return ingest.apply_batch(
-            session, kiosk.ref, batch.deposits, limits=limits, now=now, recheck=attempt > 1
+            session, kiosk, batch.deposits, limits=limits, now=now, recheck=attempt > 1
         )
 
     outcomes = ingest.in_transaction(db, work)

@@ -38,17 +38,17 @@ from typing import Callable, Sequence, TypeVar
 
 import nacl.exceptions
 import nacl.signing
-from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from backend.errors import NotFound, SortpointError, Unauthorized
-from backend.models import Community, Kiosk
 from backend.services import ingest_store as store
 from backend.services import ledger, points
 from protocol import labels as plabels
 
 log = logging.getLogger(__name__)
+KioskRef = store.KioskRef
+KioskContext = store.KioskContext
 T = TypeVar("T")
 
 #: attempts of one batch transaction before giving up with IngestBusy
@@ -121,17 +121,6 @@ class Outcome:
 
 
 @dataclass(frozen=True, slots=True)
-class KioskRef:
-    """What ingest needs to know about the submitting kiosk and its community."""
-
-    kiosk_id: str
-    community_id: int
-    community_slug: str
-    timezone: str
-    label_public_key: str
-
-
-@dataclass(frozen=True, slots=True)
 class Limits:
     """How far occurred_at may be ahead of or behind the server clock."""
 
@@ -175,18 +164,19 @@ def content_hash(item: DepositIn) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def load_kiosk(session: Session, kiosk_id: str) -> KioskRef:
-    """Return the ingest view of an enabled kiosk (NotFound / Unauthorized otherwise)."""
-    row = session.execute(
-        select(Kiosk.enabled, Community.id, Community.slug, Community.timezone, Community.label_public_key)
-        .join(Community, Community.id == Kiosk.community_id)
-        .where(Kiosk.id == kiosk_id)
-    ).first()
-    if row is None:
+def rules_until(now: dt.datetime, limits: Limits) -> dt.datetime:
+    """Return the latest instant a deposit of this request may have: rules up to it matter."""
+    return now + dt.timedelta(seconds=limits.max_ahead_s)
+
+
+def load_kiosk(session: Session, kiosk_id: str, until: dt.datetime) -> KioskContext:
+    """Return an enabled kiosk with its setup (NotFound / Unauthorized otherwise)."""
+    kiosk = store.kiosk_context(session.connection(), kiosk_id, until)
+    if kiosk is None:
         raise NotFound(f"no kiosk {kiosk_id!r}")
-    if not row[0]:
+    if not kiosk.enabled:
         raise Unauthorized(f"kiosk {kiosk_id!r} is disabled", code="kiosk_disabled")
-    return KioskRef(kiosk_id, row[1], row[2], row[3], row[4])
+    return kiosk
 
 
 def in_transaction(db, work: Callable[[Session, int], T], *, attempts: int = MAX_ATTEMPTS) -> T:
@@ -216,15 +206,16 @@ def ingest(db, kiosk_id: str, items: Sequence[DepositIn], *, limits: Limits = Li
            now: dt.datetime | None = None) -> list[Outcome]:
     """Apply a batch from ``kiosk_id`` in its own transaction (with retries)."""
     def work(session: Session, attempt: int) -> list[Outcome]:
-        ref = load_kiosk(session, kiosk_id)
-        return apply_batch(session, ref, items, limits=limits, now=now, recheck=attempt > 1)
+        at = now or dt.datetime.now(dt.timezone.utc)
+        kiosk = load_kiosk(session, kiosk_id, rules_until(at, limits))
+        return apply_batch(session, kiosk, items, limits=limits, now=at, recheck=attempt > 1)
 
     return in_transaction(db, work)
 
 
 def apply_batch(
     session: Session,
-    ref: KioskRef,
+    kiosk: KioskContext,
     items: Sequence[DepositIn],
     *,
     limits: Limits = Limits(),
@@ -233,15 +224,17 @@ def apply_batch(
 ) -> list[Outcome]:
     """Apply a batch inside the caller's transaction; return one outcome per item.
 
-    ``recheck`` (set on a retry) looks the new ids up again once the locks are
-    held, so a batch that lost a race sees the winner's deposits as duplicates
-    instead of losing again.
+    ``kiosk`` comes from ``load_kiosk`` (or the request's authentication)
+    with rules loaded up to ``rules_until(now, limits)``.  ``recheck`` (set on
+    a retry) looks the new ids up again once the locks are held, so a batch
+    that lost a race sees the winner's deposits as duplicates instead of
+    losing again.
     """
     now = now or dt.datetime.now(dt.timezone.utc)
     conn = session.connection()
+    ref, setup = kiosk.ref, kiosk.setup
     batch = _Batch(ref, items, now, [None] * len(items), [content_hash(i) for i in items])
     batch.existing = store.existing(conn, {i.id for i in items})
-    setup = store.kiosk_setup(conn, ref.kiosk_id, ref.community_id, now + dt.timedelta(seconds=limits.max_ahead_s))
     for index, item in enumerate(items):
         if item.id in batch.existing:
             continue
@@ -251,16 +244,15 @@ def apply_batch(
         else:
             checked.index, checked.digest = index, batch.digests[index]
             batch.candidates.append(checked)
-    labels = store.read_labels(conn, [c.serial for c in batch.candidates]) if batch.candidates else {}
-    _check_labels(batch, labels)
-    households = {c.household_id for c in batch.candidates}
-    households |= {row[3] for row in batch.existing.values()}
+    labels, accounts = {}, {}
     if batch.candidates:
         # the account locks serialise every batch touching these households,
-        # including their labels and daily totals
-        accounts = ledger.lock_accounts(session, households)
-    else:
-        accounts = ledger.read_accounts(session, households)
+        # including their labels' claims and their daily totals
+        labels, accounts = store.labels_with_locked_accounts(session, [c.serial for c in batch.candidates])
+    _check_labels(batch, labels)
+    others = {row[3] for row in batch.existing.values()} - accounts.keys()
+    if others:
+        accounts.update(ledger.read_accounts(session, others))  # balances for duplicates
     if recheck and batch.candidates:
         _recheck(conn, batch)
     won = store.claim_labels(conn, _plan_claims(batch, labels))

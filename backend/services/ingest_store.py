@@ -14,12 +14,14 @@ import functools
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import Uuid, and_, bindparam, case, select, type_coerce, update
+from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.engine import Connection
 
-from backend.models import Category, Deposit, Household, KioskDoor, Label, PointsRule
-from backend.services import points
-from backend.services._sql import chunked, insert_ignore_for, params
+from backend.models import (
+    Account, Category, Community, Deposit, Household, Kiosk, KioskDoor, Label, PointsRule,
+)
+from backend.services import ledger, points
+from backend.services._sql import MAX_IN_PARAMS, chunked, insert_ignore_for, params
 
 DEPOSITS = Deposit.__table__
 LABELS = Label.__table__
@@ -27,6 +29,9 @@ CATEGORIES = Category.__table__
 DOORS = KioskDoor.__table__
 RULES = PointsRule.__table__
 HOUSEHOLDS = Household.__table__
+ACCOUNTS = Account.__table__
+KIOSKS = Kiosk.__table__
+COMMUNITIES = Community.__table__
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,48 +74,92 @@ def existing(conn: Connection, ids) -> dict[uuid.UUID, tuple]:
     return found
 
 
-# One query for doors, categories and rule versions: rules change a few times a
-# year, so the LEFT JOIN product stays small while saving a round trip.
-_SETUP = (
+@dataclass(frozen=True, slots=True)
+class KioskRef:
+    """What ingest needs to know about the submitting kiosk and its community."""
+
+    kiosk_id: str
+    community_id: int
+    community_slug: str
+    timezone: str
+    label_public_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class KioskContext:
+    """A kiosk row with its community, doors, categories and rule versions."""
+
+    ref: KioskRef
+    name: str
+    secret: str
+    enabled: bool
+    last_seen_at: dt.datetime | None
+    setup: Setup
+
+
+# One query for the kiosk, its community, doors, categories and rule versions:
+# a request needs all of them, and rules change a few times a year, so the
+# LEFT JOIN product stays small while saving round trips.
+_CONTEXT = (
     select(
+        KIOSKS.c.secret, KIOSKS.c.enabled, KIOSKS.c.name, KIOSKS.c.last_seen_at, COMMUNITIES.c.id,
+        COMMUNITIES.c.slug, COMMUNITIES.c.timezone, COMMUNITIES.c.label_public_key,
         CATEGORIES.c.id, CATEGORIES.c.code, CATEGORIES.c.max_plausible_g, DOORS.c.door,
         DOORS.c.capacity_g, RULES.c.id, RULES.c.version, RULES.c.points_per_kg, RULES.c.min_net_g,
         RULES.c.daily_cap, RULES.c.effective_at,
     )
     .select_from(
-        CATEGORIES.outerjoin(
-            DOORS, and_(DOORS.c.category_id == CATEGORIES.c.id, DOORS.c.kiosk_id == bindparam("kiosk_id"))
-        ).outerjoin(
-            RULES, and_(RULES.c.category_id == CATEGORIES.c.id, RULES.c.effective_at <= bindparam("until"))
-        )
+        KIOSKS.join(COMMUNITIES, COMMUNITIES.c.id == KIOSKS.c.community_id)
+        .outerjoin(CATEGORIES, CATEGORIES.c.community_id == COMMUNITIES.c.id)
+        .outerjoin(DOORS, and_(DOORS.c.category_id == CATEGORIES.c.id, DOORS.c.kiosk_id == KIOSKS.c.id))
+        .outerjoin(RULES, and_(RULES.c.category_id == CATEGORIES.c.id, RULES.c.effective_at <= bindparam("until")))
     )
-    .where(CATEGORIES.c.community_id == bindparam("community_id"))
+    .where(KIOSKS.c.id == bindparam("kiosk_id"))
 )
 
 
-def kiosk_setup(conn: Connection, kiosk_id: str, community_id: int, until: dt.datetime) -> Setup:
-    """Load doors, categories and the rule versions effective up to ``until``."""
+def kiosk_context(conn: Connection, kiosk_id: str, until: dt.datetime) -> KioskContext | None:
+    """Load a kiosk with everything a request needs (rule versions effective up to ``until``)."""
+    rows = conn.execute(_CONTEXT, {"kiosk_id": kiosk_id, "until": until}).all()
+    if not rows:
+        return None
     doors: dict[int, Door] = {}
     categories: dict[str, CategoryInfo] = {}
     rules: dict[int, points.Rule] = {}
-    bind = {"kiosk_id": kiosk_id, "community_id": community_id, "until": until}
-    for row in conn.execute(_SETUP, bind):
-        cat_id, code, max_g, door, capacity_g, rule_id = row[:6]
+    for row in rows:
+        cat_id, code, max_g, door, capacity_g, rule_id = row[8:14]
+        if cat_id is None:
+            continue
         categories[code] = CategoryInfo(cat_id, max_g)
         if door is not None:
             doors[door] = Door(cat_id, capacity_g)
         if rule_id is not None and rule_id not in rules:
-            rules[rule_id] = points.Rule(rule_id, cat_id, *row[6:])
-    return Setup(doors, categories, points.RuleBook(rules.values()))
-
-
-_READ_LABELS = (
-    select(
-        LABELS.c.serial, LABELS.c.household_id, HOUSEHOLDS.c.code, LABELS.c.revoked_at,
-        LABELS.c.first_deposit_id, LABELS.c.community_id,
+            rules[rule_id] = points.Rule(rule_id, cat_id, *row[14:])
+    secret, enabled, name, last_seen, community_id, slug, timezone, key = rows[0][:8]
+    return KioskContext(
+        KioskRef(kiosk_id, community_id, slug, timezone, key), name, secret, enabled, last_seen,
+        Setup(doors, categories, points.RuleBook(rules.values())),
     )
+
+
+_LABEL_COLS = (
+    LABELS.c.serial, LABELS.c.household_id, HOUSEHOLDS.c.code, LABELS.c.revoked_at,
+    LABELS.c.first_deposit_id, LABELS.c.community_id,
+)
+_READ_LABELS = (
+    select(*_LABEL_COLS)
     .join(HOUSEHOLDS, HOUSEHOLDS.c.id == LABELS.c.household_id)
     .where(LABELS.c.serial.in_(bindparam("serials", expanding=True)))
+)
+# Labels with their households' accounts, locked in ascending household
+# order (the ledger's lock order) in the same round trip.
+_LOCK_LABEL_ACCOUNTS = (
+    select(*_LABEL_COLS, ACCOUNTS.c.balance, ACCOUNTS.c.entry_count)
+    .join(HOUSEHOLDS, HOUSEHOLDS.c.id == LABELS.c.household_id)
+    .join(ACCOUNTS, ACCOUNTS.c.household_id == LABELS.c.household_id)
+    .where(LABELS.c.serial.in_(bindparam("serials", expanding=True)))
+    .order_by(LABELS.c.household_id, LABELS.c.serial)
+    .with_for_update(of=ACCOUNTS, key_share=True)
 )
 
 
@@ -126,23 +175,61 @@ def read_labels(conn: Connection, serials) -> dict[str, tuple]:
     return found
 
 
+def labels_with_locked_accounts(
+    session, serials
+) -> tuple[dict[str, tuple], dict[int, ledger.AccountState]]:
+    """Read labels (as ``read_labels``) and lock their households' accounts, ascending.
+
+    One statement when every household has its account (the usual case);
+    otherwise the missing accounts are created and locked through the ledger.
+    """
+    wanted = sorted(set(serials))
+    if len(wanted) > MAX_IN_PARAMS:
+        labels = read_labels(session.connection(), wanted)
+        return labels, ledger.lock_accounts(session, {row[0] for row in labels.values()})
+    labels: dict[str, tuple] = {}
+    accounts: dict[int, ledger.AccountState] = {}
+    for serial, *rest in session.connection().execute(_LOCK_LABEL_ACCOUNTS, {"serials": wanted}):
+        labels[serial] = tuple(rest[:5])
+        accounts[rest[0]] = ledger.AccountState(rest[5], rest[6])
+    missing = [s for s in wanted if s not in labels]
+    if missing:
+        # unknown serials, or households without an account row yet
+        extra = read_labels(session.connection(), missing)
+        if extra:
+            labels.update(extra)
+            accounts.update(ledger.lock_accounts(session, {row[0] for row in extra.values()}))
+    return labels, accounts
+
+
+_CLAIM = (
+    update(LABELS)
+    .where(LABELS.c.serial == bindparam("b_serial"), LABELS.c.first_deposit_id.is_(None))
+    .values(first_deposit_id=bindparam("b_deposit"))
+)
+_CLAIMED_BY = select(LABELS.c.serial, LABELS.c.first_deposit_id).where(
+    LABELS.c.serial.in_(bindparam("serials", expanding=True))
+)
+
+
 def claim_labels(conn: Connection, plan: dict[str, uuid.UUID]) -> dict[str, uuid.UUID]:
     """Claim each planned label for its deposit if still unclaimed; return the claims that held.
 
-    One ``UPDATE ... WHERE first_deposit_id IS NULL RETURNING serial`` per
-    chunk: a label already claimed (now, or by a concurrent batch that
-    committed first) is simply not returned.
+    ``UPDATE ... WHERE first_deposit_id IS NULL`` per label: a label claimed
+    already (by a concurrent batch that committed first) is left alone.  When
+    the row count says every claim held - the usual case - nothing more is
+    read; otherwise the labels are read back to see which did.
     """
-    won: dict[str, uuid.UUID] = {}
-    for chunk in chunked(sorted(plan), 500):
-        mapping = {s: type_coerce(plan[s], Uuid()) for s in chunk}
-        stmt = (
-            update(LABELS)
-            .where(LABELS.c.serial.in_(chunk), LABELS.c.first_deposit_id.is_(None))
-            .values(first_deposit_id=case(mapping, value=LABELS.c.serial))
-            .returning(LABELS.c.serial)
-        )
-        won.update((serial, plan[serial]) for (serial,) in conn.execute(stmt))
+    if not plan:
+        return {}
+    rows = [{"b_serial": s, "b_deposit": plan[s]} for s in sorted(plan)]
+    if conn.execute(_CLAIM, params(rows)).rowcount == len(rows):
+        return dict(plan)
+    won = {}
+    for chunk in chunked(sorted(plan)):
+        for serial, first in conn.execute(_CLAIMED_BY, {"serials": chunk}):
+            if first == plan[serial]:
+                won[serial] = first
     return won
 
 
