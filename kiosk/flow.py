@@ -43,6 +43,7 @@ from statemachine.exceptions import TransitionNotAllowed
 from hardware import DoorFault, HardwareFault, ScaleFault
 from hardware.interfaces import Door, Indicator
 from kiosk import OutboxFull
+from kiosk.doors import DoorLocker
 from protocol.labels import (
     LabelClaims,
     LabelError,
@@ -158,6 +159,8 @@ class FlowContext:
     settings: FlowSettings = field(default_factory=FlowSettings)
     #: category -> (points_per_kg, min_net_g) from the cached backend config
     rules: Callable[[], dict[str, tuple[int, int]]] = dict
+    #: locks doors fail-secure; an open door does not block (see kiosk.doors)
+    locker: DoorLocker = field(default_factory=lambda: DoorLocker(background=False))
 
     def now(self):
         """Return the aware UTC time a deposit occurred at."""
@@ -581,8 +584,13 @@ class DepositFlow(StateChart):
         self.ctx.screen.show(f"Please close door {', '.join(open_doors)}", tone="warn")
 
     def secure_doors(self) -> None:
-        """Lock every door; a door that still fails keeps the kiosk in fault."""
+        """Lock every door; a door that stands open or will not lock keeps the kiosk in fault."""
         problems = self.lock_all_doors()
+        problems += [
+            f"door {slot.number} stands open: close it first"
+            for slot in self.ctx.doors.values()
+            if not slot.door.is_closed()
+        ]
         if problems:
             raise DoorFault("; ".join(problems))
 
@@ -620,14 +628,8 @@ class DepositFlow(StateChart):
     # -- helpers ---------------------------------------------------------------
 
     def lock_all_doors(self) -> list[str]:
-        """Lock every door (fail-secure); return the problems, never raise."""
-        problems = []
-        for slot in self.ctx.doors.values():
-            try:
-                slot.door.lock()
-            except DoorFault as exc:
-                problems.append(f"door {slot.number} could not be locked ({exc})")
-        return problems
+        """Lock every door (fail-secure); return the problems with shut doors, never raise."""
+        return self.ctx.locker.lock_all(self.ctx.doors.values())
 
     def result_text(self) -> str:
         """Return the result screen: what was weighed, the points and the balance."""

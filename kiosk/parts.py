@@ -15,6 +15,7 @@ from typing import Any
 
 from hardware.fakes import REAL_CLOCK
 from kiosk.config import KioskConfig, build_driver
+from kiosk.doors import DoorLocker
 from kiosk.flow import DoorSlot, FlowSettings
 
 log = logging.getLogger(__name__)
@@ -31,19 +32,12 @@ class Hardware:
     doors: dict[int, DoorSlot]
     indicator: Any
 
-    def lock_all(self) -> list[str]:
-        """Lock every door; return the problems (never raise: this runs on the way out)."""
-        problems = []
-        for slot in self.doors.values():
-            try:
-                slot.door.lock()
-            except Exception as exc:  # noqa: BLE001 - fail-secure: try every door whatever one raises
-                problems.append(f"door {slot.number}: {exc}")
-        return problems
+    def lock_all(self, locker: DoorLocker | None = None) -> list[str]:
+        """Lock every door; return the problems with shut doors (never raise)."""
+        return (locker or DoorLocker(background=False)).lock_all(self.doors.values())
 
     def close(self) -> None:
-        """Lock the doors, then release every device (best effort, all of them)."""
-        self.lock_all()
+        """Release every device (each door secures its output as it closes), best effort."""
         parts = [slot.door for slot in self.doors.values()]
         parts += [self.scanner, *self.scales.values(), self.indicator]
         for part in parts:

@@ -38,6 +38,7 @@ from hardware.fakes import REAL_CLOCK
 from kiosk import KioskError
 from kiosk.config import KioskConfig
 from kiosk.crash import CRASH_ENV, CrashHook, CrashingClient
+from kiosk.doors import DoorLocker
 from kiosk.flow import SELF_CLEARING_FAULTS, DepositFlow, DoorSlot, FlowContext
 from kiosk.journal import Journal
 from kiosk.labels import LabelVerifier
@@ -114,6 +115,8 @@ class Station:
         self.events_dropped = 0
         config.state_path.mkdir(parents=True, exist_ok=True)
         self.hardware = hardware or build_hardware(config, clock)
+        # on a Pi an open door's lock() waits for it to shut: never in the loop
+        self.locker = DoorLocker(background=threaded)
         self.journal = journal or Journal(
             config.journal_path,
             outbox_limit=config.journal.outbox_limit,
@@ -196,6 +199,7 @@ class Station:
             wall_clock=self.wall_clock,
             settings=flow_settings(self.config),
             rules=lambda: self._rules,
+            locker=self.locker,
         )
 
     def _require_verifier(self) -> LabelVerifier:
@@ -235,7 +239,7 @@ class Station:
 
     def start(self) -> None:
         """Lock every door, schedule recovery of open deposits, start inputs, tell systemd."""
-        problems = self.hardware.lock_all()
+        problems = self.hardware.lock_all(self.locker)
         if problems:
             self._send("fail", kind="door_jammed", reason="; ".join(problems))
         if not self.threaded:
@@ -281,7 +285,7 @@ class Station:
     def shutdown(self) -> None:
         """Lock every door, stop the threads, close hardware and journal."""
         self.notifier.stopping()
-        problems = self.hardware.lock_all()
+        problems = self.hardware.lock_all(self.locker)
         if problems:
             log.error("doors not locked at shutdown: %s", "; ".join(problems))
         self.scanner.stop()

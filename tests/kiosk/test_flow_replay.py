@@ -493,3 +493,12 @@ def test_doors_on_separate_scales_are_weighed_and_recovered_on_their_own(
         ]
     finally:
         second.close()
+
+
+def test_a_reset_with_a_door_standing_open_stays_in_fault(make_session, keys):
+    s = make_session()
+    s.run(f"{keys.label()}\npaper\ndrop 500\nblock\nclose\nexpect-state fault")
+    s.run(
+        "repair 2\nopen 2\nreset\nexpect door 2 stands open: close it first\nexpect-state fault"
+    )
+    s.run("close 2\nreset\nexpect-state idle")

@@ -363,3 +363,76 @@ def test_unit_file_has_the_systemd_settings_a_kiosk_needs():
 def test_example_config_state_dir_is_the_units_state_directory():
     config = load_config(ROOT / "kiosk" / "example.toml")
     assert config.kiosk.state_dir == "/var/lib/sortpoint-kiosk"
+
+
+def test_a_real_door_left_open_does_not_stall_the_loop_nor_count_as_a_jam(
+    tmp_path, keys
+):
+    """A GpioDoor (on the simulated header) waits for its sensor in lock(): never in the loop."""
+    import threading
+
+    from hardware.clock import SystemClock
+    from hardware.door_gpio import GpioDoor
+    from hardware.fakes import FakeIndicator, FakeQrReader, FakeScale
+    from hardware.gpio import Pins
+    from hardware.sim.door_model import DoorModel
+    from hardware.sim.fake_rpi_gpio import FakeGPIO
+    from kiosk.flow import DoorSlot
+    from kiosk.parts import Hardware
+
+    board = FakeGPIO(SystemClock())
+    model = board.attach(DoorModel(23, 24))
+    door = GpioDoor(
+        gpio="sim",
+        lock_pin=23,
+        sensor_pin=24,
+        close_timeout_s=3.0,
+        pins=Pins(board, "sim"),
+        clock=SystemClock(),
+    )
+    scale = FakeScale(settle_s=0.1)
+    hardware = Hardware(
+        scanner=FakeQrReader(),
+        scales={"main": scale},
+        doors={1: DoorSlot(1, "plastic", 40_000, door)},
+        indicator=FakeIndicator(),
+    )
+    config = kiosk_config(
+        tmp_path / "s",
+        backend_url=f"http://127.0.0.1:{free_port()}",
+        public_key=keys.public,
+        doors={1: "plastic"},
+        timeouts={"door_close_s": 1.0},
+        weighing={"window_s": 0.3},
+    )
+    station = Station(config, threaded=True, hardware=hardware, tick_s=0.01)
+    runner = threading.Thread(target=station.run, kwargs={"install_signals": False})
+    runner.start()
+    try:
+        station.hardware.scanner.present(keys.label())
+        wait_for(lambda: station.flow.state == "door_unlocked")
+        assert model.open_by_hand()
+        scale.place(400)
+        wait_for(lambda: station.flow.state == "fault")
+        assert station.flow.fault_kind == "door_left_open"
+        entered = time.monotonic()
+        station.hardware.scanner.present(keys.label(serial="NEXT000001"))
+        wait_for(
+            lambda: (
+                "Out of order" in station.screen.text
+                and station.hardware.scanner.pending == 0
+            )
+        )
+        assert (
+            time.monotonic() - entered < 2.0
+        )  # the loop answered while the door stood open
+        assert station.flow.fault_kind == "door_left_open"  # an open door is not a jam
+        assert model.close_by_hand()
+        wait_for(lambda: station.flow.state == "idle")
+        [row] = station.journal.deposits(limit=5)
+        assert (row.state, row.net_g) == ("recorded", 400)
+        assert not model.energised
+    finally:
+        station.stop()
+        runner.join(timeout=20)
+        door.close()
