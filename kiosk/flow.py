@@ -294,7 +294,17 @@ class DepositFlow(StateChart):
     def timeout_s(self) -> float | None:
         """Return the current state's timeout, or None where it has none."""
         attr = TIMEOUTS.get(self.state)
-        return None if attr is None else getattr(self.ctx.settings, attr)
+        if attr is None:
+            return None
+        limit_s = getattr(self.ctx.settings, attr)
+        slot = self.active_door()
+        if self.state == "door_unlocked" and slot is not None:
+            # a solenoid is released after max_energise_s whatever happens: after that the
+            # door cannot be opened, so waiting longer would only mislead the resident
+            energise_s = getattr(slot.door, "max_energise_s", None)
+            if energise_s:
+                limit_s = min(limit_s, energise_s)
+        return limit_s
 
     def tick(self) -> str | None:
         """Fire the current state's timeout if it has run out; return the event sent."""

@@ -502,3 +502,14 @@ def test_a_reset_with_a_door_standing_open_stays_in_fault(make_session, keys):
         "repair 2\nopen 2\nreset\nexpect door 2 stands open: close it first\nexpect-state fault"
     )
     s.run("close 2\nreset\nexpect-state idle")
+
+
+def test_the_unlock_window_is_no_longer_than_the_lock_stays_energised(
+    make_session, keys
+):
+    s = make_session()
+    s.door(2).max_energise_s = 3.0  # as a GpioDoor solenoid releases itself after 3 s
+    s.run(
+        f"{keys.label()}\npaper\nexpect-state door_unlocked\nwait 2.5\nexpect-state door_unlocked"
+    )
+    s.run("wait 1\nexpect The door was not opened\nexpect-state idle")
