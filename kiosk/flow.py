@@ -42,7 +42,7 @@ from statemachine.exceptions import TransitionNotAllowed
 
 from hardware import DoorFault, HardwareFault, ScaleFault
 from hardware.interfaces import Door, Indicator
-from kiosk import OutboxFull
+from kiosk import KioskError, OutboxFull
 from kiosk.doors import DoorLocker
 from protocol.labels import (
     LabelClaims,
@@ -86,6 +86,11 @@ REASONS = {
     "label_reused": "this label was used before",
     "implausible_weight": "held for review",
 }
+
+
+class NoLabelKey(KioskError):
+    """The kiosk has no community key to verify labels with (never reached the backend)."""
+
 
 #: states in which the machine, not the resident, is expected to act next
 BUSY_STATES = frozenset({"weighing_before", "weighing_after", "recovering"})
@@ -625,6 +630,8 @@ class DepositFlow(StateChart):
             self.set_fault("door_jammed", f"door fault: {error}")
         elif isinstance(error, ScaleFault):
             self.set_fault("scale", f"scale fault: {error}")
+        elif isinstance(error, NoLabelKey):
+            self.set_fault("config", f"cannot verify labels: {error}")
         elif isinstance(error, OutboxFull):
             self.set_fault(
                 "outbox_full", "the deposit journal is full until the kiosk syncs"

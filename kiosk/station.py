@@ -35,11 +35,16 @@ import time
 from statemachine.exceptions import TransitionNotAllowed
 
 from hardware.fakes import REAL_CLOCK
-from kiosk import KioskError
 from kiosk.config import KioskConfig
 from kiosk.crash import CRASH_ENV, CrashHook, CrashingClient
 from kiosk.doors import DoorLocker
-from kiosk.flow import SELF_CLEARING_FAULTS, DepositFlow, DoorSlot, FlowContext
+from kiosk.flow import (
+    SELF_CLEARING_FAULTS,
+    DepositFlow,
+    DoorSlot,
+    FlowContext,
+    NoLabelKey,
+)
 from kiosk.journal import Journal
 from kiosk.labels import LabelVerifier
 from kiosk.monitors import ScaleMonitor, ScannerPump
@@ -204,7 +209,7 @@ class Station:
 
     def _require_verifier(self) -> LabelVerifier:
         if self.verifier is None:
-            raise KioskError(f"no label key to verify with: {self.verifier_error}")
+            raise NoLabelKey(self.verifier_error or "no label key")
         return self.verifier
 
     def _load_backend_config(self) -> None:

@@ -204,3 +204,19 @@ def test_a_kiosk_that_never_reached_the_backend_is_out_of_order_until_it_does(
         s.run(f"{world.labels['H001'][0]}\nexpect Household H001: choose a bin")
     finally:
         s.close()
+
+
+def test_a_scan_before_any_label_key_is_a_self_clearing_config_fault(
+    tmp_path, world, backend
+):
+    s = session_for(tmp_path, world, backend, sync_interval_s=10.0)
+    try:
+        s.station.flow.send(
+            "cleared"
+        )  # leave the start-up fault, as if the check had not run yet
+        s.flow.send("scan", payload=world.labels["H001"][0])
+        assert s.state == "fault" and s.flow.fault_kind == "config"
+        backend.start()
+        s.run("wait 12\nexpect-state idle")
+    finally:
+        s.close()
