@@ -28,7 +28,7 @@ import pydantic
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backend.api.schemas import DepositBatch, decode_batch  # noqa: E402
+from backend.api.schemas import DepositBatch, decode_batch
 
 LABEL = "SP1.demo.A-101.7K3Q9XW2MD." + "c" * 86
 
@@ -93,15 +93,23 @@ def _item(raw, where):
         raise HandError(f"{where} must be an object")
     try:
         deposit_id = uuid.UUID(_str(raw["id"], where + ".id", 36))
-        at = dt.datetime.fromisoformat(_str(raw["occurred_at"], where + ".occurred_at", 40))
+        at = dt.datetime.fromisoformat(
+            _str(raw["occurred_at"], where + ".occurred_at", 40)
+        )
     except KeyError as exc:
         raise HandError(f"{where} misses {exc}") from None
     except ValueError as exc:
         raise HandError(f"{where}: {exc}") from None
     if at.tzinfo is None:
         raise HandError(f"{where}.occurred_at needs an offset")
-    return (deposit_id, _str(raw.get("label"), where + ".label", 1024), _int(raw.get("door"), where + ".door"),
-            _str(raw.get("category"), where + ".category", 64), _int(raw.get("net_g"), where + ".net_g"), at)
+    return (
+        deposit_id,
+        _str(raw.get("label"), where + ".label", 1024),
+        _int(raw.get("door"), where + ".door"),
+        _str(raw.get("category"), where + ".category", 64),
+        _int(raw.get("net_g"), where + ".net_g"),
+        at,
+    )
 
 
 def with_hand_checks(body: bytes):
@@ -109,7 +117,11 @@ def with_hand_checks(body: bytes):
         data = json.loads(body)
     except ValueError as exc:
         raise HandError(str(exc)) from None
-    if not isinstance(data, dict) or not isinstance(data.get("deposits"), list) or not data["deposits"]:
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("deposits"), list)
+        or not data["deposits"]
+    ):
         raise HandError("deposits must be a non-empty list")
     return [_item(raw, f"$.deposits[{i}]") for i, raw in enumerate(data["deposits"])]
 
@@ -124,24 +136,40 @@ def with_msgspec(body: bytes):
     return _decoder.decode(body)
 
 
-CONTENDERS = {"msgspec (chosen)": with_msgspec, "pydantic v2": with_pydantic, "hand checks (json + checks)": with_hand_checks}
+CONTENDERS = {
+    "msgspec (chosen)": with_msgspec,
+    "pydantic v2": with_pydantic,
+    "hand checks (json + checks)": with_hand_checks,
+}
 
 
 def check_equivalent(body: bytes) -> None:
     """Every contender accepts the valid body and refuses the same broken ones."""
     good = json.loads(body)
     broken = []
-    for field, value in (("net_g", "12"), ("occurred_at", "2025-01-01T08:00:00"), ("id", "nope"), ("door", 1.5)):
+    for field, value in (
+        ("net_g", "12"),
+        ("occurred_at", "2025-01-01T08:00:00"),
+        ("id", "nope"),
+        ("door", 1.5),
+    ):
         copy = json.loads(body)
         copy["deposits"][57][field] = value
         broken.append(json.dumps(copy).encode())
     broken += [b"{", b'{"deposits": []}']
     for name, fn in CONTENDERS.items():
-        assert len(list(getattr(fn(body), "deposits", None) or fn(body))) == len(good["deposits"]), name
+        assert len(list(getattr(fn(body), "deposits", None) or fn(body))) == len(
+            good["deposits"]
+        ), name
         for bad in broken:
             try:
                 fn(bad)
-            except (msgspec.ValidationError, msgspec.DecodeError, pydantic.ValidationError, HandError):
+            except (
+                msgspec.ValidationError,
+                msgspec.DecodeError,
+                pydantic.ValidationError,
+                HandError,
+            ):
                 continue
             raise AssertionError(f"{name} accepted a malformed body")
     decode_batch(body, 500)  # the API's own wrapper agrees
@@ -162,14 +190,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2000)
     parser.add_argument("--items", type=int, default=100)
-    parser.add_argument("--write-docs", action="store_true", help="update docs/performance.md")
+    parser.add_argument(
+        "--write-docs", action="store_true", help="update docs/performance.md"
+    )
     args = parser.parse_args()
     body = make_body(args.items)
     check_equivalent(body)
     rows = []
     for name, fn in CONTENDERS.items():
         samples = measure(fn, body, args.rounds)
-        rows.append((name, statistics.median(samples), statistics.quantiles(samples, n=10)[-1]))
+        rows.append(
+            (name, statistics.median(samples), statistics.quantiles(samples, n=10)[-1])
+        )
     fastest = rows[0][1]
     print(f"{args.items}-item batch ({len(body)} bytes), {args.rounds} rounds each")
     print(f"{'validator':32} {'median us':>10} {'p90 us':>10} {'vs msgspec':>11}")
@@ -183,7 +215,9 @@ def write_docs(rows, args, size: int) -> None:
     from _perfdoc import update_section
 
     table = ["| validator | median per batch | p90 | relative |", "|---|---|---|---|"]
-    table += [f"| {n} | {m:.0f} µs | {p:.0f} µs | {m / rows[0][1]:.1f}x |" for n, m, p in rows]
+    table += [
+        f"| {n} | {m:.0f} µs | {p:.0f} µs | {m / rows[0][1]:.1f}x |" for n, m, p in rows
+    ]
     body = (
         f"Measured with `python scripts/bench_validation.py --write-docs` ({args.rounds} rounds, "
         f"Python {platform.python_version()}, msgspec {msgspec.__version__}, pydantic {pydantic.VERSION}).\n\n"

@@ -37,9 +37,14 @@ from backend.models import (
 from protocol import labels as plabels
 
 #: an instant well before any test's "now", so default rules are in force
-EPOCH = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
+EPOCH = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
 
-DEFAULT_CATEGORIES = {"plastic": 10_000, "paper": 25_000, "metal": 15_000, "glass": 20_000}
+DEFAULT_CATEGORIES = {
+    "plastic": 10_000,
+    "paper": 25_000,
+    "metal": 15_000,
+    "glass": 20_000,
+}
 
 
 @dataclass
@@ -83,7 +88,10 @@ def make_community(
     cats = {}
     for code, max_g in (categories or DEFAULT_CATEGORIES).items():
         cats[code] = Category(
-            community_id=community.id, code=code, name=code.title(), max_plausible_g=max_g
+            community_id=community.id,
+            code=code,
+            name=code.title(),
+            max_plausible_g=max_g,
         )
         session.add(cats[code])
     session.flush()
@@ -99,7 +107,11 @@ def make_building(session: Session, community: Community, code: str = "B1") -> B
 
 
 def make_household(
-    session: Session, community: Community, building: Building, code: str, unit: str = ""
+    session: Session,
+    community: Community,
+    building: Building,
+    code: str,
+    unit: str = "",
 ) -> Household:
     """Create a household and its (empty) account."""
     household = Household(
@@ -157,7 +169,9 @@ def make_rule(
 ) -> PointsRule:
     """Append a points-rule version for ``category``."""
     latest = session.scalar(
-        select(func.max(PointsRule.version)).where(PointsRule.category_id == category.id)
+        select(func.max(PointsRule.version)).where(
+            PointsRule.category_id == category.id
+        )
     )
     rule = PointsRule(
         community_id=category.community_id,
@@ -218,16 +232,23 @@ def build_world(
         for i in range(1, households + 1)
     }
     kiosk, secret = make_kiosk(
-        session, community, cats, doors or {1: "plastic", 2: "paper"}, capacity_g=capacity_g
+        session,
+        community,
+        cats,
+        doors or {1: "plastic", 2: "paper"},
+        capacity_g=capacity_g,
     )
     rules = {
-        code: make_rule(session, cat, points_per_kg, min_net_g=min_net_g, daily_cap=daily_cap)
+        code: make_rule(
+            session, cat, points_per_kg, min_net_g=min_net_g, daily_cap=daily_cap
+        )
         for code, cat in cats.items()
     }
     world = World(community, key, cats, building, homes, kiosk, secret, rules)
     for code, household in homes.items():
         world.labels[code] = [
-            make_label(session, community, household, key) for _ in range(labels_per_household)
+            make_label(session, community, household, key)
+            for _ in range(labels_per_household)
         ]
     return world
 
@@ -242,7 +263,7 @@ def deposit_item(
     deposit_id: str | None = None,
 ) -> dict:
     """Return one JSON deposit item as a kiosk would send it."""
-    at = occurred_at or dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=30)
+    at = occurred_at or dt.datetime.now(dt.UTC) - dt.timedelta(seconds=30)
     return {
         "id": deposit_id or str(uuid.uuid4()),
         "label": label,
@@ -259,7 +280,11 @@ def as_deposits(items: list[dict]) -> list:
 
     return [
         DepositIn(
-            uuid.UUID(i["id"]), i["label"], i["door"], i["category"], i["net_g"],
+            uuid.UUID(i["id"]),
+            i["label"],
+            i["door"],
+            i["category"],
+            i["net_g"],
             dt.datetime.fromisoformat(i["occurred_at"]),
         )
         for i in items
@@ -277,9 +302,13 @@ def signed(
     nonce: str | None = None,
 ) -> dict[str, str]:
     """Return the signed X- headers (plus Content-Type for a body)."""
-    from protocol import signing  # imported here: the contract test must not load it via us
+    from protocol import (
+        signing,  # imported here: the contract test must not load it via us
+    )
 
-    headers = signing.signed_headers(kiosk_id, secret, method, path, body, now=now, nonce=nonce)
+    headers = signing.signed_headers(
+        kiosk_id, secret, method, path, body, now=now, nonce=nonce
+    )
     if body:
         headers["Content-Type"] = "application/json"
     return headers
@@ -288,5 +317,7 @@ def signed(
 def post_deposits(client, world: World, items: list[dict], **sign_kwargs):
     """POST a signed batch with a Flask test client; return the response."""
     body = jsonlib.dumps({"deposits": items}).encode()
-    headers = signed(world.kiosk.id, world.secret, "POST", "/api/v1/deposits", body, **sign_kwargs)
+    headers = signed(
+        world.kiosk.id, world.secret, "POST", "/api/v1/deposits", body, **sign_kwargs
+    )
     return client.post("/api/v1/deposits", data=body, headers=headers)

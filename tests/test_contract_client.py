@@ -33,16 +33,29 @@ class DocClient:
     def headers(self, method: str, path: str, body: bytes) -> dict:
         timestamp = str(int(time.time()))
         nonce = secrets.token_hex(16)
-        message = "\n".join([method, path, timestamp, nonce, hashlib.sha256(body).hexdigest()])
-        signature = hmac.new(self.secret.encode("utf-8"), message.encode("utf-8"), hashlib.sha256).hexdigest()
-        return {"X-Kiosk-Id": self.kiosk_id, "X-Timestamp": timestamp, "X-Nonce": nonce,
-                "X-Signature": signature, "Content-Type": "application/json"}
+        message = "\n".join(
+            [method, path, timestamp, nonce, hashlib.sha256(body).hexdigest()]
+        )
+        signature = hmac.new(
+            self.secret.encode("utf-8"), message.encode("utf-8"), hashlib.sha256
+        ).hexdigest()
+        return {
+            "X-Kiosk-Id": self.kiosk_id,
+            "X-Timestamp": timestamp,
+            "X-Nonce": nonce,
+            "X-Signature": signature,
+            "Content-Type": "application/json",
+        }
 
-    def send(self, method: str, path: str, body: bytes = b"", headers: dict | None = None):
+    def send(
+        self, method: str, path: str, body: bytes = b"", headers: dict | None = None
+    ):
         """Send a request; return (status, decoded JSON body)."""
         headers = headers if headers is not None else self.headers(method, path, body)
         self.last_request = (method, path, body, headers)
-        request = urllib.request.Request(self.base_url + path, data=body or None, headers=headers, method=method)
+        request = urllib.request.Request(
+            self.base_url + path, data=body or None, headers=headers, method=method
+        )
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return response.status, json.loads(response.read())
@@ -56,9 +69,23 @@ class DocClient:
     def config(self):
         return self.send("GET", "/api/v1/kiosk/config")
 
-    def deposit(self, deposit_id: str, label: str, door: int, category: str, net_g: int, occurred_at: str):
-        item = {"id": deposit_id, "label": label, "door": door, "category": category,
-                "net_g": net_g, "occurred_at": occurred_at}
+    def deposit(
+        self,
+        deposit_id: str,
+        label: str,
+        door: int,
+        category: str,
+        net_g: int,
+        occurred_at: str,
+    ):
+        item = {
+            "id": deposit_id,
+            "label": label,
+            "door": door,
+            "category": category,
+            "net_g": net_g,
+            "occurred_at": occurred_at,
+        }
         body = json.dumps({"deposits": [item]}, separators=(",", ":")).encode("utf-8")
         return self.send("POST", "/api/v1/deposits", body)
 
@@ -75,8 +102,29 @@ def community(runner):
     cli(runner, "community", "create", "demo", "--name", "Demo Gardens")
     cli(runner, "building", "add", "demo", "B1", "--name", "Block 1")
     cli(runner, "household", "add", "demo", "A-101", "--building", "B1")
-    cli(runner, "rules", "set", "demo", "--category", "plastic", "--points-per-kg", "10", "--min-g", "50")
-    kiosk = cli(runner, "kiosk", "register", "demo", "Gate 1", "--door", "1=plastic", "--door", "2=paper")
+    cli(
+        runner,
+        "rules",
+        "set",
+        "demo",
+        "--category",
+        "plastic",
+        "--points-per-kg",
+        "10",
+        "--min-g",
+        "50",
+    )
+    kiosk = cli(
+        runner,
+        "kiosk",
+        "register",
+        "demo",
+        "Gate 1",
+        "--door",
+        "1=plastic",
+        "--door",
+        "2=paper",
+    )
     labels = cli(runner, "labels", "issue", "demo", "A-101", "--count", "3")
     return kiosk, [entry["payload"] for entry in labels["labels"]]
 
@@ -92,7 +140,7 @@ def base_url(app):
 
 
 def now_rfc3339() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat()
+    return dt.datetime.now(dt.UTC).isoformat()
 
 
 def test_client_from_the_document(runner, community, base_url):
@@ -101,17 +149,27 @@ def test_client_from_the_document(runner, community, base_url):
 
     status, config = client.config()
     assert status == 200
-    assert [(d["door"], d["category"]) for d in config["doors"]] == [(1, "plastic"), (2, "paper")]
+    assert [(d["door"], d["category"]) for d in config["doors"]] == [
+        (1, "plastic"),
+        (2, "paper"),
+    ]
     assert config["community"] == "demo"
     plastic = next(r for r in config["rules"] if r["category"] == "plastic")
     assert (plastic["points_per_kg"], plastic["min_net_g"]) == (10, 50)
 
     # credited with the documented rounding: 1,250 g at 10 points/kg = 12 points
     first_id = str(uuid.uuid4())
-    status, body = client.deposit(first_id, labels[0], 1, "plastic", 1250, now_rfc3339())
+    status, body = client.deposit(
+        first_id, labels[0], 1, "plastic", 1250, now_rfc3339()
+    )
     assert status == 200
     [result] = body["results"]
-    assert (result["id"], result["status"], result["points"], result["balance"]) == (first_id, "accepted", 12, 12)
+    assert (result["id"], result["status"], result["points"], result["balance"]) == (
+        first_id,
+        "accepted",
+        12,
+        12,
+    )
 
     # the exact same request again is a replay: 401, and nothing changes
     status, body = client.replay_last()
@@ -121,23 +179,40 @@ def test_client_from_the_document(runner, community, base_url):
     method, path, sent, _ = client.last_request
     status, body = client.send(method, path, sent)
     [result] = body["results"]
-    assert (status, result["status"], result["original_status"], result["points"]) == (200, "duplicate", "accepted", 12)
+    assert (status, result["status"], result["original_status"], result["points"]) == (
+        200,
+        "duplicate",
+        "accepted",
+        12,
+    )
 
     # forged and tampered labels earn nothing
     genuine = labels[1]
     head, signature = genuine.rsplit(".", 1)
     flipped = signature[:10] + ("A" if signature[10] != "A" else "B") + signature[11:]
     other_household = genuine.replace(".A-101.", ".A-102.")
-    for bad in (f"{head}.{flipped}", other_household, "SP1.demo.A-101.ABCDEFGHJK." + "A" * 86):
-        status, body = client.deposit(str(uuid.uuid4()), bad, 1, "plastic", 3000, now_rfc3339())
+    for bad in (
+        f"{head}.{flipped}",
+        other_household,
+        "SP1.demo.A-101.ABCDEFGHJK." + "A" * 86,
+    ):
+        status, body = client.deposit(
+            str(uuid.uuid4()), bad, 1, "plastic", 3000, now_rfc3339()
+        )
         [result] = body["results"]
         assert (status, result["status"], result["points"]) == (200, "rejected", 0)
         assert result["error"]["code"] in ("label_bad_signature", "label_malformed")
 
     # the label used once already credits nothing more
-    status, body = client.deposit(str(uuid.uuid4()), labels[0], 1, "plastic", 3000, now_rfc3339())
+    status, body = client.deposit(
+        str(uuid.uuid4()), labels[0], 1, "plastic", 3000, now_rfc3339()
+    )
     [result] = body["results"]
-    assert (result["status"], result["reason"], result["balance"]) == ("flagged", "label_reused", 12)
+    assert (result["status"], result["reason"], result["balance"]) == (
+        "flagged",
+        "label_reused",
+        12,
+    )
 
     # unsigned requests are refused
     request = urllib.request.Request(base_url + "/api/v1/kiosk/config")
@@ -148,12 +223,16 @@ def test_client_from_the_document(runner, community, base_url):
 
     # a wrong secret is refused too
     impostor = DocClient(base_url, kiosk["kiosk_id"], kiosk["secret"] + "x")
-    status, body = impostor.deposit(str(uuid.uuid4()), labels[2], 1, "plastic", 3000, now_rfc3339())
+    status, body = impostor.deposit(
+        str(uuid.uuid4()), labels[2], 1, "plastic", 3000, now_rfc3339()
+    )
     assert (status, body["error"]["code"]) == (401, "signature_invalid")
 
     # the ledger agrees: one credit of 12 points
     shown = cli(runner, "ledger", "verify")
     assert shown["ok"] is True
-    result = runner.invoke(args=["ledger", "show", "A-101", "--community", "demo", "--json"])
+    result = runner.invoke(
+        args=["ledger", "show", "A-101", "--community", "demo", "--json"]
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["balance"] == 12

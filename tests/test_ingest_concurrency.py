@@ -33,7 +33,10 @@ def overlapping_items(world, count=30, seed=7):
     """Deposits where several share a label (so reuse races too), all distinct ids."""
     rng = random.Random(seed)
     payloads = [p for labels in world.labels.values() for p in labels]
-    return [deposit_item(rng.choice(payloads), net_g=rng.randint(100, 5_000)) for _ in range(count)]
+    return [
+        deposit_item(rng.choice(payloads), net_g=rng.randint(100, 5_000))
+        for _ in range(count)
+    ]
 
 
 def in_threads(worker, count=THREADS):
@@ -79,8 +82,16 @@ def check_exactly_once(items, outcomes_by_worker):
         for a in answers:
             if a is not firsts[0]:
                 assert a["status"] == "duplicate"
-                assert (a["original_status"], a["points"]) == (firsts[0]["status"], firsts[0]["points"])
-    credited = sum(a["points"] for answers in by_id.values() for a in answers if a["status"] == "accepted")
+                assert (a["original_status"], a["points"]) == (
+                    firsts[0]["status"],
+                    firsts[0]["points"],
+                )
+    credited = sum(
+        a["points"]
+        for answers in by_id.values()
+        for a in answers
+        if a["status"] == "accepted"
+    )
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(Deposit)) == len(items)
         entries = s.scalars(select(LedgerEntry.source_id)).all()
@@ -94,7 +105,11 @@ def check_exactly_once(items, outcomes_by_worker):
             .group_by(Deposit.label_serial)
         ).all()
         assert all(n == 1 for _, n in per_label)
-        claimed = s.scalar(select(func.count()).select_from(Label).where(Label.first_deposit_id.is_not(None)))
+        claimed = s.scalar(
+            select(func.count())
+            .select_from(Label)
+            .where(Label.first_deposit_id.is_not(None))
+        )
         assert claimed == len(per_label)
         assert ledger.verify(s) == []
     return by_id
@@ -111,7 +126,10 @@ def test_overlapping_batches_through_the_service(world, caplog):
     def worker(i):
         out = []
         for batch in shuffled_batches(items, seed=i):
-            out += [o.to_json() for o in ingest.ingest(db, world.kiosk.id, as_deposits(batch))]
+            out += [
+                o.to_json()
+                for o in ingest.ingest(db, world.kiosk.id, as_deposits(batch))
+            ]
         return out
 
     check_exactly_once(items, in_threads(worker))
@@ -126,7 +144,9 @@ def test_two_kiosks_racing_with_one_label(world):
     items = [[deposit_item(label) for label in labels] for _ in kiosks]
 
     def worker(i):
-        return [ingest.ingest(db, kiosks[i], as_deposits([item]))[0] for item in items[i]]
+        return [
+            ingest.ingest(db, kiosks[i], as_deposits([item]))[0] for item in items[i]
+        ]
 
     first, second = in_threads(worker, count=2)
     for a, b in zip(first, second):
@@ -157,8 +177,12 @@ def test_overlapping_batches_through_http(world, server, caplog):
         with requests.Session() as http:
             for batch in shuffled_batches(items, seed=100 + i, size=8):
                 body = json.dumps({"deposits": batch}).encode()
-                headers = signed(world.kiosk.id, world.secret, "POST", "/api/v1/deposits", body)
-                response = http.post(server + "/api/v1/deposits", data=body, headers=headers, timeout=60)
+                headers = signed(
+                    world.kiosk.id, world.secret, "POST", "/api/v1/deposits", body
+                )
+                response = http.post(
+                    server + "/api/v1/deposits", data=body, headers=headers, timeout=60
+                )
                 assert response.status_code == 200, response.text
                 out += response.json()["results"]
         return out
@@ -239,9 +263,13 @@ def test_claim_labels_reports_only_the_claims_that_held(world):
     serials = [plabels.parse_label(world.labels["H001"][n])[0].serial for n in range(3)]
     earlier, mine = uuid.uuid4(), uuid.uuid4()
     with db.begin() as s:
-        assert ingest_store.claim_labels(s.connection(), {serials[0]: earlier}) == {serials[0]: earlier}
+        assert ingest_store.claim_labels(s.connection(), {serials[0]: earlier}) == {
+            serials[0]: earlier
+        }
     with db.begin() as s:
-        won = ingest_store.claim_labels(s.connection(), {serial: mine for serial in serials})
+        won = ingest_store.claim_labels(
+            s.connection(), {serial: mine for serial in serials}
+        )
     assert won == {serials[1]: mine, serials[2]: mine}
     with db.session() as s:
         assert s.get(Label, serials[0]).first_deposit_id == earlier

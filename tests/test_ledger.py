@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
@@ -22,7 +28,9 @@ def homes(app):
     with db.begin() as s:
         community, _, _ = make_community(s)
         building = make_building(s, community)
-        return [make_household(s, community, building, code).id for code in ("A1", "A2")]
+        return [
+            make_household(s, community, building, code).id for code in ("A1", "A2")
+        ]
 
 
 def credit(s, household_id, amount, **kw):
@@ -60,9 +68,8 @@ def test_debit_below_zero_is_refused_and_writes_nothing(homes):
     h = homes[0]
     with db.begin() as s:
         credit(s, h, 10)
-    with pytest.raises(InsufficientBalance):
-        with db.begin() as s:
-            credit(s, h, -11)
+    with pytest.raises(InsufficientBalance), db.begin() as s:
+        credit(s, h, -11)
     acc = account(h)
     assert (acc.balance, acc.entry_count) == (10, 1)
 
@@ -88,9 +95,8 @@ def test_idempotency_key_returns_original_or_refuses_different_content(homes):
         again = credit(s, h, 50, idempotency_key="grant-1")
     assert again.id == first.id
     assert account(h).balance == 50
-    with pytest.raises(ledger.IdempotencyConflict):
-        with db.begin() as s:
-            credit(s, h, 60, idempotency_key="grant-1")
+    with pytest.raises(ledger.IdempotencyConflict), db.begin() as s:
+        credit(s, h, 60, idempotency_key="grant-1")
     assert account(h).entry_count == 1
 
 
@@ -101,12 +107,10 @@ def test_reverse_once_and_never_a_reversal(homes):
     with db.begin() as s:
         rev = ledger.reverse(s, entry.id, "bag was contaminated")
     assert (rev.amount, rev.balance_after, rev.reverses_entry_id) == (-30, 0, entry.id)
-    with pytest.raises(AlreadyExists):
-        with db.begin() as s:
-            ledger.reverse(s, entry.id, "again")
-    with pytest.raises(InvalidInput):
-        with db.begin() as s:
-            ledger.reverse(s, rev.id, "undo the undo")
+    with pytest.raises(AlreadyExists), db.begin() as s:
+        ledger.reverse(s, entry.id, "again")
+    with pytest.raises(InvalidInput), db.begin() as s:
+        ledger.reverse(s, rev.id, "undo the undo")
     with db.begin() as s:
         assert ledger.verify(s) == []
 
@@ -116,9 +120,8 @@ def test_reversing_a_spent_credit_is_refused(homes):
     with db.begin() as s:
         entry = credit(s, h, 30, kind="deposit")
         credit(s, h, -25)
-    with pytest.raises(InsufficientBalance):
-        with db.begin() as s:
-            ledger.reverse(s, entry.id, "too late")
+    with pytest.raises(InsufficientBalance), db.begin() as s:
+        ledger.reverse(s, entry.id, "too late")
 
 
 def test_post_many_is_all_or_nothing(homes):
@@ -128,9 +131,8 @@ def test_post_many_is_all_or_nothing(homes):
         ledger.Posting(b, "deposit", 10, "bag", "deposit", "d2"),
         ledger.Posting(b, "adjustment", -11, "oops", "staff", "x"),
     ]
-    with pytest.raises(InsufficientBalance):
-        with db.begin() as s:
-            ledger.post_many(s, postings)
+    with pytest.raises(InsufficientBalance), db.begin() as s:
+        ledger.post_many(s, postings)
     assert account(a).entry_count == 0 and account(b).entry_count == 0
     with db.begin() as s:
         posted = ledger.post_many(s, postings[:2] + [postings[0]])
@@ -154,10 +156,12 @@ def test_entries_cannot_be_updated_or_deleted(homes):
     h = homes[0]
     with db.begin() as s:
         entry = credit(s, h, 5)
-    for statement in ("UPDATE ledger_entries SET amount = 500", "DELETE FROM ledger_entries"):
-        with pytest.raises(DBAPIError, match="append-only"):
-            with db.begin() as s:
-                s.execute(text(statement))
+    for statement in (
+        "UPDATE ledger_entries SET amount = 500",
+        "DELETE FROM ledger_entries",
+    ):
+        with pytest.raises(DBAPIError, match="append-only"), db.begin() as s:
+            s.execute(text(statement))
     with db.session() as s:
         assert s.get(LedgerEntry, entry.id).amount == 5
 
@@ -168,15 +172,24 @@ def test_verify_finds_a_corrupted_balance_and_count(homes):
         credit(s, a, 10)
         credit(s, b, 20)
     with db.begin() as s:
-        s.execute(text("UPDATE accounts SET balance = balance + 7 WHERE household_id = :h"), {"h": a})
-        s.execute(text("UPDATE accounts SET entry_count = 5 WHERE household_id = :h"), {"h": b})
+        s.execute(
+            text("UPDATE accounts SET balance = balance + 7 WHERE household_id = :h"),
+            {"h": a},
+        )
+        s.execute(
+            text("UPDATE accounts SET entry_count = 5 WHERE household_id = :h"),
+            {"h": b},
+        )
     with db.begin() as s:
         found = ledger.verify(s)
     assert {(m.household_id, m.problem, m.expected, m.actual) for m in found} == {
         (a, "balance", 10, 17),
         (b, "entry_count", 1, 5),
     }
-    assert "expected 10, stored 17" in found[0].describe() or "expected 10, stored 17" in found[1].describe()
+    assert (
+        "expected 10, stored 17" in found[0].describe()
+        or "expected 10, stored 17" in found[1].describe()
+    )
 
 
 def test_verify_finds_a_broken_chain_and_a_missing_account(homes, on_postgres):
@@ -191,7 +204,10 @@ def test_verify_finds_a_broken_chain_and_a_missing_account(homes, on_postgres):
             s.execute(text("ALTER TABLE ledger_entries DISABLE TRIGGER USER"))
         else:
             s.execute(text("DROP TRIGGER ledger_entries_no_update"))
-        s.execute(text("UPDATE ledger_entries SET balance_after = 99 WHERE id = :i"), {"i": second.id})
+        s.execute(
+            text("UPDATE ledger_entries SET balance_after = 99 WHERE id = :i"),
+            {"i": second.id},
+        )
         s.execute(text("DELETE FROM accounts WHERE household_id = :h"), {"h": b})
     with db.begin() as s:
         found = ledger.verify(s)
@@ -208,7 +224,9 @@ def test_verify_streams_in_small_batches(homes):
             credit(s, a if i % 2 else b, 3)
     with db.begin() as s:
         assert ledger.verify(s, batch_size=4) == []
-        s.execute(text("UPDATE accounts SET balance = 1 WHERE household_id = :h"), {"h": b})
+        s.execute(
+            text("UPDATE accounts SET balance = 1 WHERE household_id = :h"), {"h": b}
+        )
         assert [m.problem for m in ledger.verify(s, batch_size=4)] == ["balance"]
         assert len(ledger.verify(s, batch_size=4, limit=1)) == 1
 
@@ -216,7 +234,11 @@ def test_verify_streams_in_small_batches(homes):
 amounts = st.integers(min_value=-500, max_value=500).filter(bool)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(st.lists(st.tuples(st.integers(0, 1), amounts), min_size=1, max_size=12))
 def test_post_many_property_all_or_nothing(homes, moves):
     """Any list of postings either applies entirely or (if a balance would go negative) not at all."""
@@ -226,7 +248,9 @@ def test_post_many_property_all_or_nothing(homes, moves):
     for idx, amount in moves:
         running[homes[idx]] += amount
         ok = ok and running[homes[idx]] >= 0
-    postings = [ledger.Posting(homes[i], "adjustment", a, "prop", "test", "p") for i, a in moves]
+    postings = [
+        ledger.Posting(homes[i], "adjustment", a, "prop", "test", "p") for i, a in moves
+    ]
     try:
         with db.begin() as s:
             ledger.post_many(s, postings)
@@ -252,18 +276,26 @@ class LedgerMachine(RuleBasedStateMachine):
         with db.begin() as s:
             community, _, _ = make_community(s, f"sm{LedgerMachine.runs}")
             building = make_building(s, community)
-            self.households = [make_household(s, community, building, c).id for c in ("A", "B")]
+            self.households = [
+                make_household(s, community, building, c).id for c in ("A", "B")
+            ]
         self.model = {h: 0 for h in self.households}
         self.entries: list[tuple[int, int, str]] = []  # (entry id, amount, kind)
         self.reversed: set[int] = set()
         self.keys: dict[str, tuple[int, int]] = {}
 
-    @rule(idx=st.integers(0, 1), amount=amounts, key=st.sampled_from([None, "k1", "k2", "k3"]))
+    @rule(
+        idx=st.integers(0, 1),
+        amount=amounts,
+        key=st.sampled_from([None, "k1", "k2", "k3"]),
+    )
     def post(self, idx, amount, key):
         h = self.households[idx]
         try:
             with db.begin() as s:
-                entry = credit(s, h, amount, idempotency_key=key and f"{id(self)}-{key}")
+                entry = credit(
+                    s, h, amount, idempotency_key=key and f"{id(self)}-{key}"
+                )
         except InsufficientBalance:
             assert self.model[h] + amount < 0
             return
@@ -319,7 +351,9 @@ class LedgerMachine(RuleBasedStateMachine):
                     .where(LedgerEntry.household_id == h)
                 )
                 mine = [e for e in self.entries if e[2] == "reversal"]
-                assert reversals == len([e for e in mine if s.get(LedgerEntry, e[0]).household_id == h])
+                assert reversals == len(
+                    [e for e in mine if s.get(LedgerEntry, e[0]).household_id == h]
+                )
             assert ledger.verify(s) == []
 
 

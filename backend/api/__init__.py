@@ -39,7 +39,9 @@ def error_response(status: int, code: str, message: str):
 
 def _http_error(exc: HTTPException):
     status = exc.code or 500
-    return error_response(status, _HTTP_CODES.get(status, f"http_{status}"), exc.description or exc.name)
+    return error_response(
+        status, _HTTP_CODES.get(status, f"http_{status}"), exc.description or exc.name
+    )
 
 
 def _domain_error(exc: SortpointError):
@@ -48,7 +50,9 @@ def _domain_error(exc: SortpointError):
 
 def _unexpected(exc: Exception):
     log.exception("unhandled error")
-    return error_response(500, "internal_error", "internal error; the request was not applied")
+    return error_response(
+        500, "internal_error", "internal error; the request was not applied"
+    )
 
 
 def init_app(app: Flask) -> None:

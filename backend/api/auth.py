@@ -29,7 +29,9 @@ from protocol import signing
 NONCES = RequestNonce.__table__
 KIOSKS = Kiosk.__table__
 _TIMESTAMP_RE = re.compile(r"\d{1,12}")
-_NONCE_RE = re.compile(r"[\x21-\x7e]{%d,%d}" % (signing.MIN_NONCE_LEN, signing.MAX_NONCE_LEN))
+_NONCE_RE = re.compile(
+    rf"[\x21-\x7e]{{{signing.MIN_NONCE_LEN},{signing.MAX_NONCE_LEN}}}"
+)
 #: last_seen_at is refreshed at most this often, so most requests write nothing for it
 LAST_SEEN_RESOLUTION_S = 60
 #: purge expired nonces on every Nth authenticated request of this process
@@ -38,7 +40,9 @@ _requests = itertools.count(1)
 
 
 _TOUCH = (
-    update(KIOSKS).where(KIOSKS.c.id == bindparam("kiosk_id")).values(last_seen_at=bindparam("seen_at"))
+    update(KIOSKS)
+    .where(KIOSKS.c.id == bindparam("kiosk_id"))
+    .values(last_seen_at=bindparam("seen_at"))
 )
 
 
@@ -75,13 +79,21 @@ def authenticate(
     nonce = headers.get(signing.HEADER_NONCE)
     signature = headers.get(signing.HEADER_SIGNATURE)
     if not (kiosk_id and timestamp and nonce and signature):
-        raise _fail("signature_missing", "X-Kiosk-Id, X-Timestamp, X-Nonce and X-Signature are required")
+        raise _fail(
+            "signature_missing",
+            "X-Kiosk-Id, X-Timestamp, X-Nonce and X-Signature are required",
+        )
     if not _TIMESTAMP_RE.fullmatch(timestamp):
         raise _fail("signature_invalid", "X-Timestamp must be Unix seconds")
     if abs(now.timestamp() - int(timestamp)) > max_skew_s:
-        raise _fail("signature_stale", f"X-Timestamp is more than {max_skew_s} s from the server clock")
+        raise _fail(
+            "signature_stale",
+            f"X-Timestamp is more than {max_skew_s} s from the server clock",
+        )
     if not _NONCE_RE.fullmatch(nonce):
-        raise _fail("signature_invalid", "X-Nonce must be 16 to 128 printable ASCII characters")
+        raise _fail(
+            "signature_invalid", "X-Nonce must be 16 to 128 printable ASCII characters"
+        )
     conn = session.connection()
     kiosk = kiosk_context(conn, kiosk_id, rules_until or now)
     # an unknown kiosk costs the same HMAC as a known one and gets the same answer
@@ -101,17 +113,25 @@ def authenticate(
 @functools.lru_cache(maxsize=4)
 def _insert_nonce(dialect: str):
     # RETURNING rather than rowcount: SQLAlchemy does not report a rowcount for INSERTs
-    return insert_ignore_for(dialect, NONCES, ["kiosk_id", "nonce"]).returning(NONCES.c.nonce)
+    return insert_ignore_for(dialect, NONCES, ["kiosk_id", "nonce"]).returning(
+        NONCES.c.nonce
+    )
 
 
-def _record_nonce(conn: Connection, kiosk_id: str, nonce: str, now: dt.datetime) -> None:
+def _record_nonce(
+    conn: Connection, kiosk_id: str, nonce: str, now: dt.datetime
+) -> None:
     """Store the nonce; a second use inside the window is a replay."""
     params = {"kiosk_id": kiosk_id, "nonce": nonce, "seen_at": now}
     if conn.execute(_insert_nonce(conn.dialect.name), params).first() is None:
-        raise _fail("nonce_reused", "this nonce was used before; sign every request afresh")
+        raise _fail(
+            "nonce_reused", "this nonce was used before; sign every request afresh"
+        )
 
 
-def _touch(conn: Connection, kiosk_id: str, last_seen: dt.datetime | None, now: dt.datetime) -> None:
+def _touch(
+    conn: Connection, kiosk_id: str, last_seen: dt.datetime | None, now: dt.datetime
+) -> None:
     if last_seen is None or (now - last_seen).total_seconds() >= LAST_SEEN_RESOLUTION_S:
         conn.execute(_TOUCH, {"kiosk_id": kiosk_id, "seen_at": now})
 

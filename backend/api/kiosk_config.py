@@ -8,12 +8,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.api import schemas
-from backend.services.ingest_store import KioskContext
 from backend.models import Category, Community, KioskDoor, Label
 from backend.services import points
+from backend.services.ingest_store import KioskContext
 
 
-def build_config(session: Session, kiosk: KioskContext, now: dt.datetime, config) -> schemas.KioskConfig:
+def build_config(
+    session: Session, kiosk: KioskContext, now: dt.datetime, config
+) -> schemas.KioskConfig:
     """Collect doors, categories, the label key, rules in force and revoked serials."""
     ref = kiosk.ref
     categories = session.execute(
@@ -33,7 +35,9 @@ def build_config(session: Session, kiosk: KioskContext, now: dt.datetime, config
         .where(Label.community_id == ref.community_id, Label.revoked_at.is_not(None))
         .order_by(Label.serial)
     ).all()
-    community_name = session.scalar(select(Community.name).where(Community.id == ref.community_id))
+    community_name = session.scalar(
+        select(Community.name).where(Community.id == ref.community_id)
+    )
     return schemas.KioskConfig(
         kiosk_id=ref.kiosk_id,
         kiosk_name=kiosk.name,
@@ -41,11 +45,23 @@ def build_config(session: Session, kiosk: KioskContext, now: dt.datetime, config
         community_name=community_name,
         timezone=ref.timezone,
         label_public_key=ref.label_public_key,
-        doors=[schemas.DoorConfig(d.door, code_of[d.category_id], d.capacity_g) for d in doors],
-        categories=[schemas.CategoryConfig(c.code, c.name, c.max_plausible_g) for c in categories],
+        doors=[
+            schemas.DoorConfig(d.door, code_of[d.category_id], d.capacity_g)
+            for d in doors
+        ],
+        categories=[
+            schemas.CategoryConfig(c.code, c.name, c.max_plausible_g)
+            for c in categories
+        ],
         rules=[
-            schemas.RuleConfig(code_of[r.category_id], r.version, r.points_per_kg, r.min_net_g,
-                               r.daily_cap, r.effective_at)
+            schemas.RuleConfig(
+                code_of[r.category_id],
+                r.version,
+                r.points_per_kg,
+                r.min_net_g,
+                r.daily_cap,
+                r.effective_at,
+            )
             for r in sorted(book.current(now), key=lambda r: code_of[r.category_id])
         ],
         revoked_serials=list(revoked),

@@ -18,7 +18,10 @@ def _ref(name: str) -> dict:
 
 
 def _json_body(name: str, description: str) -> dict:
-    return {"description": description, "content": {"application/json": {"schema": _ref(name)}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": _ref(name)}},
+    }
 
 
 def _errors(*statuses: int) -> dict:
@@ -32,11 +35,22 @@ def _errors(*statuses: int) -> dict:
 
 
 def _security_schemes() -> dict:
-    header = lambda name, text: {"type": "apiKey", "in": "header", "name": name, "description": text}  # noqa: E731
+    header = lambda name, text: {
+        "type": "apiKey",
+        "in": "header",
+        "name": name,
+        "description": text,
+    }
     return {
-        "KioskId": header(signing.HEADER_KIOSK, "The kiosk id printed by `sortpoint kiosk register`."),
-        "Timestamp": header(signing.HEADER_TIMESTAMP, "Unix seconds; within 300 s of the server clock."),
-        "Nonce": header(signing.HEADER_NONCE, "16..128 printable ASCII characters, never reused."),
+        "KioskId": header(
+            signing.HEADER_KIOSK, "The kiosk id printed by `sortpoint kiosk register`."
+        ),
+        "Timestamp": header(
+            signing.HEADER_TIMESTAMP, "Unix seconds; within 300 s of the server clock."
+        ),
+        "Nonce": header(
+            signing.HEADER_NONCE, "16..128 printable ASCII characters, never reused."
+        ),
         "Signature": header(
             signing.HEADER_SIGNATURE,
             "Lowercase hex HMAC-SHA256 over METHOD\\nPATH\\nTIMESTAMP\\nNONCE\\nSHA256_HEX(BODY); "
@@ -48,38 +62,64 @@ def _security_schemes() -> dict:
 def build_document(max_batch: int) -> dict:
     """Return the OpenAPI document as a dict."""
     _, components = msgspec.json.schema_components(
-        [schemas.DepositBatch, schemas.DepositsResponse, schemas.KioskConfig,
-         schemas.ErrorResponse, schemas.Health],
+        [
+            schemas.DepositBatch,
+            schemas.DepositsResponse,
+            schemas.KioskConfig,
+            schemas.ErrorResponse,
+            schemas.Health,
+        ],
         ref_template=_REF,
     )
     # the item limit answers 413 rather than 400, so it is checked after
     # decoding; publish it all the same
     components["DepositBatch"]["properties"]["deposits"]["maxItems"] = max_batch
     paths = {
-        "/api/v1/deposits": {"post": {
-            "summary": "Upload a batch of deposits (exactly-once by deposit id).",
-            "operationId": "postDeposits",
-            "security": _SIGNED,
-            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("DepositBatch")}}},
-            "responses": {"200": _json_body("DepositsResponse", "One result per deposit, in order."),
-                          **_errors(400, 401, 413, 503)},
-        }},
-        "/api/v1/kiosk/config": {"get": {
-            "summary": "Doors, categories, label key, current rules and revoked labels of the kiosk.",
-            "operationId": "getKioskConfig",
-            "security": _SIGNED,
-            "responses": {"200": _json_body("KioskConfig", "The kiosk's configuration."), **_errors(401)},
-        }},
-        "/api/v1/health": {"get": {
-            "summary": "Liveness and database reachability (unsigned).",
-            "operationId": "getHealth",
-            "responses": {"200": _json_body("Health", "The app reaches its database.")},
-        }},
+        "/api/v1/deposits": {
+            "post": {
+                "summary": "Upload a batch of deposits (exactly-once by deposit id).",
+                "operationId": "postDeposits",
+                "security": _SIGNED,
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("DepositBatch")}},
+                },
+                "responses": {
+                    "200": _json_body(
+                        "DepositsResponse", "One result per deposit, in order."
+                    ),
+                    **_errors(400, 401, 413, 503),
+                },
+            }
+        },
+        "/api/v1/kiosk/config": {
+            "get": {
+                "summary": "Doors, categories, label key, current rules and revoked labels of the kiosk.",
+                "operationId": "getKioskConfig",
+                "security": _SIGNED,
+                "responses": {
+                    "200": _json_body("KioskConfig", "The kiosk's configuration."),
+                    **_errors(401),
+                },
+            }
+        },
+        "/api/v1/health": {
+            "get": {
+                "summary": "Liveness and database reachability (unsigned).",
+                "operationId": "getHealth",
+                "responses": {
+                    "200": _json_body("Health", "The app reaches its database.")
+                },
+            }
+        },
     }
     return {
         "openapi": "3.1.0",
-        "info": {"title": "sortpoint kiosk API", "version": "1",
-                 "description": "The kiosk<->backend contract; docs/protocol.md explains every field."},
+        "info": {
+            "title": "sortpoint kiosk API",
+            "version": "1",
+            "description": "The kiosk<->backend contract; docs/protocol.md explains every field.",
+        },
         "paths": paths,
         "components": {"schemas": components, "securitySchemes": _security_schemes()},
     }

@@ -22,18 +22,30 @@ from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 DepositId = Annotated[
     uuid.UUID,
-    msgspec.Meta(description="Chosen by the kiosk (UUID, e.g. uuid4); the idempotency key of the deposit."),
+    msgspec.Meta(
+        description="Chosen by the kiosk (UUID, e.g. uuid4); the idempotency key of the deposit."
+    ),
 ]
 LabelText = Annotated[
     str,
-    msgspec.Meta(max_length=1024, description="The scanned QR payload, exactly as read (SP1 label)."),
+    msgspec.Meta(
+        max_length=1024,
+        description="The scanned QR payload, exactly as read (SP1 label).",
+    ),
 ]
 Door = Annotated[int, msgspec.Meta(description="Door number on this kiosk.")]
-CategoryCode = Annotated[str, msgspec.Meta(max_length=64, description="Category code, e.g. plastic.")]
-NetGrams = Annotated[int, msgspec.Meta(description="Net weight in whole grams (must be 1..door capacity).")]
+CategoryCode = Annotated[
+    str, msgspec.Meta(max_length=64, description="Category code, e.g. plastic.")
+]
+NetGrams = Annotated[
+    int,
+    msgspec.Meta(description="Net weight in whole grams (must be 1..door capacity)."),
+]
 OccurredAt = Annotated[
     dt.datetime,
-    msgspec.Meta(tz=True, description="RFC 3339 time the door closed, with a UTC offset."),
+    msgspec.Meta(
+        tz=True, description="RFC 3339 time the door closed, with a UTC offset."
+    ),
 ]
 
 
@@ -73,12 +85,18 @@ Status = Literal["accepted", "flagged", "rejected", "duplicate", "conflict"]
 class DepositResult(msgspec.Struct):
     """The answer for one deposit, in request order."""
 
-    id: Annotated[str, msgspec.Meta(description="The deposit id, lowercase hyphenated.")]
+    id: Annotated[
+        str, msgspec.Meta(description="The deposit id, lowercase hyphenated.")
+    ]
     status: Status
-    points: Annotated[int, msgspec.Meta(ge=0, description="Points credited by this deposit.")]
+    points: Annotated[
+        int, msgspec.Meta(ge=0, description="Points credited by this deposit.")
+    ]
     balance: Annotated[
         int | None,
-        msgspec.Meta(description="Household balance after this item; null when rejected or conflict."),
+        msgspec.Meta(
+            description="Household balance after this item; null when rejected or conflict."
+        ),
     ]
     reason: Annotated[
         str | None,
@@ -136,7 +154,9 @@ class KioskConfig(msgspec.Struct):
     community: str
     community_name: str
     timezone: str
-    label_public_key: Annotated[str, msgspec.Meta(description="Unpadded base64url raw Ed25519 key.")]
+    label_public_key: Annotated[
+        str, msgspec.Meta(description="Unpadded base64url raw Ed25519 key.")
+    ]
     doors: list[DoorConfig]
     categories: list[CategoryConfig]
     rules: list[RuleConfig]

@@ -20,10 +20,12 @@ def _json(payload: bytes, status: int = 200) -> Response:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
-def _authenticate(session, body: bytes, now: dt.datetime, until: dt.datetime | None = None):
+def _authenticate(
+    session, body: bytes, now: dt.datetime, until: dt.datetime | None = None
+):
     return auth.authenticate(
         session,
         headers=request.headers,
@@ -41,7 +43,9 @@ def health():
     """Answer 200 when the app can reach its database (unsigned)."""
     with db.session() as session:
         session.execute(text("SELECT 1"))
-    return jsonify({"status": "ok", "database": db.dialect, "server_time": _now().isoformat()})
+    return jsonify(
+        {"status": "ok", "database": db.dialect, "server_time": _now().isoformat()}
+    )
 
 
 @bp.post("/v1/deposits")

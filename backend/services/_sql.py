@@ -7,7 +7,8 @@ the same on SQLite (>= 3.35) and PostgreSQL.
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Sequence, TypeVar
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TypeVar
 
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
@@ -32,7 +33,9 @@ def insert_ignore(session: Session, table: Table, index_elements: Sequence):
 
 def insert_ignore_for(dialect: str, table: Table, index_elements: Sequence):
     """Return ``INSERT ... ON CONFLICT (index_elements) DO NOTHING`` for ``dialect``."""
-    return upsert_for(dialect, table).on_conflict_do_nothing(index_elements=list(index_elements))
+    return upsert_for(dialect, table).on_conflict_do_nothing(
+        index_elements=list(index_elements)
+    )
 
 
 def upsert(session: Session, table: Table):

@@ -33,8 +33,9 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence, TypeVar
+from typing import TypeVar
 
 import nacl.exceptions
 import nacl.signing
@@ -157,7 +158,7 @@ class _Batch:
 
 def content_hash(item: DepositIn) -> str:
     """Return the SHA-256 hex of the canonical submitted fields of ``item``."""
-    at = item.occurred_at.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    at = item.occurred_at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     canonical = "\n".join(
         (str(item.id), item.label, str(item.door), item.category, str(item.net_g), at)
     )
@@ -179,7 +180,9 @@ def load_kiosk(session: Session, kiosk_id: str, until: dt.datetime) -> KioskCont
     return kiosk
 
 
-def in_transaction(db, work: Callable[[Session, int], T], *, attempts: int = MAX_ATTEMPTS) -> T:
+def in_transaction(
+    db, work: Callable[[Session, int], T], *, attempts: int = MAX_ATTEMPTS
+) -> T:
     """Run ``work(session, attempt)`` in one transaction, retrying it whole after a lost race."""
     for attempt in range(1, attempts + 1):
         try:
@@ -191,7 +194,9 @@ def in_transaction(db, work: Callable[[Session, int], T], *, attempts: int = MAX
             log.info("batch transaction retried (attempt %d): %s", attempt, exc)
             # full jitter keeps racing kiosks from colliding again in step
             time.sleep(random.uniform(0, 0.005 * 2**attempt))
-    raise IngestBusy("the batch collided with concurrent batches too often; retry it later")
+    raise IngestBusy(
+        "the batch collided with concurrent batches too often; retry it later"
+    )
 
 
 def _retryable(exc: DBAPIError) -> bool:
@@ -202,13 +207,22 @@ def _retryable(exc: DBAPIError) -> bool:
     return False
 
 
-def ingest(db, kiosk_id: str, items: Sequence[DepositIn], *, limits: Limits = Limits(),
-           now: dt.datetime | None = None) -> list[Outcome]:
+def ingest(
+    db,
+    kiosk_id: str,
+    items: Sequence[DepositIn],
+    *,
+    limits: Limits = Limits(),
+    now: dt.datetime | None = None,
+) -> list[Outcome]:
     """Apply a batch from ``kiosk_id`` in its own transaction (with retries)."""
+
     def work(session: Session, attempt: int) -> list[Outcome]:
-        at = now or dt.datetime.now(dt.timezone.utc)
+        at = now or dt.datetime.now(dt.UTC)
         kiosk = load_kiosk(session, kiosk_id, rules_until(at, limits))
-        return apply_batch(session, kiosk, items, limits=limits, now=at, recheck=attempt > 1)
+        return apply_batch(
+            session, kiosk, items, limits=limits, now=at, recheck=attempt > 1
+        )
 
     return in_transaction(db, work)
 
@@ -230,10 +244,12 @@ def apply_batch(
     that lost a race sees the winner's deposits as duplicates instead of
     losing again.
     """
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     conn = session.connection()
     ref, setup = kiosk.ref, kiosk.setup
-    batch = _Batch(ref, items, now, [None] * len(items), [content_hash(i) for i in items])
+    batch = _Batch(
+        ref, items, now, [None] * len(items), [content_hash(i) for i in items]
+    )
     batch.existing = store.existing(conn, {i.id for i in items})
     for index, item in enumerate(items):
         if item.id in batch.existing:
@@ -248,11 +264,15 @@ def apply_batch(
     if batch.candidates:
         # the account locks serialise every batch touching these households,
         # including their labels' claims and their daily totals
-        labels, accounts = store.labels_with_locked_accounts(session, [c.serial for c in batch.candidates])
+        labels, accounts = store.labels_with_locked_accounts(
+            session, [c.serial for c in batch.candidates]
+        )
     _check_labels(batch, labels)
     others = {row[3] for row in batch.existing.values()} - accounts.keys()
     if others:
-        accounts.update(ledger.read_accounts(session, others))  # balances for duplicates
+        accounts.update(
+            ledger.read_accounts(session, others)
+        )  # balances for duplicates
     if recheck and batch.candidates:
         _recheck(conn, batch)
     won = store.claim_labels(conn, _plan_claims(batch, labels))
@@ -268,7 +288,12 @@ def _plan_claims(batch: _Batch, labels: dict[str, tuple]) -> dict[str, uuid.UUID
         first_use = c.item.id not in seen_ids
         seen_ids.add(c.item.id)
         plausible = c.item.net_g <= c.category.max_plausible_g
-        if first_use and plausible and labels[c.serial][3] is None and c.serial not in plan:
+        if (
+            first_use
+            and plausible
+            and labels[c.serial][3] is None
+            and c.serial not in plan
+        ):
             plan[c.serial] = c.item.id
     return plan
 
@@ -301,34 +326,55 @@ def _reject(item: DepositIn, code: str, message: str) -> Outcome:
     return Outcome(str(item.id), "rejected", error={"code": code, "message": message})
 
 
-def _check(ref: KioskRef, setup: store.Setup, item: DepositIn, now, limits: Limits) -> Outcome | _Candidate:
+def _check(
+    ref: KioskRef, setup: store.Setup, item: DepositIn, now, limits: Limits
+) -> Outcome | _Candidate:
     """Run every check that needs no lock; return a rejection or a candidate."""
     ahead_s = (item.occurred_at - now).total_seconds()
     if ahead_s > limits.max_ahead_s:
-        return _reject(item, "occurred_at_in_future",
-                       f"occurred_at is {int(ahead_s)} s ahead of the server clock")
+        return _reject(
+            item,
+            "occurred_at_in_future",
+            f"occurred_at is {int(ahead_s)} s ahead of the server clock",
+        )
     if -ahead_s > limits.max_age_s:
-        return _reject(item, "occurred_at_too_old",
-                       f"occurred_at is older than the accepted backlog of {limits.max_age_s} s")
+        return _reject(
+            item,
+            "occurred_at_too_old",
+            f"occurred_at is older than the accepted backlog of {limits.max_age_s} s",
+        )
     door = setup.doors.get(item.door)
     if door is None:
-        return _reject(item, "unknown_door", f"door {item.door} is not a door of this kiosk")
+        return _reject(
+            item, "unknown_door", f"door {item.door} is not a door of this kiosk"
+        )
     category = setup.categories.get(item.category)
     if category is None:
-        return _reject(item, "unknown_category", f"category {item.category!r} is not known here")
+        return _reject(
+            item, "unknown_category", f"category {item.category!r} is not known here"
+        )
     if door.category_id != category.id:
-        return _reject(item, "door_category_mismatch",
-                       f"door {item.door} does not take {item.category!r}")
+        return _reject(
+            item,
+            "door_category_mismatch",
+            f"door {item.door} does not take {item.category!r}",
+        )
     if not 0 < item.net_g <= door.capacity_g:
-        return _reject(item, "net_g_out_of_range",
-                       f"net_g {item.net_g} is outside 1..{door.capacity_g} for door {item.door}")
+        return _reject(
+            item,
+            "net_g_out_of_range",
+            f"net_g {item.net_g} is outside 1..{door.capacity_g} for door {item.door}",
+        )
     try:
         claims, signature = plabels.parse_label(item.label)
     except plabels.LabelError as exc:
         return _reject(item, exc.code, str(exc))
     if claims.community != ref.community_slug:
-        return _reject(item, "label_wrong_community",
-                       f"the label belongs to community {claims.community!r}")
+        return _reject(
+            item,
+            "label_wrong_community",
+            f"the label belongs to community {claims.community!r}",
+        )
     signed = f"{plabels.VERSION}.{claims.community}.{claims.household}.{claims.serial}"
     if not _signature_ok(ref.label_public_key, signature, signed.encode("ascii")):
         return _reject(item, "label_bad_signature", "label signature does not verify")
@@ -340,12 +386,20 @@ def _check_labels(batch: _Batch, labels: dict[str, tuple]) -> None:
     kept = []
     for c in batch.candidates:
         row = labels.get(c.serial)
-        if row is None or row[1] != c.household_code or row[4] != batch.ref.community_id:
-            batch.outcomes[c.index] = _reject(c.item, "label_unknown",
-                                              f"label {c.serial} was never issued to this household")
+        if (
+            row is None
+            or row[1] != c.household_code
+            or row[4] != batch.ref.community_id
+        ):
+            batch.outcomes[c.index] = _reject(
+                c.item,
+                "label_unknown",
+                f"label {c.serial} was never issued to this household",
+            )
         elif row[2] is not None and row[2] <= c.item.occurred_at:
-            batch.outcomes[c.index] = _reject(c.item, "label_revoked",
-                                              f"label {c.serial} was revoked")
+            batch.outcomes[c.index] = _reject(
+                c.item, "label_revoked", f"label {c.serial} was revoked"
+            )
         else:
             c.household_id = row[0]
             c.day = points.local_day(c.item.occurred_at, batch.ref.timezone)
@@ -358,13 +412,19 @@ def _daily_totals(session: Session, batch: _Batch, rules: points.RuleBook) -> di
     keys = {
         (c.household_id, c.category.id, c.day)
         for c in batch.candidates
-        if (rule := rules.in_force(c.category.id, c.item.occurred_at)) and rule.daily_cap is not None
+        if (rule := rules.in_force(c.category.id, c.item.occurred_at))
+        and rule.daily_cap is not None
     }
     return points.load_daily_totals(session, keys) if keys else {}
 
 
-def _decide(session: Session, batch: _Batch, rules: points.RuleBook, won: dict[str, uuid.UUID],
-            accounts: dict[int, ledger.AccountState]) -> None:
+def _decide(
+    session: Session,
+    batch: _Batch,
+    rules: points.RuleBook,
+    won: dict[str, uuid.UUID],
+    accounts: dict[int, ledger.AccountState],
+) -> None:
     """Score the candidates in order (``won``: the label claims that held), then write."""
     totals = _daily_totals(session, batch, rules)
     running = {h: state.balance for h, state in accounts.items()}
@@ -375,56 +435,100 @@ def _decide(session: Session, batch: _Batch, rules: points.RuleBook, won: dict[s
         if batch.outcomes[index] is not None:
             continue  # rejected by a check
         if item.id in recorded:
-            batch.outcomes[index] = _repeat(item, batch.digests[index], recorded[item.id], running)
+            batch.outcomes[index] = _repeat(
+                item, batch.digests[index], recorded[item.id], running
+            )
             continue
         c = by_index[index]
         rule = rules.in_force(c.category.id, item.occurred_at)
         key = (c.household_id, c.category.id, c.day)
         if item.net_g > c.category.max_plausible_g:
-            status, award = "flagged", points.Award(0, rule and rule.id, "implausible_weight")
+            status, award = (
+                "flagged",
+                points.Award(0, rule and rule.id, "implausible_weight"),
+            )
         elif won.get(c.serial) != item.id:
             status, award = "flagged", points.Award(0, rule and rule.id, "label_reused")
         else:
             status = "accepted"
-            award = points.score(rule, item.net_g, totals.get(key, 0) + increments.get(key, 0))
+            award = points.score(
+                rule, item.net_g, totals.get(key, 0) + increments.get(key, 0)
+            )
             increments[key] = increments.get(key, 0) + award.points
         if award.points:
             running[c.household_id] += award.points
             postings.append(_posting(c, award.points))
         rows.append(_deposit_row(batch, c, status, award))
-        recorded[item.id] = (c.digest, status, award.points, c.household_id, award.reason)
-        batch.outcomes[index] = Outcome(str(item.id), status, award.points,
-                                        running[c.household_id], award.reason)
+        recorded[item.id] = (
+            c.digest,
+            status,
+            award.points,
+            c.household_id,
+            award.reason,
+        )
+        batch.outcomes[index] = Outcome(
+            str(item.id), status, award.points, running[c.household_id], award.reason
+        )
     _write(session, accounts, increments, postings, rows, running)
 
 
-def _repeat(item: DepositIn, digest: str, original: tuple, running: dict[int, int]) -> Outcome:
+def _repeat(
+    item: DepositIn, digest: str, original: tuple, running: dict[int, int]
+) -> Outcome:
     """Answer an id recorded before: duplicate (same content) or conflict."""
     stored_digest, status, pts, household_id, reason = original
     if stored_digest == digest:
-        return Outcome(str(item.id), "duplicate", pts, running.get(household_id), reason,
-                       original_status=status)
+        return Outcome(
+            str(item.id),
+            "duplicate",
+            pts,
+            running.get(household_id),
+            reason,
+            original_status=status,
+        )
     return Outcome(
-        str(item.id), "conflict",
-        error={"code": "conflict", "message": "this id was recorded before with different content"},
+        str(item.id),
+        "conflict",
+        error={
+            "code": "conflict",
+            "message": "this id was recorded before with different content",
+        },
     )
 
 
 def _posting(c: _Candidate, amount: int) -> ledger.Posting:
     return ledger.Posting(
-        c.household_id, "deposit", amount, f"{c.item.net_g} g {c.item.category}",
-        "deposit", str(c.item.id), idempotency_key=f"deposit:{c.item.id}",
+        c.household_id,
+        "deposit",
+        amount,
+        f"{c.item.net_g} g {c.item.category}",
+        "deposit",
+        str(c.item.id),
+        idempotency_key=f"deposit:{c.item.id}",
     )
 
 
-def _deposit_row(batch: _Batch, c: _Candidate, status: str, award: points.Award) -> dict:
+def _deposit_row(
+    batch: _Batch, c: _Candidate, status: str, award: points.Award
+) -> dict:
     item = c.item
     return {
-        "id": item.id, "kiosk_id": batch.ref.kiosk_id, "community_id": batch.ref.community_id,
-        "household_id": c.household_id, "label_serial": c.serial, "door": item.door,
-        "category_id": c.category.id, "net_g": item.net_g, "occurred_at": item.occurred_at,
-        "local_day": c.day, "received_at": batch.now, "status": status, "points": award.points,
-        "rule_id": award.rule_id, "reason": award.reason, "content_hash": c.digest,
+        "id": item.id,
+        "kiosk_id": batch.ref.kiosk_id,
+        "community_id": batch.ref.community_id,
+        "household_id": c.household_id,
+        "label_serial": c.serial,
+        "door": item.door,
+        "category_id": c.category.id,
+        "net_g": item.net_g,
+        "occurred_at": item.occurred_at,
+        "local_day": c.day,
+        "received_at": batch.now,
+        "status": status,
+        "points": award.points,
+        "rule_id": award.rule_id,
+        "reason": award.reason,
+        "content_hash": c.digest,
     }
 
 
@@ -435,11 +539,15 @@ def _write(session, accounts, increments, postings, rows, running) -> None:
     if postings:
         # the deposit id is the idempotency key: its unique index backs up the
         # deposits primary key, so the ledger needs no extra look-up here
-        ledger.post_many(session, postings, locked=accounts, check_keys=False, return_ids=False)
+        ledger.post_many(
+            session, postings, locked=accounts, check_keys=False, return_ids=False
+        )
         for household_id in {p.household_id for p in postings}:
             if accounts[household_id].balance != running[household_id]:
                 raise AssertionError("ledger and ingest disagree on a balance")
     if rows:
         inserted = store.insert_deposits(conn, rows)
         if inserted != len(rows):
-            raise _RaceLost(f"{len(rows) - inserted} deposit ids were recorded concurrently")
+            raise _RaceLost(
+                f"{len(rows) - inserted} deposit ids were recorded concurrently"
+            )

@@ -18,7 +18,15 @@ from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.engine import Connection
 
 from backend.models import (
-    Account, Category, Community, Deposit, Household, Kiosk, KioskDoor, Label, PointsRule,
+    Account,
+    Category,
+    Community,
+    Deposit,
+    Household,
+    Kiosk,
+    KioskDoor,
+    Label,
+    PointsRule,
 )
 from backend.services import ledger, points
 from backend.services._sql import MAX_IN_PARAMS, chunked, insert_ignore_for, params
@@ -60,8 +68,12 @@ class Setup:
 
 
 _EXISTING = select(
-    DEPOSITS.c.id, DEPOSITS.c.content_hash, DEPOSITS.c.status, DEPOSITS.c.points,
-    DEPOSITS.c.household_id, DEPOSITS.c.reason,
+    DEPOSITS.c.id,
+    DEPOSITS.c.content_hash,
+    DEPOSITS.c.status,
+    DEPOSITS.c.points,
+    DEPOSITS.c.household_id,
+    DEPOSITS.c.reason,
 ).where(DEPOSITS.c.id.in_(bindparam("ids", expanding=True)))
 
 
@@ -102,23 +114,50 @@ class KioskContext:
 # LEFT JOIN product stays small while saving round trips.
 _CONTEXT = (
     select(
-        KIOSKS.c.secret, KIOSKS.c.enabled, KIOSKS.c.name, KIOSKS.c.last_seen_at, COMMUNITIES.c.id,
-        COMMUNITIES.c.slug, COMMUNITIES.c.timezone, COMMUNITIES.c.label_public_key,
-        CATEGORIES.c.id, CATEGORIES.c.code, CATEGORIES.c.max_plausible_g, DOORS.c.door,
-        DOORS.c.capacity_g, RULES.c.id, RULES.c.version, RULES.c.points_per_kg, RULES.c.min_net_g,
-        RULES.c.daily_cap, RULES.c.effective_at,
+        KIOSKS.c.secret,
+        KIOSKS.c.enabled,
+        KIOSKS.c.name,
+        KIOSKS.c.last_seen_at,
+        COMMUNITIES.c.id,
+        COMMUNITIES.c.slug,
+        COMMUNITIES.c.timezone,
+        COMMUNITIES.c.label_public_key,
+        CATEGORIES.c.id,
+        CATEGORIES.c.code,
+        CATEGORIES.c.max_plausible_g,
+        DOORS.c.door,
+        DOORS.c.capacity_g,
+        RULES.c.id,
+        RULES.c.version,
+        RULES.c.points_per_kg,
+        RULES.c.min_net_g,
+        RULES.c.daily_cap,
+        RULES.c.effective_at,
     )
     .select_from(
         KIOSKS.join(COMMUNITIES, COMMUNITIES.c.id == KIOSKS.c.community_id)
         .outerjoin(CATEGORIES, CATEGORIES.c.community_id == COMMUNITIES.c.id)
-        .outerjoin(DOORS, and_(DOORS.c.category_id == CATEGORIES.c.id, DOORS.c.kiosk_id == KIOSKS.c.id))
-        .outerjoin(RULES, and_(RULES.c.category_id == CATEGORIES.c.id, RULES.c.effective_at <= bindparam("until")))
+        .outerjoin(
+            DOORS,
+            and_(
+                DOORS.c.category_id == CATEGORIES.c.id, DOORS.c.kiosk_id == KIOSKS.c.id
+            ),
+        )
+        .outerjoin(
+            RULES,
+            and_(
+                RULES.c.category_id == CATEGORIES.c.id,
+                RULES.c.effective_at <= bindparam("until"),
+            ),
+        )
     )
     .where(KIOSKS.c.id == bindparam("kiosk_id"))
 )
 
 
-def kiosk_context(conn: Connection, kiosk_id: str, until: dt.datetime) -> KioskContext | None:
+def kiosk_context(
+    conn: Connection, kiosk_id: str, until: dt.datetime
+) -> KioskContext | None:
     """Load a kiosk with everything a request needs (rule versions effective up to ``until``)."""
     rows = conn.execute(_CONTEXT, {"kiosk_id": kiosk_id, "until": until}).all()
     if not rows:
@@ -137,14 +176,22 @@ def kiosk_context(conn: Connection, kiosk_id: str, until: dt.datetime) -> KioskC
             rules[rule_id] = points.Rule(rule_id, cat_id, *row[14:])
     secret, enabled, name, last_seen, community_id, slug, timezone, key = rows[0][:8]
     return KioskContext(
-        KioskRef(kiosk_id, community_id, slug, timezone, key), name, secret, enabled, last_seen,
+        KioskRef(kiosk_id, community_id, slug, timezone, key),
+        name,
+        secret,
+        enabled,
+        last_seen,
         Setup(doors, categories, points.RuleBook(rules.values())),
     )
 
 
 _LABEL_COLS = (
-    LABELS.c.serial, LABELS.c.household_id, HOUSEHOLDS.c.code, LABELS.c.revoked_at,
-    LABELS.c.first_deposit_id, LABELS.c.community_id,
+    LABELS.c.serial,
+    LABELS.c.household_id,
+    HOUSEHOLDS.c.code,
+    LABELS.c.revoked_at,
+    LABELS.c.first_deposit_id,
+    LABELS.c.community_id,
 )
 _READ_LABELS = (
     select(*_LABEL_COLS)
@@ -186,10 +233,14 @@ def labels_with_locked_accounts(
     wanted = sorted(set(serials))
     if len(wanted) > MAX_IN_PARAMS:
         labels = read_labels(session.connection(), wanted)
-        return labels, ledger.lock_accounts(session, {row[0] for row in labels.values()})
+        return labels, ledger.lock_accounts(
+            session, {row[0] for row in labels.values()}
+        )
     labels: dict[str, tuple] = {}
     accounts: dict[int, ledger.AccountState] = {}
-    for serial, *rest in session.connection().execute(_LOCK_LABEL_ACCOUNTS, {"serials": wanted}):
+    for serial, *rest in session.connection().execute(
+        _LOCK_LABEL_ACCOUNTS, {"serials": wanted}
+    ):
         labels[serial] = tuple(rest[:5])
         accounts[rest[0]] = ledger.AccountState(rest[5], rest[6])
     missing = [s for s in wanted if s not in labels]
@@ -198,13 +249,17 @@ def labels_with_locked_accounts(
         extra = read_labels(session.connection(), missing)
         if extra:
             labels.update(extra)
-            accounts.update(ledger.lock_accounts(session, {row[0] for row in extra.values()}))
+            accounts.update(
+                ledger.lock_accounts(session, {row[0] for row in extra.values()})
+            )
     return labels, accounts
 
 
 _CLAIM = (
     update(LABELS)
-    .where(LABELS.c.serial == bindparam("b_serial"), LABELS.c.first_deposit_id.is_(None))
+    .where(
+        LABELS.c.serial == bindparam("b_serial"), LABELS.c.first_deposit_id.is_(None)
+    )
     .values(first_deposit_id=bindparam("b_deposit"))
 )
 _CLAIMED_BY = select(LABELS.c.serial, LABELS.c.first_deposit_id).where(

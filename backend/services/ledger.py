@@ -15,14 +15,20 @@ balance, entry count and ``balance_after`` chain by streaming the entries.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
-from backend.errors import AlreadyExists, InsufficientBalance, InvalidInput, NotFound, SortpointError
+from backend.errors import (
+    AlreadyExists,
+    InsufficientBalance,
+    InvalidInput,
+    NotFound,
+    SortpointError,
+)
 from backend.models import LEDGER_KINDS, Account, Household, LedgerEntry, utcnow
 from backend.services._sql import chunked, insert_ignore, params
 
@@ -107,7 +113,9 @@ def _ensure_accounts(session: Session, household_ids: Sequence[int]) -> None:
     session.execute(insert_ignore(session, ACCOUNTS, ["household_id"]), rows)
 
 
-def lock_accounts(session: Session, household_ids: Iterable[int]) -> dict[int, AccountState]:
+def lock_accounts(
+    session: Session, household_ids: Iterable[int]
+) -> dict[int, AccountState]:
     """Lock the accounts of ``household_ids`` in ascending order and return their state.
 
     Missing accounts are created first (balance 0).  The returned states are
@@ -130,7 +138,9 @@ _READ = (
 _LOCK = _READ.with_for_update(key_share=True)
 
 
-def _select_locked(session: Session, household_ids: list[int], stmt=_LOCK) -> dict[int, AccountState]:
+def _select_locked(
+    session: Session, household_ids: list[int], stmt=_LOCK
+) -> dict[int, AccountState]:
     states: dict[int, AccountState] = {}
     conn = session.connection()
     for chunk in chunked(household_ids):
@@ -139,7 +149,9 @@ def _select_locked(session: Session, household_ids: list[int], stmt=_LOCK) -> di
     return states
 
 
-def read_accounts(session: Session, household_ids: Iterable[int]) -> dict[int, AccountState]:
+def read_accounts(
+    session: Session, household_ids: Iterable[int]
+) -> dict[int, AccountState]:
     """Return the state of accounts without locking them (missing ones read as 0)."""
     wanted = sorted(set(household_ids))
     states = {h: AccountState(0, 0) for h in wanted}
@@ -159,9 +171,13 @@ def _check_posting(p: Posting) -> None:
     if p.kind not in LEDGER_KINDS:
         raise InvalidInput(f"unknown ledger entry kind {p.kind!r}")
     if isinstance(p.amount, bool) or not isinstance(p.amount, int) or p.amount == 0:
-        raise InvalidInput(f"a ledger amount is a non-zero whole number, not {p.amount!r}")
+        raise InvalidInput(
+            f"a ledger amount is a non-zero whole number, not {p.amount!r}"
+        )
     if not p.reason or len(p.reason) > MAX_REASON_LEN:
-        raise InvalidInput(f"a ledger entry needs a reason of 1..{MAX_REASON_LEN} characters")
+        raise InvalidInput(
+            f"a ledger entry needs a reason of 1..{MAX_REASON_LEN} characters"
+        )
     if not p.source_type or not p.source_id:
         raise InvalidInput("a ledger entry needs a source type and id")
 
@@ -178,14 +194,18 @@ def _same_content(row, p: Posting) -> bool:
     )
 
 
-def _existing_by_key(session: Session, postings: Sequence[Posting]) -> dict[str, Posted]:
+def _existing_by_key(
+    session: Session, postings: Sequence[Posting]
+) -> dict[str, Posted]:
     """Return the stored entries of postings whose idempotency key was used before."""
     keys = [p.idempotency_key for p in postings if p.idempotency_key]
     if not keys:
         return {}
     found = {}
     for chunk in chunked(keys):
-        for row in session.execute(select(ENTRIES).where(ENTRIES.c.idempotency_key.in_(chunk))):
+        for row in session.execute(
+            select(ENTRIES).where(ENTRIES.c.idempotency_key.in_(chunk))
+        ):
             found[row.idempotency_key] = row
     result: dict[str, Posted] = {}
     for p in postings:
@@ -197,7 +217,9 @@ def _existing_by_key(session: Session, postings: Sequence[Posting]) -> dict[str,
                 f"idempotency key {p.idempotency_key!r} was used for entry {row.id} "
                 "with different content"
             )
-        result[p.idempotency_key] = Posted(row.id, row.household_id, row.amount, row.balance_after)
+        result[p.idempotency_key] = Posted(
+            row.id, row.household_id, row.amount, row.balance_after
+        )
     return result
 
 
@@ -232,7 +254,9 @@ def post_many(
             results.append(previous[p.idempotency_key])
             continue
         if p.idempotency_key and p.idempotency_key in seen_keys:
-            raise IdempotencyConflict(f"idempotency key {p.idempotency_key!r} twice in one posting")
+            raise IdempotencyConflict(
+                f"idempotency key {p.idempotency_key!r} twice in one posting"
+            )
         state = locked.get(p.household_id)
         if state is None:
             raise InvalidInput(f"account of household {p.household_id} is not locked")
@@ -250,9 +274,15 @@ def post_many(
         results.append(None)
         slots.append(i)
     if rows:
-        ids = _insert_entries(session, rows) if return_ids else _insert_entries_bare(session, rows)
+        ids = (
+            _insert_entries(session, rows)
+            if return_ids
+            else _insert_entries_bare(session, rows)
+        )
         for slot, row, entry_id in zip(slots, rows, ids):
-            results[slot] = Posted(entry_id, row["household_id"], row["amount"], row["balance_after"])
+            results[slot] = Posted(
+                entry_id, row["household_id"], row["amount"], row["balance_after"]
+            )
         touched = {row["household_id"] for row in rows}
         _write_accounts(session, {h: locked[h] for h in touched}, now)
     return results
@@ -282,11 +312,17 @@ def _entry_row(p: Posting, balance_after: int, now) -> dict:
 
 
 _INSERT = ENTRIES.insert()
-_INSERT_RETURNING = ENTRIES.insert().returning(ENTRIES.c.id, sort_by_parameter_order=True)
+_INSERT_RETURNING = ENTRIES.insert().returning(
+    ENTRIES.c.id, sort_by_parameter_order=True
+)
 _UPDATE_ACCOUNT = (
     update(ACCOUNTS)
     .where(ACCOUNTS.c.household_id == bindparam("b_household"))
-    .values(balance=bindparam("b_balance"), entry_count=bindparam("b_count"), updated_at=bindparam("b_at"))
+    .values(
+        balance=bindparam("b_balance"),
+        entry_count=bindparam("b_count"),
+        updated_at=bindparam("b_at"),
+    )
 )
 
 
@@ -304,7 +340,12 @@ def _insert_entries_bare(session: Session, rows: list[dict]) -> list[int]:
 def _write_accounts(session: Session, states: dict[int, AccountState], now) -> None:
     """Store new balances and counts (one executemany, ascending household)."""
     rows = [
-        {"b_household": h, "b_balance": states[h].balance, "b_count": states[h].entry_count, "b_at": now}
+        {
+            "b_household": h,
+            "b_balance": states[h].balance,
+            "b_count": states[h].entry_count,
+            "b_at": now,
+        }
         for h in sorted(states)
     ]
     session.connection().execute(_UPDATE_ACCOUNT, params(rows))
@@ -330,7 +371,9 @@ def post(
     """
     if session.get(Household, household_id) is None:
         raise NotFound(f"no household with id {household_id}")
-    posting = Posting(household_id, kind, amount, reason, source_type, str(source_id), idempotency_key)
+    posting = Posting(
+        household_id, kind, amount, reason, source_type, str(source_id), idempotency_key
+    )
     [posted] = post_many(session, [posting])
     return session.get(LedgerEntry, posted.entry_id)
 
@@ -348,10 +391,14 @@ def reverse(
     if original is None:
         raise NotFound(f"no ledger entry {entry_id}")
     if original.kind == "reversal":
-        raise InvalidInput(f"entry {entry_id} is itself a reversal; post an adjustment instead")
+        raise InvalidInput(
+            f"entry {entry_id} is itself a reversal; post an adjustment instead"
+        )
     # lock first: a concurrent reversal of the same entry waits here, then sees ours
     locked = lock_accounts(session, [original.household_id])
-    done = session.scalar(select(ENTRIES.c.id).where(ENTRIES.c.reverses_entry_id == entry_id))
+    done = session.scalar(
+        select(ENTRIES.c.id).where(ENTRIES.c.reverses_entry_id == entry_id)
+    )
     if done is not None:
         raise AlreadyExists(f"entry {entry_id} was already reversed by entry {done}")
     posting = Posting(
@@ -406,15 +453,19 @@ def verify(
     """
     accounts = _stream(
         session,
-        select(ACCOUNTS.c.household_id, ACCOUNTS.c.balance, ACCOUNTS.c.entry_count).order_by(
-            ACCOUNTS.c.household_id
-        ),
+        select(
+            ACCOUNTS.c.household_id, ACCOUNTS.c.balance, ACCOUNTS.c.entry_count
+        ).order_by(ACCOUNTS.c.household_id),
         batch_size,
     )
     entries = _stream(
         session,
-        select(ENTRIES.c.household_id, ENTRIES.c.id, ENTRIES.c.amount, ENTRIES.c.balance_after)
-        .order_by(ENTRIES.c.household_id, ENTRIES.c.id),
+        select(
+            ENTRIES.c.household_id,
+            ENTRIES.c.id,
+            ENTRIES.c.amount,
+            ENTRIES.c.balance_after,
+        ).order_by(ENTRIES.c.household_id, ENTRIES.c.id),
         batch_size,
     )
     found: list[Mismatch] = []
@@ -436,7 +487,9 @@ def _per_household(entries: Iterator) -> Iterator[tuple[int, int, int, list[Mism
         total += amount
         count += 1
         if balance_after != total and len(problems) < 10:
-            problems.append(Mismatch(household_id, "chain", total, balance_after, entry_id))
+            problems.append(
+                Mismatch(household_id, "chain", total, balance_after, entry_id)
+            )
         if total < 0 and len(problems) < 10:
             problems.append(Mismatch(household_id, "negative", 0, total, entry_id))
     if current is not None:
@@ -462,7 +515,9 @@ def _merge(accounts: Iterator, folded: Iterator) -> Iterator[Mismatch]:
             account, group = next(accounts, None), next(folded, None)
 
 
-def _compare(household_id, total, count, stored_balance, stored_count) -> Iterator[Mismatch]:
+def _compare(
+    household_id, total, count, stored_balance, stored_count
+) -> Iterator[Mismatch]:
     if stored_balance != total:
         yield Mismatch(household_id, "balance", total, stored_balance)
     if stored_count != count:

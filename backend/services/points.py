@@ -17,8 +17,8 @@ import bisect
 import datetime as dt
 import functools
 import zoneinfo
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from sqlalchemy import bindparam, select, tuple_
 from sqlalchemy.orm import Session
@@ -62,7 +62,9 @@ class RuleBook:
         self._by_category: dict[int, list[Rule]] = {}
         for rule in sorted(rules, key=lambda r: (r.effective_at, r.version)):
             self._by_category.setdefault(rule.category_id, []).append(rule)
-        self._times = {c: [r.effective_at for r in rs] for c, rs in self._by_category.items()}
+        self._times = {
+            c: [r.effective_at for r in rs] for c, rs in self._by_category.items()
+        }
 
     def in_force(self, category_id: int, at: dt.datetime) -> Rule | None:
         """Return the version with the latest effective_at <= ``at``, or None."""
@@ -80,8 +82,13 @@ class RuleBook:
 
 def _rule(row) -> Rule:
     return Rule(
-        row.id, row.category_id, row.version, row.points_per_kg, row.min_net_g,
-        row.daily_cap, row.effective_at,
+        row.id,
+        row.category_id,
+        row.version,
+        row.points_per_kg,
+        row.min_net_g,
+        row.daily_cap,
+        row.effective_at,
     )
 
 
@@ -89,7 +96,9 @@ def load_rules(session: Session, category_ids: Iterable[int]) -> RuleBook:
     """Load every version of the rules of ``category_ids``."""
     rules: list[Rule] = []
     for chunk in chunked(sorted(set(category_ids))):
-        rows = session.execute(select(PointsRule).where(PointsRule.category_id.in_(chunk)))
+        rows = session.execute(
+            select(PointsRule).where(PointsRule.category_id.in_(chunk))
+        )
         rules.extend(_rule(r) for r in rows.scalars())
     return RuleBook(rules)
 
