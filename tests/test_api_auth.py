@@ -13,6 +13,7 @@ from sqlalchemy import func, select, update
 
 from backend.api import auth
 from backend.db import db
+from backend.errors import Unauthorized
 from backend.models import Deposit, Kiosk, RequestNonce
 from protocol import labels as plabels
 from protocol import signing
@@ -272,3 +273,34 @@ def test_label_example_in_protocol_doc_verifies():
         "A-101",
         "7K3Q9XW2MD",
     )
+
+
+@pytest.mark.parametrize(
+    "offset_s, ok", [(300, True), (301, False), (-300, True), (-301, False)]
+)
+def test_skew_boundary_is_exactly_300_seconds(world, offset_s, ok):
+    """The window is inclusive: 300 s either way passes, 301 s does not."""
+    sent_at = 1_750_000_000
+    headers = signed(
+        world.kiosk.id, world.secret, "GET", "/api/v1/kiosk/config", now=sent_at
+    )
+    now = dt.datetime.fromtimestamp(sent_at + offset_s, dt.timezone.utc)
+
+    def check():
+        with db.begin() as s:
+            return auth.authenticate(
+                s,
+                headers=headers,
+                method="GET",
+                target="/api/v1/kiosk/config",
+                body=b"",
+                now=now,
+                max_skew_s=300,
+            )
+
+    if ok:
+        assert check().ref.kiosk_id == world.kiosk.id
+    else:
+        with pytest.raises(Unauthorized) as refused:
+            check()
+        assert refused.value.code == "signature_stale"
