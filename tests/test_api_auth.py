@@ -284,7 +284,7 @@ def test_skew_boundary_is_exactly_300_seconds(world, offset_s, ok):
     headers = signed(
         world.kiosk.id, world.secret, "GET", "/api/v1/kiosk/config", now=sent_at
     )
-    now = dt.datetime.fromtimestamp(sent_at + offset_s, dt.timezone.utc)
+    now = dt.datetime.fromtimestamp(sent_at + offset_s, dt.UTC)
 
     def check():
         with db.begin() as s:
