@@ -353,6 +353,23 @@ def post_batch(port: int, seeded: Seeded, n: int) -> float:
     return elapsed
 
 
+def http_floor_ms(port: int, count: int) -> dict[str, float]:
+    """Return median ms of requests that ingest nothing: the HTTP and transaction floor."""
+    probes = {
+        "http": ("POST", "/api/openapi.json"),  # 405 from Flask: no database at all
+        "health": ("GET", "/api/v1/health"),  # one SELECT in its own transaction
+    }
+    floor = {}
+    for name, (method, path) in probes.items():
+        samples = []
+        for _ in range(count):
+            start = time.perf_counter()
+            request(port, method, path, b"{}" if method == "POST" else b"", {})
+            samples.append(time.perf_counter() - start)
+        floor[name] = statistics.median(samples) * 1000
+    return floor
+
+
 def api_rates(
     port: int, seeded: Seeded, requests_: int, size: int, warmup: int = 5
 ) -> list[float]:
@@ -534,6 +551,7 @@ def run(database: str, url: str, args) -> Result:
             flush=True,
         )
         result.figures["api_single"] = api_rates(port, seeded, args.singles, 1)
+        result.figures["floor_ms"] = http_floor_ms(port, args.singles)
     api_total = seeded.used
     raw = Raw(url, seeded)
     try:
@@ -551,6 +569,8 @@ def summarise(result: Result) -> dict:
     f = result.figures
     med = {k: statistics.median(v) for k, v in f.items() if isinstance(v, list)}
     return {
+        "floor_http_ms": f["floor_ms"]["http"],
+        "floor_health_ms": f["floor_ms"]["health"],
         "batch_api": med["api_batch"],
         "batch_raw": med["raw_batch"],
         "batch_ratio": med["api_batch"] / med["raw_batch"],
@@ -577,6 +597,11 @@ def print_summary(database: str, s: dict, args) -> None:
         f"single deposits: API {s['single_api']:8.0f} deposits/s   "
         f"raw one transaction each {s['single_raw']:8.0f} deposits/s   ratio {s['single_ratio']:.0%}"
         "   (goal >= 50%: " + ("MET" if s["single_ratio"] >= 0.50 else "NOT MET") + ")"
+    )
+    print(
+        f"single deposit: {1000 / s['single_api']:.2f} ms a request, raw transaction "
+        f"{1000 / s['single_raw']:.2f} ms; floor: {s['floor_http_ms']:.2f} ms HTTP (405, "
+        f"no database), {s['floor_health_ms']:.2f} ms health (one SELECT in a transaction)"
     )
 
 
@@ -631,12 +656,22 @@ def write_docs(summaries: dict, args) -> None:
             f"{s['single_raw']:,.0f} deposits/s (1 transaction each) | {s['single_ratio']:.0%} | "
             f">= 50 %: {'met' if s['single_ratio'] >= 0.50 else 'NOT met'} |"
         )
+    floors = [
+        f"- {database}: a single-deposit request takes {1000 / s['single_api']:.2f} ms against "
+        f"{1000 / s['single_raw']:.2f} ms for the raw transaction; the HTTP floor (a 405 answered "
+        f"by Flask, no database) is {s['floor_http_ms']:.2f} ms and the health check (one SELECT "
+        f"in a transaction) {s['floor_health_ms']:.2f} ms."
+        for database, s in summaries.items()
+    ]
     body = (
         f"Measured with `python scripts/bench_ingest.py --write-docs` ({args.batches} batches of "
-        f"{args.batch_size}, {args.singles} single-deposit requests, medians per request; gunicorn with "
-        f"{args.workers} sync workers and the client on the same {os.cpu_count()}-core machine; "
-        f"Python {platform.python_version()}, SQLAlchemy {sqlalchemy.__version__}).\n\n"
+        f"{args.batch_size}, {args.singles} single-deposit requests, medians per request; gunicorn "
+        f"with {args.workers} sync workers and the client on the same {os.cpu_count()}-core "
+        f"machine, shared with other jobs; Python {platform.python_version()}, SQLAlchemy "
+        f"{sqlalchemy.__version__}).\n\n"
         + "\n".join(rows)
+        + "\n\nWhere a single-deposit request goes:\n\n"
+        + "\n".join(floors)
         + "\n\n"
         + DOC_NOTES
     )
@@ -644,20 +679,50 @@ def write_docs(summaries: dict, args) -> None:
 
 
 DOC_NOTES = """\
-What is compared. *API*: one signed `POST /api/v1/deposits` round trip (client on the same machine),
-every deposit really credited (fresh label each): signature check and nonce insert, msgspec decode,
-Ed25519 label verification, labels and accounts locked, rule and daily-total look-ups, label claims,
-daily totals, ledger entries, accounts, deposits, commit, JSON answer. *Raw ceiling*: the same
-deposit and ledger rows and the account update as plain multi-row statements through the bare
-driver (psycopg / sqlite3), no checks, one transaction per batch (or per deposit). After the run
-every deposit is checked to be accepted and `ledger.verify` finds no mismatch.
+**What is compared.** *API*: one signed `POST /api/v1/deposits` round trip from a client on the
+same machine, every deposit really credited (a fresh label each). *Raw ceiling*: the same deposit
+and ledger rows and the account update as plain statements through the bare driver (psycopg /
+sqlite3): one multi-row INSERT each and one UPDATE per batch, or INSERT, INSERT, UPDATE per deposit,
+then COMMIT; no checks. After the run every deposit is checked to be accepted and `ledger.verify`
+finds no mismatch. Both sides run in the same minute, so the ratios are steadier than the absolute
+figures, which move by a third between runs on this shared 2-core machine.
 
-How the hot path stays close to the ceiling: one transaction per batch; Core statements, no ORM
-flush; one bulk SELECT each for existing ids, labels (`FOR NO KEY UPDATE`, ascending serial),
-accounts (ascending household), rules and daily totals; label claims and account balances each one
-`UPDATE ... CASE` statement; daily totals one multi-row upsert; deposits one multi-row
-`INSERT ... ON CONFLICT DO NOTHING RETURNING`. The single-deposit path pays for HTTP, signature,
-nonce row and the checks on top of the same commit, which dominates on both databases.
+**The hot path** (`backend/services/ingest.py`, `ingest_store.py`), one transaction per batch:
+
+1. kiosk, community, doors, categories and rule versions in one SELECT, with the secret the
+   signature is checked against; then the nonce INSERT (replay protection);
+2. recorded ids: one SELECT (duplicate / conflict);
+3. no database: msgspec decode, time/door/category/weight checks, label parse and Ed25519 check;
+4. labels joined to their households' accounts, `FOR NO KEY UPDATE OF accounts` in ascending
+   household order: one statement reads the labels and takes the locks that serialise everything
+   a household's deposits touch;
+5. label claims (`UPDATE ... WHERE first_deposit_id IS NULL`; the row count says whether every
+   claim held); daily totals read only when a cap applies;
+6. daily totals upsert, ledger entries INSERT, accounts UPDATE, deposits
+   `INSERT ... ON CONFLICT (id) DO NOTHING RETURNING id`; COMMIT.
+
+All statements are built once at import and run on the session's Connection (no ORM flush);
+writes of many rows are executemany calls (psycopg pipelines them, RETURNING inserts become
+multi-row INSERTs). Label signatures are checked with libsodium (PyNaCl): 47 µs a label here
+against 104 µs with `cryptography`'s OpenSSL, a tenth of a batch.
+
+**How it got here** (profiled with pyinstrument, PostgreSQL): the first working version built
+each statement per request, ran it through the ORM Session, locked labels `FOR UPDATE` and
+updated claims and balances with `CASE` statements compiled per batch size: batches reached 15 %
+of the ceiling and single deposits 3 %. Prebuilt statements on the Connection, executemany
+writes, a single-row `execute` for one-row writes, one query for the kiosk set-up, labels read
+with the account locks, claims without a separate label lock and libsodium brought batches to
+about a third of the ceiling and single deposits to about a fifth of a raw transaction.
+
+**The single-deposit goal (>= 50 %) is not met.** The raw transaction is three statements and a
+commit (fdatasync is fast on this machine). The request must also pay the HTTP floor shown above,
+the signature and nonce row, duplicate detection, the label claim and the caps: about ten round
+trips through SQLAlchemy where the raw path has four through the bare driver. Closing the gap
+would take PostgreSQL-only statements (data-modifying CTEs, or psycopg pipeline mode across the
+reads) and a second code path beside SQLite's, which was judged not worth the risk. Kiosks upload
+their journal in batches of up to 100, so the batch figure is the throughput that matters; a
+single-deposit request is the resident-at-the-bin latency, a few milliseconds against the 10 s
+deposit budget.
 """
 
 
