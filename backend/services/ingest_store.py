@@ -1,6 +1,7 @@
 """The SQL of deposit ingest: prebuilt Core statements run on the batch's connection.
 
-Built once at import (bind parameters, expanding IN lists), so a request
+Built once per dialect (bind parameters; ``= ANY(array)`` lists on
+PostgreSQL, expanding IN lists on SQLite, see ``_sql.in_list``), so a request
 pays neither statement construction nor compilation, and executed on the
 session's Connection rather than through the ORM.  Writes of many rows are
 executemany calls, which psycopg pipelines and SQLAlchemy turns into
@@ -29,7 +30,13 @@ from backend.models import (
     PointsRule,
 )
 from backend.services import ledger, points
-from backend.services._sql import MAX_IN_PARAMS, chunked, insert_ignore_for, params
+from backend.services._sql import (
+    MAX_IN_PARAMS,
+    chunked,
+    in_list,
+    insert_ignore_for,
+    params,
+)
 
 DEPOSITS = Deposit.__table__
 LABELS = Label.__table__
@@ -67,21 +74,23 @@ class Setup:
     rules: points.RuleBook
 
 
-_EXISTING = select(
-    DEPOSITS.c.id,
-    DEPOSITS.c.content_hash,
-    DEPOSITS.c.status,
-    DEPOSITS.c.points,
-    DEPOSITS.c.household_id,
-    DEPOSITS.c.reason,
-).where(DEPOSITS.c.id.in_(bindparam("ids", expanding=True)))
+@functools.lru_cache(maxsize=4)
+def _existing(dialect: str):
+    return select(
+        DEPOSITS.c.id,
+        DEPOSITS.c.content_hash,
+        DEPOSITS.c.status,
+        DEPOSITS.c.points,
+        DEPOSITS.c.household_id,
+        DEPOSITS.c.reason,
+    ).where(in_list(DEPOSITS.c.id, "ids", dialect))
 
 
 def existing(conn: Connection, ids) -> dict[uuid.UUID, tuple]:
     """Return id -> (content_hash, status, points, household_id, reason) of recorded ids."""
     found = {}
     for chunk in chunked(sorted(ids)):
-        for row in conn.execute(_EXISTING, {"ids": chunk}):
+        for row in conn.execute(_existing(conn.dialect.name), {"ids": chunk}):
             found[row[0]] = tuple(row[1:])
     return found
 
@@ -193,21 +202,29 @@ _LABEL_COLS = (
     LABELS.c.first_deposit_id,
     LABELS.c.community_id,
 )
-_READ_LABELS = (
-    select(*_LABEL_COLS)
-    .join(HOUSEHOLDS, HOUSEHOLDS.c.id == LABELS.c.household_id)
-    .where(LABELS.c.serial.in_(bindparam("serials", expanding=True)))
-)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_labels(dialect: str):
+    return (
+        select(*_LABEL_COLS)
+        .join(HOUSEHOLDS, HOUSEHOLDS.c.id == LABELS.c.household_id)
+        .where(in_list(LABELS.c.serial, "serials", dialect))
+    )
+
+
 # Labels with their households' accounts, locked in ascending household
 # order (the ledger's lock order) in the same round trip.
-_LOCK_LABEL_ACCOUNTS = (
-    select(*_LABEL_COLS, ACCOUNTS.c.balance, ACCOUNTS.c.entry_count)
-    .join(HOUSEHOLDS, HOUSEHOLDS.c.id == LABELS.c.household_id)
-    .join(ACCOUNTS, ACCOUNTS.c.household_id == LABELS.c.household_id)
-    .where(LABELS.c.serial.in_(bindparam("serials", expanding=True)))
-    .order_by(LABELS.c.household_id, LABELS.c.serial)
-    .with_for_update(of=ACCOUNTS, key_share=True)
-)
+@functools.lru_cache(maxsize=4)
+def _lock_label_accounts(dialect: str):
+    return (
+        select(*_LABEL_COLS, ACCOUNTS.c.balance, ACCOUNTS.c.entry_count)
+        .join(HOUSEHOLDS, HOUSEHOLDS.c.id == LABELS.c.household_id)
+        .join(ACCOUNTS, ACCOUNTS.c.household_id == LABELS.c.household_id)
+        .where(in_list(LABELS.c.serial, "serials", dialect))
+        .order_by(LABELS.c.household_id, LABELS.c.serial)
+        .with_for_update(of=ACCOUNTS, key_share=True)
+    )
 
 
 def read_labels(conn: Connection, serials) -> dict[str, tuple]:
@@ -217,7 +234,9 @@ def read_labels(conn: Connection, serials) -> dict[str, tuple]:
     """
     found: dict[str, tuple] = {}
     for chunk in chunked(sorted(set(serials))):
-        for serial, *rest in conn.execute(_READ_LABELS, {"serials": chunk}):
+        for serial, *rest in conn.execute(
+            _read_labels(conn.dialect.name), {"serials": chunk}
+        ):
             found[serial] = tuple(rest)
     return found
 
@@ -239,7 +258,7 @@ def labels_with_locked_accounts(
     labels: dict[str, tuple] = {}
     accounts: dict[int, ledger.AccountState] = {}
     for serial, *rest in session.connection().execute(
-        _LOCK_LABEL_ACCOUNTS, {"serials": wanted}
+        _lock_label_accounts(session.get_bind().dialect.name), {"serials": wanted}
     ):
         labels[serial] = tuple(rest[:5])
         accounts[rest[0]] = ledger.AccountState(rest[5], rest[6])
@@ -264,7 +283,7 @@ _CLAIM = (
 )
 _CLAIMED_BY = select(LABELS.c.serial, LABELS.c.first_deposit_id).where(
     LABELS.c.serial.in_(bindparam("serials", expanding=True))
-)
+)  # the rare path: a claim lost to a concurrent batch
 
 
 def claim_labels(conn: Connection, plan: dict[str, uuid.UUID]) -> dict[str, uuid.UUID]:
@@ -290,10 +309,20 @@ def claim_labels(conn: Connection, plan: dict[str, uuid.UUID]) -> dict[str, uuid
 
 @functools.lru_cache(maxsize=4)
 def _insert_deposits(dialect: str):
-    return insert_ignore_for(dialect, DEPOSITS, ["id"]).returning(DEPOSITS.c.id)
+    return insert_ignore_for(dialect, DEPOSITS, ["id"])
 
 
 def insert_deposits(conn: Connection, rows: list[dict]) -> int:
-    """Insert deposits in ascending id order, skipping ids that exist; return how many went in."""
+    """Insert deposits in ascending id order, skipping ids that exist; return how many went in.
+
+    ``INSERT ... ON CONFLICT (id) DO NOTHING`` as an executemany of one short
+    statement (psycopg pipelines it); the summed row count tells how many
+    ids were new.
+    """
     rows.sort(key=lambda r: r["id"])
-    return len(conn.execute(_insert_deposits(conn.dialect.name), params(rows)).all())
+    stmt = _insert_deposits(conn.dialect.name)
+    return (
+        conn.execution_options(preserve_rowcount=True)
+        .execute(stmt, params(rows))
+        .rowcount
+    )

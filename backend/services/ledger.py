@@ -15,6 +15,7 @@ balance, entry count and ``balance_after`` chain by streaming the entries.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -30,7 +31,7 @@ from backend.errors import (
     SortpointError,
 )
 from backend.models import LEDGER_KINDS, Account, Household, LedgerEntry, utcnow
-from backend.services._sql import chunked, insert_ignore, params
+from backend.services._sql import chunked, in_list, insert_ignore, params
 
 ACCOUNTS = Account.__table__
 ENTRIES = LedgerEntry.__table__
@@ -130,19 +131,22 @@ def lock_accounts(
     return states
 
 
-_READ = (
-    select(ACCOUNTS.c.household_id, ACCOUNTS.c.balance, ACCOUNTS.c.entry_count)
-    .where(ACCOUNTS.c.household_id.in_(bindparam("ids", expanding=True)))
-    .order_by(ACCOUNTS.c.household_id)
-)
-_LOCK = _READ.with_for_update(key_share=True)
+@functools.lru_cache(maxsize=8)
+def _accounts_stmt(dialect: str, lock: bool):
+    stmt = (
+        select(ACCOUNTS.c.household_id, ACCOUNTS.c.balance, ACCOUNTS.c.entry_count)
+        .where(in_list(ACCOUNTS.c.household_id, "ids", dialect))
+        .order_by(ACCOUNTS.c.household_id)
+    )
+    return stmt.with_for_update(key_share=True) if lock else stmt
 
 
 def _select_locked(
-    session: Session, household_ids: list[int], stmt=_LOCK
+    session: Session, household_ids: list[int], lock: bool = True
 ) -> dict[int, AccountState]:
     states: dict[int, AccountState] = {}
     conn = session.connection()
+    stmt = _accounts_stmt(conn.dialect.name, lock)
     for chunk in chunked(household_ids):
         for household_id, balance, count in conn.execute(stmt, {"ids": chunk}):
             states[household_id] = AccountState(balance, count)
@@ -155,7 +159,7 @@ def read_accounts(
     """Return the state of accounts without locking them (missing ones read as 0)."""
     wanted = sorted(set(household_ids))
     states = {h: AccountState(0, 0) for h in wanted}
-    states.update(_select_locked(session, wanted, _READ))
+    states.update(_select_locked(session, wanted, lock=False))
     return states
 
 
