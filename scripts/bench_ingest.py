@@ -699,30 +699,35 @@ figures, which move by a third between runs on this shared 2-core machine.
 5. label claims (`UPDATE ... WHERE first_deposit_id IS NULL`; the row count says whether every
    claim held); daily totals read only when a cap applies;
 6. daily totals upsert, ledger entries INSERT, accounts UPDATE, deposits
-   `INSERT ... ON CONFLICT (id) DO NOTHING RETURNING id`; COMMIT.
+   `INSERT ... ON CONFLICT (id) DO NOTHING` (the row count says how many ids were new); COMMIT.
 
-All statements are built once at import and run on the session's Connection (no ORM flush);
-writes of many rows are executemany calls (psycopg pipelines them, RETURNING inserts become
-multi-row INSERTs). Label signatures are checked with libsodium (PyNaCl): 47 µs a label here
-against 104 µs with `cryptography`'s OpenSSL, a tenth of a batch.
+All statements are built once per dialect and run on the session's Connection (no ORM flush).
+Writes of many rows are executemany calls of one short statement, which psycopg pipelines. On
+PostgreSQL id and serial lists are bound as one array (`= ANY(:ids)`): psycopg parses any
+statement over 4 KiB or 50 parameters afresh on every execution, and expanding `IN` lists of 100
+values cost several milliseconds a batch that way. Label signatures are checked with libsodium
+(PyNaCl): 47 µs a label here against 104 µs with `cryptography`'s OpenSSL.
 
-**How it got here** (profiled with pyinstrument, PostgreSQL): the first working version built
-each statement per request, ran it through the ORM Session, locked labels `FOR UPDATE` and
-updated claims and balances with `CASE` statements compiled per batch size: batches reached 15 %
-of the ceiling and single deposits 3 %. Prebuilt statements on the Connection, executemany
-writes, a single-row `execute` for one-row writes, one query for the kiosk set-up, labels read
-with the account locks, claims without a separate label lock and libsodium brought batches to
-about a third of the ceiling and single deposits to about a fifth of a raw transaction.
+**How it got here** (profiled with pyinstrument and cProfile, PostgreSQL, batches / single
+deposits as a share of the ceiling): the first working version built each statement per request,
+ran it through the ORM Session, locked labels `FOR UPDATE` and wrote claims and balances with
+`CASE` updates: 15 % / 3 %. Prebuilt statements on the Connection, executemany writes and a plain
+`execute` for one-row writes: 26 % / 12 %. Accounts locked first with the labels read in the same
+statement, claims without a separate label lock, one query for the kiosk set-up and libsodium:
+33 % / 18 %. Array parameters instead of long `IN` lists and the deposits as an executemany:
+the figures above.
 
-**The single-deposit goal (>= 50 %) is not met.** The raw transaction is three statements and a
-commit (fdatasync is fast on this machine). The request must also pay the HTTP floor shown above,
-the signature and nonce row, duplicate detection, the label claim and the caps: about ten round
-trips through SQLAlchemy where the raw path has four through the bare driver. Closing the gap
-would take PostgreSQL-only statements (data-modifying CTEs, or psycopg pipeline mode across the
-reads) and a second code path beside SQLite's, which was judged not worth the risk. Kiosks upload
-their journal in batches of up to 100, so the batch figure is the throughput that matters; a
-single-deposit request is the resident-at-the-bin latency, a few milliseconds against the 10 s
-deposit budget.
+**The single-deposit goal (>= 50 %) is not met**, on either database. The raw transaction is
+three statements and a commit through the bare driver (fdatasync is fast on this machine; on
+SQLite in WAL mode with `synchronous=NORMAL` a commit does not even sync). The request must also
+pay HTTP and Flask (the 405 floor above), a pooled SQLAlchemy session, the signature and nonce
+row, duplicate detection, the label claim and the caps: about ten round trips where the raw path
+has four. Even the health check, one SELECT in its own transaction, costs more than the whole raw
+deposit transaction. Closing the gap would take PostgreSQL-only statements (data-modifying CTEs,
+or psycopg pipeline mode across the reads) and a second code path beside SQLite's, which was
+judged not worth the risk. Kiosks upload their journal in batches of up to 100, so the batch
+figure is the throughput that matters; a single-deposit request is the resident-at-the-bin
+latency: a few milliseconds against the 10 s deposit budget.
 """
 
 
