@@ -493,3 +493,21 @@ def test_openapi_document_comes_from_the_schemas(client):
         "Nonce",
         "Signature",
     }
+
+
+def test_unknown_fields_are_ignored(client, world):
+    item = dict(deposit_item(lab(world)), firmware="2.1", tare_g=412)
+    result = one(client, world, item)
+    assert (result.status, result.points) == ("accepted", 10)
+
+
+def test_a_batch_that_keeps_losing_races_is_a_json_503(client, world, monkeypatch):
+    def always_lose(*args, **kwargs):
+        raise ingest._RaceLost("a concurrent batch recorded these ids")
+
+    monkeypatch.setattr(ingest, "apply_batch", always_lose)
+    monkeypatch.setattr(ingest.time, "sleep", lambda s: None)
+    response = post_deposits(client, world, [deposit_item(lab(world))])
+    assert response.status_code == 503
+    assert response.json["error"]["code"] == "busy"
+    assert count(Deposit) == 0
