@@ -15,13 +15,13 @@ One batch is one transaction.  The statements, in a fixed lock order so
 concurrent batches cannot deadlock: accounts of the households involved
 ``FOR NO KEY UPDATE`` (ascending household; this lock also serialises the
 household's labels and daily totals) -> label claims (``UPDATE labels SET
-first_deposit_id = ... WHERE first_deposit_id IS NULL RETURNING serial``: a
+first_deposit_id = :id WHERE serial = :s AND first_deposit_id IS NULL``: a
 label credits the deposit that claims it, atomically) -> daily totals ->
-ledger entries -> deposits ``INSERT ... ON CONFLICT (id) DO NOTHING RETURNING
-id`` (ascending id).  If a concurrent batch recorded one of
-our ids after we looked (fewer ids come back than were sent), the whole
-transaction is rolled back and retried, and the retry sees that deposit as a
-duplicate: every deposit is credited exactly once.
+ledger entries -> deposits ``INSERT ... ON CONFLICT (id) DO NOTHING``
+(ascending id).  If a concurrent batch recorded one of our ids after we
+looked (fewer rows go in than were sent), the whole transaction is rolled
+back and retried, and the retry sees that deposit as a duplicate: every
+deposit is credited exactly once.  The SQL itself is in ``ingest_store``.
 """
 
 from __future__ import annotations
@@ -268,11 +268,10 @@ def apply_batch(
             session, [c.serial for c in batch.candidates]
         )
     _check_labels(batch, labels)
+    # duplicates answer with their household's current balance
     others = {row[3] for row in batch.existing.values()} - accounts.keys()
     if others:
-        accounts.update(
-            ledger.read_accounts(session, others)
-        )  # balances for duplicates
+        accounts.update(ledger.read_accounts(session, others))
     if recheck and batch.candidates:
         _recheck(conn, batch)
     won = store.claim_labels(conn, _plan_claims(batch, labels))
@@ -440,21 +439,7 @@ def _decide(
             )
             continue
         c = by_index[index]
-        rule = rules.in_force(c.category.id, item.occurred_at)
-        key = (c.household_id, c.category.id, c.day)
-        if item.net_g > c.category.max_plausible_g:
-            status, award = (
-                "flagged",
-                points.Award(0, rule and rule.id, "implausible_weight"),
-            )
-        elif won.get(c.serial) != item.id:
-            status, award = "flagged", points.Award(0, rule and rule.id, "label_reused")
-        else:
-            status = "accepted"
-            award = points.score(
-                rule, item.net_g, totals.get(key, 0) + increments.get(key, 0)
-            )
-            increments[key] = increments.get(key, 0) + award.points
+        status, award = _score(c, rules, won, totals, increments)
         if award.points:
             running[c.household_id] += award.points
             postings.append(_posting(c, award.points))
@@ -470,6 +455,24 @@ def _decide(
             str(item.id), status, award.points, running[c.household_id], award.reason
         )
     _write(session, accounts, increments, postings, rows, running)
+
+
+def _score(
+    c: _Candidate, rules: points.RuleBook, won: dict, totals: dict, increments: dict
+):
+    """Return (status, award) of one new deposit; count accepted points towards its cap."""
+    rule = rules.in_force(c.category.id, c.item.occurred_at)
+    rule_id = rule.id if rule else None
+    if c.item.net_g > c.category.max_plausible_g:
+        return "flagged", points.Award(0, rule_id, "implausible_weight")
+    if won.get(c.serial) != c.item.id:
+        return "flagged", points.Award(0, rule_id, "label_reused")
+    key = (c.household_id, c.category.id, c.day)
+    award = points.score(
+        rule, c.item.net_g, totals.get(key, 0) + increments.get(key, 0)
+    )
+    increments[key] = increments.get(key, 0) + award.points
+    return "accepted", award
 
 
 def _repeat(
