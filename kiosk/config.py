@@ -42,6 +42,7 @@ RUNTIME_PARAMS = frozenset({"clock"})
 Positive = Annotated[float, Meta(gt=0)]
 PositiveInt = Annotated[int, Meta(ge=1)]
 NonNegInt = Annotated[int, Meta(ge=0)]
+BcmPin = Annotated[int, Meta(ge=0, le=27)]
 
 
 class _Section(Struct, forbid_unknown_fields=True, kw_only=True):
@@ -93,6 +94,8 @@ class DoorConfig(_Section):
     driver: Annotated[str, Meta(min_length=1)]
     #: name of a [scales.NAME] table; default: the [scale] table
     scale: str | None = None
+    #: BCM pin of this bin's push button (see [buttons]); none: choose on the touch screen
+    button_pin: BcmPin | None = None
     options: dict[str, Any] = {}
 
 
@@ -101,6 +104,26 @@ class WeighingSection(_Section):
     window_s: Positive = 0.8
     min_deposit_g: PositiveInt = 30
     stable_timeout_s: Positive = 10.0
+
+
+class ButtonsSection(_Section):
+    """The push buttons: ``[[doors]] button_pin`` picks a bin, ``cancel_pin`` cancels."""
+
+    #: a press counts once the input has read pressed this long (contact bounce is shorter)
+    debounce_ms: Annotated[int, Meta(ge=1, le=1000)] = 30
+    poll_ms: Annotated[int, Meta(ge=1, le=100)] = 10
+    #: switch to GND with the internal pull-up (True), or to 3V3 with the pull-down
+    active_low: bool = True
+    cancel_pin: BcmPin | None = None
+
+
+class UiSection(_Section):
+    """The touch-screen page the kiosk serves (shown by Chromium in kiosk mode)."""
+
+    enabled: bool = False
+    #: keep it on the loopback: anyone who reaches the page can choose a bin
+    host: Annotated[str, Meta(min_length=1)] = "127.0.0.1"
+    port: Annotated[int, Meta(ge=1, le=65535)] = 8080
 
 
 class TimeoutsSection(_Section):
@@ -125,6 +148,8 @@ class KioskConfig(_Section):
     journal: JournalSection = msgspec.field(default_factory=JournalSection)
     weighing: WeighingSection = msgspec.field(default_factory=WeighingSection)
     timeouts: TimeoutsSection = msgspec.field(default_factory=TimeoutsSection)
+    buttons: ButtonsSection = msgspec.field(default_factory=ButtonsSection)
+    ui: UiSection = msgspec.field(default_factory=UiSection)
     indicator: DriverSpec = msgspec.field(default_factory=lambda: DriverSpec(driver="none"))
 
     @property
@@ -257,7 +282,7 @@ def check_driver_options(
 
 # -- loading ------------------------------------------------------------------------
 
-_DOOR_KEYS = {"number", "category", "capacity_g", "driver", "scale"}
+_DOOR_KEYS = {"number", "category", "capacity_g", "driver", "scale", "button_pin"}
 
 
 def _split_driver(table, where: str, known: set[str]) -> Any:
@@ -320,6 +345,26 @@ def _check_meaning(config: KioskConfig) -> None:
         raise ConfigError("backend.retry_base_s: larger than backend.retry_max_s")
 
 
+def _check_button_pins(config: KioskConfig) -> None:
+    """Refuse a button on a pin another button or a driver table already uses."""
+    used: dict[int, str] = {}
+    tables = [("scale", config.scale), ("indicator", config.indicator)]
+    tables += [(f"scales.{n}", s) for n, s in config.scales.items()]
+    tables += [(f"doors[{i}]", d) for i, d in enumerate(config.doors)]
+    for where, spec in tables:
+        for key, value in (spec.options if spec is not None else {}).items():
+            if key.endswith("_pin") and isinstance(value, int):
+                used.setdefault(value, f"{where}.{key}")
+    buttons = [(f"doors[{i}].button_pin", d.button_pin) for i, d in enumerate(config.doors)]
+    buttons.append(("buttons.cancel_pin", config.buttons.cancel_pin))
+    for where, pin in buttons:
+        if pin is None:
+            continue
+        if pin in used:
+            raise ConfigError(f"{where}: GPIO {pin} is already {used[pin]}")
+        used[pin] = where
+
+
 def _merge_calibration(raw: dict, base_dir: Path) -> None:
     """Merge ``<state_dir>/calibration.toml`` [scale] keys over the raw [scale] table."""
     state_dir = raw.get("kiosk", {}).get("state_dir") if isinstance(raw.get("kiosk"), dict) else None
@@ -355,6 +400,7 @@ def config_from_dict(raw: dict, base_dir: str | Path = ".") -> KioskConfig:
         config.journal.path = str(_resolve(config.journal.path, base_dir))
     _check_meaning(config)
     _check_drivers(config)
+    _check_button_pins(config)
     return config
 
 

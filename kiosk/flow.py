@@ -337,6 +337,8 @@ class DepositFlow(StateChart):
     def busy_hint(self) -> str:
         """Return what to tell a resident whose action is not possible now."""
         hints = {
+            "idle": "That is not possible now: scan the label on your bag first",
+            "showing_result": "That is not possible now: scan the label on your bag first",
             "choosing": "Choose a bin first (or cancel)",
             "weighing_before": "Please wait: weighing",
             "door_unlocked": "Please open the door and put the bag in",

@@ -12,6 +12,9 @@
   stable, an increase of at least ``min_deposit_g`` over ``before_g`` is recorded with that
   net, anything else is marked interrupted.  The deposit id was the journal's before the door
   unlocked and is the backend's idempotency key, so nothing is lost or counted twice.
+* **Choosing a bin.** A push button per door (``[[doors]] button_pin``, polled and
+  debounced by ``hardware.button_gpio``) and the touch-screen page (``kiosk.ui``, when
+  ``[ui] enabled``) only post ``choose``/``cancel`` events to the queue; the loop decides.
 * **Fail-secure.** Doors are locked on start, on exit, on SIGTERM and on any unhandled
   exception (``run()``'s ``finally``), and whenever the flow enters ``fault``.
 * **Faults.** ``door_left_open``, ``scale``, ``scanner``, ``outbox_full`` and ``config`` faults
@@ -130,6 +133,7 @@ class Station:
         self.syncer = syncer or self._build_syncer(client, rng)
         self.monitors = self._build_monitors()
         self.scanner = ScannerPump(self.hardware.scanner, self.post)
+        self.category_names: dict[str, str] = {}
         self.verifier: LabelVerifier | None = None
         self.verifier_error: str | None = None
         self._rules: dict[str, tuple[int, int]] = {}
@@ -139,6 +143,13 @@ class Station:
             self._flow_context(), listeners=[self._entered, self.crash]
         )
         self._init_schedule()
+        self.buttons = self._build_buttons()
+        try:
+            self.ui = self._build_ui()
+        except BaseException:
+            if self.buttons is not None:
+                self.buttons.close()
+            raise
 
     # -- construction helpers ----------------------------------------------------------
 
@@ -193,6 +204,47 @@ class Station:
             rng=rng or random.Random(),
         )
 
+    def _build_buttons(self):
+        """Return a poller over the configured push buttons, or None without any."""
+        config = self.config
+        pins = {
+            ("door", d.number): (d.button_pin, f"button of door {d.number} ({d.category})")
+            for d in config.doors
+            if d.button_pin is not None
+        }
+        if config.buttons.cancel_pin is not None:
+            pins[("cancel", 0)] = (config.buttons.cancel_pin, "cancel button")
+        if not pins:
+            return None
+        from hardware.button_gpio import build_button_poller
+
+        return build_button_poller(
+            pins,
+            self._on_button,
+            gpio=config.gpio.backend,
+            active_low=config.buttons.active_low,
+            debounce_s=config.buttons.debounce_ms / 1000,
+            poll_s=config.buttons.poll_ms / 1000,
+            clock=self.clock,
+        )
+
+    def _on_button(self, key) -> None:
+        """A debounced press (any thread): choose that door's bin, or cancel."""
+        kind, number = key
+        if kind == "cancel":
+            self.post("cancel")
+            return
+        # number and category: a door is meant even where two doors take one category
+        self.post("choose", choice=f"{number} {self.hardware.doors[number].category}")
+
+    def _build_ui(self):
+        """Bind the touch-screen page's server when ``[ui] enabled`` (served from start())."""
+        if not self.config.ui.enabled:
+            return None
+        from kiosk.ui import StationUi
+
+        return StationUi(self, host=self.config.ui.host, port=self.config.ui.port)
+
     def _flow_context(self) -> FlowContext:
         return FlowContext(
             doors=self.hardware.doors,
@@ -226,6 +278,11 @@ class Station:
         except ValueError as exc:
             self.verifier, self.verifier_error = None, str(exc)
         self._rules = rules_from_backend_config(cached)
+        self.category_names = {
+            str(c.get("code")): str(c.get("name"))
+            for c in (cached or {}).get("categories") or []
+            if isinstance(c, dict) and c.get("code") and c.get("name")
+        }
         self._config_loaded_at = self.journal.get_meta("backend_config_at")
 
     # -- events from other threads ---------------------------------------------------
@@ -260,6 +317,11 @@ class Station:
                 monitor.start()
             self.scanner.start()
             self.syncer.start()
+            if self.buttons is not None:
+                self.buttons.start()
+        if self.ui is not None:
+            self.ui.refresh()
+            self.ui.start()
         self._started = True
         self._write_status(force=True)
         self.notifier.ready(f"state {self.flow.state}")
@@ -293,7 +355,11 @@ class Station:
         problems = self.hardware.lock_all(self.locker)
         if problems:
             log.error("doors not locked at shutdown: %s", "; ".join(problems))
+        if self.ui is not None:
+            self.ui.stop()
         self.scanner.stop()
+        if self.buttons is not None:
+            self.buttons.close()
         for monitor in self.monitors.values():
             monitor.stop()
         if self.threaded and self._started:
@@ -313,6 +379,8 @@ class Station:
         self._drain_events(self.tick_s if self.threaded else 0.0)
         if not self.threaded:
             self.scanner.poll_once()
+            if self.buttons is not None:
+                self.buttons.poll_once()
             for monitor in self.monitors.values():
                 monitor.poll_once()
             self._drain_events(0.0)
@@ -321,6 +389,8 @@ class Station:
         self._safely(self.flow.tick)
         self._after_transitions()
         self._housekeeping()
+        if self.ui is not None:
+            self.ui.refresh()  # the page reads this snapshot, never the flow itself
         if not self.threaded and self.clock.monotonic() == started_s:
             self.clock.sleep(self.tick_s)  # inline mode: time must move every step
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install the Debian packages sortpoint's tests and camera decoder need, where we can.
 # libzbar0: pyzbar's shared library (the alternative QR decoder).
+# chromium: the browser tests/kiosk/test_ui.py drives through Playwright (the kiosk page).
 set -uo pipefail
-PKGS="libzbar0"
+PKGS="libzbar0 chromium"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 [ -z "$missing" ] && exit 0
