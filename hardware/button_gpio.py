@@ -86,7 +86,8 @@ class GpioButton:
             # the level changed: it must now hold for debounce_s before it counts
             self._candidate, self._since_s = raw, now_s
             return False
-        if raw == self._stable or now_s - self._since_s < self.debounce_s:
+        # (a microsecond of slack: float seconds must not turn 30 ms into 29.999...)
+        if raw == self._stable or now_s - self._since_s < self.debounce_s - 1e-6:
             return False
         self._stable = raw
         if raw:

@@ -128,6 +128,7 @@ function draw(view) {
   if (view.choosing) drawChoices(view);
   drawResult(view);
   $("cancel").hidden = !view.can_cancel;
+  $("cancel").textContent = view.state === "showing_result" ? "Done" : "Cancel";
 }
 
 function drawOffline() {
