@@ -75,6 +75,16 @@ def _sim_config(config_path: str | None, state_dir: str | None):
         raise click.ClickException(str(exc)) from None
 
 
+def _with_ui(config, ui_port: int | None):
+    """Return ``config`` with the touch-screen page on ``ui_port`` (unchanged if None)."""
+    if ui_port is None:
+        return config
+    import msgspec
+
+    ui = msgspec.structs.replace(config.ui, enabled=True, port=ui_port)
+    return msgspec.structs.replace(config, ui=ui)
+
+
 @click.group()
 @click.option(
     "-v",
@@ -122,8 +132,14 @@ def main(ctx: click.Context, verbose: int) -> None:
     type=click.Path(dir_okay=False, exists=True),
     help="With --sim: HOUSEHOLD<TAB>SERIAL<TAB>PAYLOAD lines for `label N` (default: the demo's).",
 )
+@click.option(
+    "--ui-port",
+    type=click.IntRange(0, 65535),
+    help="Serve the touch-screen page on [ui] host (127.0.0.1) at this port (0: any free"
+    " port); overrides [ui]. Off in --sim unless given.",
+)
 @click.pass_context
-def run(ctx, config_path, sim, script, real_time, state_dir, labels_path) -> None:
+def run(ctx, config_path, sim, script, real_time, state_dir, labels_path, ui_port) -> None:
     """Run the kiosk: `--config FILE` on real hardware, or `--sim [--script FILE]`."""
     verbose = ctx.obj["verbose"]
     if script and not sim:
@@ -132,7 +148,7 @@ def run(ctx, config_path, sim, script, real_time, state_dir, labels_path) -> Non
         if not config_path:
             raise click.UsageError("give --config FILE (or --sim)")
         _setup_logging(verbose, logging.INFO)
-        config = _load(config_path)
+        config = _with_ui(_load(config_path), ui_port)
         from kiosk.station import Station
 
         try:
@@ -144,7 +160,7 @@ def run(ctx, config_path, sim, script, real_time, state_dir, labels_path) -> Non
     _setup_logging(verbose, logging.WARNING)
     from kiosk.sim import build_sim_station, read_labels, run_interactive, run_script
 
-    config = _sim_config(config_path, state_dir)
+    config = _with_ui(_sim_config(config_path, state_dir), ui_port)
     demo_labels = _instance_dir() / DEMO_LABELS_FILE
     if labels_path is None and config_path is None and demo_labels.exists():
         labels_path = demo_labels
@@ -157,6 +173,8 @@ def run(ctx, config_path, sim, script, real_time, state_dir, labels_path) -> Non
         station, screen = build_sim_station(config, virtual=virtual)
     except (KioskError, HardwareError, OSError) as exc:
         raise click.ClickException(f"cannot start: {exc}") from None
+    if station.ui is not None:
+        click.echo(f"touch-screen page: {station.ui.url}")
     if script is not None:
         sys.exit(run_script(station, screen, script, virtual=virtual, labels=labels))
     sys.exit(run_interactive(station, screen, labels=labels))

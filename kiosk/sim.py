@@ -117,6 +117,8 @@ def simulated(config: KioskConfig, world: dict | None = None) -> KioskConfig:
         scales={name: scale(name, spec) for name, spec in config.scales.items()},
         doors=[door(d) for d in config.doors],
         indicator=fake(config.indicator),
+        # door buttons ([[doors]] button_pin) then sit on the simulated header, not a Pi's
+        gpio=replace(config.gpio, backend="sim"),
     )
 
 

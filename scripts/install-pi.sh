@@ -3,6 +3,7 @@
 #
 #   sudo scripts/install-pi.sh            # install / update
 #   scripts/install-pi.sh --dry-run       # print what it would do, change nothing
+#   sudo scripts/install-pi.sh --with-ui  # also show the touch-screen page in Chromium
 #
 # What it does, each step skipped when already done:
 #   1. Debian packages: python3-venv (the venv), libzbar0 (pyzbar);
@@ -14,10 +15,13 @@
 #      (deploy/99-sortpoint-scanner.rules, a stable /dev/sortpoint-scanner);
 #   5. /etc/sortpoint/kiosk.toml from kiosk/example.toml if there is none (never overwritten:
 #      it holds the kiosk's secret), readable by root and the sortpoint group only;
-#   6. systemctl daemon-reload and enable (start it yourself once the config is edited).
+#   6. systemctl daemon-reload and enable (start it yourself once the config is edited);
+#   7. with --with-ui: the user unit deploy/sortpoint-kiosk-ui.service (Chromium in kiosk mode
+#      on the kiosk's page) into $USER_UNIT_DIR, enabled for the desktop session of every user.
 #
 # Paths can be moved for a test or an image build: PREFIX (/opt/sortpoint), ETC_DIR
-# (/etc/sortpoint), UNIT_DIR (/etc/systemd/system), UDEV_DIR (/etc/udev/rules.d),
+# (/etc/sortpoint), UNIT_DIR (/etc/systemd/system), USER_UNIT_DIR (/etc/systemd/user),
+# UDEV_DIR (/etc/udev/rules.d),
 # MODEL_FILE (/proc/device-tree/model), PYTHON (python3).
 set -euo pipefail
 
@@ -26,12 +30,15 @@ PREFIX="${PREFIX:-/opt/sortpoint}"
 ETC_DIR="${ETC_DIR:-/etc/sortpoint}"
 UNIT_DIR="${UNIT_DIR:-/etc/systemd/system}"
 UDEV_DIR="${UDEV_DIR:-/etc/udev/rules.d}"
+USER_UNIT_DIR="${USER_UNIT_DIR:-/etc/systemd/user}"
 MODEL_FILE="${MODEL_FILE:-/proc/device-tree/model}"
 PYTHON="${PYTHON:-python3}"
 SERVICE_USER=sortpoint
 UNIT=sortpoint-kiosk.service
 RULE=99-sortpoint-scanner.rules
+UI_UNIT=sortpoint-kiosk-ui.service
 DRY_RUN=0
+WITH_UI=0
 
 usage() {
     sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
@@ -40,6 +47,7 @@ usage() {
 for arg in "$@"; do
     case "$arg" in
         --dry-run|-n) DRY_RUN=1 ;;
+        --with-ui) WITH_UI=1 ;;
         --help|-h) usage; exit 0 ;;
         *) echo "install-pi.sh: unknown argument $arg (try --help)" >&2; exit 2 ;;
     esac
@@ -156,6 +164,18 @@ if systemctl is-enabled --quiet "$UNIT" 2>/dev/null; then
     say "$UNIT enabled"
 else
     run systemctl enable "$UNIT"
+fi
+
+# -- 7. the touch screen (optional) ---------------------------------------------------
+if [ "$WITH_UI" = 1 ]; then
+    install_file "$SRC/deploy/$UI_UNIT" "$USER_UNIT_DIR/$UI_UNIT" 0644 || true
+    if systemctl --global is-enabled --quiet "$UI_UNIT" 2>/dev/null; then
+        say "$UI_UNIT enabled for desktop sessions"
+    else
+        run systemctl --global enable "$UI_UNIT"
+    fi
+    command -v chromium >/dev/null || command -v chromium-browser >/dev/null \
+        || echo "   note: no Chromium found: apt-get install chromium (the page needs a desktop session)"
 fi
 
 say "done. Next:"

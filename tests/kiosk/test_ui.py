@@ -13,6 +13,8 @@ import json
 import os
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -463,3 +465,140 @@ def test_the_page_shows_a_fault_and_a_stopped_kiosk(browser, running, keys):
         "Please wait: the kiosk is starting", timeout=15_000
     )
     page.close()
+
+
+# -- the command line -----------------------------------------------------------------------------
+
+
+def pi_like_config(tmp_path: Path, keys) -> Path:
+    """A config as on a Pi (RPi.GPIO, door buttons) whose parts the simulator replaces."""
+    path = tmp_path / "kiosk.toml"
+    path.write_text(
+        f"""
+[kiosk]
+name = "ui-cli"
+state_dir = "state"
+[backend]
+url = "http://127.0.0.1:{free_port()}"
+kiosk_id = "k_cli"
+secret = "s3cret-s3cret-s3cret"
+community = "green"
+label_public_key = "{keys.public}"
+timeout_s = 3.0
+[gpio]
+backend = "rpi"
+[scanner]
+driver = "fake"
+[scale]
+driver = "fake"
+[buttons]
+debounce_ms = 40
+[ui]
+enabled = false
+[timeouts]
+backend_answer_s = 1.0
+[[doors]]
+number = 1
+category = "plastic"
+capacity_g = 40000
+driver = "fake"
+button_pin = 5
+[[doors]]
+number = 2
+category = "paper"
+capacity_g = 40000
+driver = "fake"
+button_pin = 6
+"""
+    )
+    return path
+
+
+def run_kiosk(*args, cwd: Path) -> subprocess.CompletedProcess:
+    kiosk = Path(sys.executable).with_name("kiosk")
+    return subprocess.run(
+        [str(kiosk), *args], cwd=cwd, capture_output=True, text=True, check=False, timeout=60
+    )
+
+
+def test_run_sim_serves_the_page_on_ui_port_with_a_pi_config(tmp_path, keys):
+    config_path = pi_like_config(tmp_path, keys)
+    script = tmp_path / "script.txt"
+    script.write_text(f"{keys.label()}\nplastic\ndrop 300\nclose\nexpect 300 g of plastic\n")
+    port = free_port()
+    result = run_kiosk(
+        "run", "--sim", "--config", str(config_path), "--ui-port", str(port),
+        "--script", str(script), cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"touch-screen page: http://127.0.0.1:{port}/" in result.stdout
+    assert "ok: '300 g of plastic'" in result.stdout
+    quiet = run_kiosk(
+        "run", "--sim", "--config", str(config_path), "--script", str(script), cwd=tmp_path
+    )
+    assert quiet.returncode == 0 and "touch-screen page" not in quiet.stdout
+
+
+def test_run_says_so_when_the_ui_port_is_taken(tmp_path, keys):
+    config_path = pi_like_config(tmp_path, keys)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_kiosk(
+            "run", "--sim", "--config", str(config_path), "--ui-port", str(port),
+            "--script", os.devnull, cwd=tmp_path,
+        )
+    assert result.returncode == 1
+    assert "cannot start" in result.stderr and "Address already in use" in result.stderr
+
+
+# -- on the Pi: the example config, the Chromium unit, the install script ------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_example_config_shows_the_page_and_has_a_button_per_door():
+    from kiosk.config import load_config
+
+    config = load_config(ROOT / "kiosk" / "example.toml")
+    assert config.ui.enabled and config.ui.host == "127.0.0.1"
+    assert all(d.button_pin is not None for d in config.doors)
+    unit = (ROOT / "deploy" / "sortpoint-kiosk-ui.service").read_text()
+    assert f"SORTPOINT_UI_PORT={config.ui.port}" in unit
+
+
+def test_the_ui_unit_runs_chromium_in_kiosk_mode_on_the_local_page():
+    unit = (ROOT / "deploy" / "sortpoint-kiosk-ui.service").read_text()
+    for flag in ("--kiosk", "--noerrdialogs", "--disable-infobars", "--no-first-run"):
+        assert flag in unit
+    assert '"http://127.0.0.1:$SORTPOINT_UI_PORT/"' in unit
+    assert "WantedBy=graphical-session.target" in unit and "Restart=always" in unit
+
+
+def test_install_script_installs_the_ui_unit_only_when_asked(tmp_path):
+    model = tmp_path / "model"
+    model.write_bytes(b"Raspberry Pi 4 Model B Rev 1.5\0")
+    env = {
+        **os.environ,
+        "MODEL_FILE": str(model),
+        "PREFIX": str(tmp_path / "opt"),
+        "ETC_DIR": str(tmp_path / "etc"),
+        "UNIT_DIR": str(tmp_path / "units"),
+        "USER_UNIT_DIR": str(tmp_path / "user"),
+        "UDEV_DIR": str(tmp_path / "udev"),
+    }
+
+    def dry_run(*args):
+        result = subprocess.run(
+            ["bash", str(ROOT / "scripts" / "install-pi.sh"), "--dry-run", *args],
+            capture_output=True, text=True, check=False, env=env, timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert "sortpoint-kiosk-ui" not in dry_run()
+    out = dry_run("--with-ui")
+    assert f"{tmp_path}/user/sortpoint-kiosk-ui.service" in out
+    assert "systemctl --global enable sortpoint-kiosk-ui.service" in out
+    assert not (tmp_path / "user").exists()  # a dry run changes nothing
