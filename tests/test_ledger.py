@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -17,9 +19,16 @@ from sqlalchemy.exc import DBAPIError
 
 from backend.db import db
 from backend.errors import AlreadyExists, InsufficientBalance, InvalidInput, NotFound
-from backend.models import Account, LedgerEntry
-from backend.services import ledger
-from tests.factories import make_building, make_community, make_household
+from backend.models import Account, DailyTotal, LedgerEntry
+from backend.services import ingest, ledger
+from tests.factories import (
+    as_deposits,
+    build_world,
+    deposit_item,
+    make_building,
+    make_community,
+    make_household,
+)
 
 
 @pytest.fixture
@@ -122,6 +131,73 @@ def test_reversing_a_spent_credit_is_refused(homes):
         credit(s, h, -25)
     with pytest.raises(InsufficientBalance), db.begin() as s:
         ledger.reverse(s, entry.id, "too late")
+
+
+# -- reversals and the daily cap -------------------------------------------------------
+
+CAP_NOW = dt.datetime(2025, 3, 10, 4, 0, tzinfo=dt.UTC)  # 12:00 in Asia/Shanghai
+
+
+def _ingest(world, label, net_g, at):
+    [out] = ingest.ingest(
+        db, world.kiosk.id, as_deposits([deposit_item(label, net_g=net_g, occurred_at=at)]),
+        now=CAP_NOW,
+    )
+    return out
+
+
+def _deposit_entry(deposit_id):
+    with db.session() as s:
+        return s.scalar(select(LedgerEntry.id).where(
+            LedgerEntry.source_type == "deposit", LedgerEntry.source_id == deposit_id))
+
+
+def _day_totals():
+    with db.session() as s:
+        return {(t.household_id, t.day): t.points for t in s.scalars(select(DailyTotal))}
+
+
+def test_a_reversed_deposit_no_longer_counts_toward_its_daily_cap(app):
+    with db.begin() as s:
+        world = build_world(s, daily_cap=25, labels_per_household=5)
+    home, labels = world.households["H001"].id, world.labels["H001"]
+    at = CAP_NOW - dt.timedelta(hours=1)
+    day = dt.date(2025, 3, 10)
+    first = _ingest(world, labels[0], 1_000, at)
+    capped = [_ingest(world, labels[i], 1_000, at) for i in (1, 2)]
+    assert [(o.points, o.reason) for o in (first, *capped)] == [
+        (10, None), (10, None), (5, "daily_cap")]
+    assert _day_totals()[(home, day)] == 25
+    with db.begin() as s:
+        rev = ledger.reverse(s, _deposit_entry(first.id), "bag was contaminated")
+    assert rev.amount == -10 and _day_totals()[(home, day)] == 15
+    # the freed room is earned again that day, up to the cap and no further
+    again = _ingest(world, labels[3], 2_000, at)
+    assert (again.points, again.reason, again.balance) == (10, "daily_cap", 25)
+    assert _day_totals()[(home, day)] == 25
+    with db.begin() as s:
+        assert ledger.verify(s) == []
+
+
+def test_reversing_a_capped_remainder_or_a_staff_credit_touches_only_its_own_total(app):
+    with db.begin() as s:
+        world = build_world(s, daily_cap=25, labels_per_household=3)
+    home = world.households["H001"].id
+    other = world.households["H002"].id
+    at = CAP_NOW - dt.timedelta(hours=1)
+    day = dt.date(2025, 3, 10)
+    _ingest(world, world.labels["H001"][0], 2_000, at)
+    remainder = _ingest(world, world.labels["H001"][1], 2_000, at)
+    _ingest(world, world.labels["H002"][0], 1_000, at)
+    assert remainder.points == 5
+    with db.begin() as s:
+        staff = credit(s, home, 7, kind="adjustment")
+    with db.begin() as s:
+        ledger.reverse(s, staff.id, "typo")  # not a deposit: no daily total moves
+    assert _day_totals() == {(home, day): 25, (other, day): 10}
+    with db.begin() as s:
+        ledger.reverse(s, _deposit_entry(remainder.id), "wrong category")
+    assert _day_totals() == {(home, day): 20, (other, day): 10}
 
 
 def test_post_many_is_all_or_nothing(homes):

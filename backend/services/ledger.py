@@ -9,13 +9,16 @@ can never go below zero.  Accounts are always locked in ascending household
 order, so two transactions touching the same households cannot deadlock.
 
 Corrections are new entries: ``reverse`` (once per entry, enforced by the
-unique ``reverses_entry_id``) and ``adjust``.  ``verify`` recomputes every
+unique ``reverses_entry_id``) and ``adjust``.  Reversing a deposit's credit
+also takes its points off that day's ``DailyTotal``, so a reversed deposit no
+longer counts toward the household's daily cap (docs/protocol.md, "Points").  ``verify`` recomputes every
 balance, entry count and ``balance_after`` chain by streaming the entries.
 """
 
 from __future__ import annotations
 
 import functools
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -30,11 +33,20 @@ from backend.errors import (
     NotFound,
     SortpointError,
 )
-from backend.models import LEDGER_KINDS, Account, Household, LedgerEntry, utcnow
+from backend.models import (
+    LEDGER_KINDS,
+    Account,
+    Deposit,
+    Household,
+    LedgerEntry,
+    utcnow,
+)
+from backend.services import points
 from backend.services._sql import chunked, in_list, insert_ignore, params
 
 ACCOUNTS = Account.__table__
 ENTRIES = LedgerEntry.__table__
+DEPOSITS = Deposit.__table__
 MAX_REASON_LEN = 200
 #: more mismatches than this and verify stops listing (the count is what matters)
 DEFAULT_MISMATCH_LIMIT = 1000
@@ -390,7 +402,12 @@ def reverse(
     source_type: str = "staff",
     source_id: str = "cli",
 ) -> LedgerEntry:
-    """Append the entry that cancels ``entry_id``; each entry can be reversed once."""
+    """Append the entry that cancels ``entry_id``; each entry can be reversed once.
+
+    When the entry credited a deposit (source ``deposit``), its points also stop
+    counting toward that deposit's daily cap: the day's total is lowered in the
+    same transaction, under the same account lock that ingest scores under.
+    """
     original = session.get(LedgerEntry, entry_id)
     if original is None:
         raise NotFound(f"no ledger entry {entry_id}")
@@ -416,7 +433,26 @@ def reverse(
         reverses_entry_id=entry_id,
     )
     [posted] = post_many(session, [posting], locked=locked)
+    if original.source_type == "deposit":
+        _release_daily_total(session, original)
     return session.get(LedgerEntry, posted.entry_id)
+
+
+def _release_daily_total(session: Session, entry: LedgerEntry) -> None:
+    """Take a reversed deposit credit off its (household, category, local day) total."""
+    try:
+        deposit_id = uuid.UUID(entry.source_id)
+    except ValueError:
+        return  # not a kiosk deposit id: no daily total was counted for it
+    row = session.execute(
+        select(DEPOSITS.c.household_id, DEPOSITS.c.category_id, DEPOSITS.c.local_day)
+        .where(DEPOSITS.c.id == deposit_id)
+    ).first()
+    if row is None or entry.amount <= 0:
+        return
+    points.subtract_daily_total(
+        session, (row.household_id, row.category_id, row.local_day), entry.amount
+    )
 
 
 def adjust(

@@ -20,7 +20,7 @@ import zoneinfo
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, select, tuple_
+from sqlalchemy import bindparam, case, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from backend.models import DailyTotal, PointsRule
@@ -171,6 +171,24 @@ def add_daily_totals(session: Session, increments: dict[DayKey, int]) -> None:
         return
     conn = session.connection()
     conn.execute(_add_totals(conn.dialect.name), params(rows))
+
+
+def subtract_daily_total(session: Session, key: DayKey, amount: int) -> None:
+    """Take ``amount`` points off one daily total (a reversed deposit), never below zero."""
+    household_id, category_id, day = key
+    session.connection().execute(
+        update(TOTALS)
+        .where(
+            TOTALS.c.household_id == household_id,
+            TOTALS.c.category_id == category_id,
+            TOTALS.c.day == day,
+        )
+        .values(
+            points=case(
+                (TOTALS.c.points > amount, TOTALS.c.points - amount), else_=0
+            )
+        )
+    )
 
 
 @functools.lru_cache(maxsize=4)
