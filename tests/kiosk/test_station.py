@@ -335,6 +335,20 @@ def test_install_script_leaves_what_is_already_in_place(tmp_path):
     ).read_text() == "# edited by the technician\n"
 
 
+def test_scanner_udev_rule_keeps_modemmanager_off_every_scanner_line():
+    text = (ROOT / "deploy" / "99-sortpoint-scanner.rules").read_text()
+    rules = [
+        line.lstrip("#")
+        for line in text.splitlines()
+        if 'SYMLINK+="sortpoint-scanner"' in line
+    ]
+    active = [line for line in text.splitlines() if line.startswith("SUBSYSTEM")]
+    assert len(rules) == 6 and len(active) == 3
+    for rule in rules:  # the commented examples too: they are meant to be uncommented
+        keys = [part.strip() for part in rule.split(",")]
+        assert keys[0] == 'SUBSYSTEM=="tty"' and 'ENV{ID_MM_DEVICE_IGNORE}="1"' in keys, rule
+
+
 def test_install_script_refuses_to_run_without_root_unless_dry(tmp_path):
     if os.geteuid() == 0:
         pytest.skip("running as root: the refusal cannot be observed")
