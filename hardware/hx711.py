@@ -118,6 +118,18 @@ class HX711:
             raise
 
     @property
+    def read_timeout_s(self) -> float:
+        """Return a ``read_counts`` timeout long enough for a first read or one after overruns.
+
+        The slow case is a reselecting conversion, the settling time, a dropped unsettled
+        conversion, ``samples`` kept ones and a couple of overrun ones (0.8 s for a first
+        read at 10 SPS, 0.1 s more per overrun); half again covers a loaded Pi: 1.5 s at
+        10 SPS with 3 samples.  A dead chip still fails after ``ready_timeout_s``.
+        """
+        worst_s = self.settling_s + (self.samples + 3) / self.rate_sps
+        return max(0.5, round(1.5 * worst_s, 3))
+
+    @property
     def channel(self) -> str:
         """Return the input channel selected by the gain ("A" or "B")."""
         return GAIN_CHANNEL[self.gain]

@@ -37,7 +37,13 @@ class QrReader(Protocol):
 
 @runtime_checkable
 class Scale(Protocol):
-    """A weighing platform under one bin (or shared by all)."""
+    """A weighing platform under one bin (or shared by all).
+
+    A driver whose reads can take long (an HX711 at 10 SPS needs about 0.8 s for a first
+    reading) may also have a ``read_timeout_s`` attribute: the ``read`` timeout its callers
+    should use.  It is optional (not part of the Protocol check); without it the kiosk
+    uses ``kiosk.monitors.DEFAULT_SCALE_READ_TIMEOUT_S``.
+    """
 
     def read(self, timeout_s: float) -> WeightSample:
         """Return the next sample; raise ScaleFault if none comes in time."""

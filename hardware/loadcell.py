@@ -105,6 +105,11 @@ class HX711Scale:
 
     # -- Scale protocol -------------------------------------------------------------
 
+    @property
+    def read_timeout_s(self) -> float:
+        """Return how long a caller should let ``read`` take (the chip's worst case, see HX711)."""
+        return self.chip.read_timeout_s
+
     def read(self, timeout_s: float) -> WeightSample:
         """Return one filtered sample in integer grams (``stable`` is None: no instrument flag)."""
         if self.counts_per_g is None:

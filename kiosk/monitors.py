@@ -28,6 +28,16 @@ log = logging.getLogger(__name__)
 
 #: longest a single read may block, so threads notice stop() promptly
 READ_TIMEOUT_S = 0.5
+#: a scale read's timeout when its driver gives no ``read_timeout_s`` hint
+DEFAULT_SCALE_READ_TIMEOUT_S = 1.0
+
+
+def scale_read_timeout_s(scale: Scale) -> float:
+    """Return the driver's ``read_timeout_s`` hint (a slow HX711 needs more), else the default."""
+    hint = getattr(scale, "read_timeout_s", None)
+    if isinstance(hint, (int, float)) and not isinstance(hint, bool) and hint > 0:
+        return float(hint)
+    return DEFAULT_SCALE_READ_TIMEOUT_S
 
 
 class ScaleMonitor:
@@ -41,13 +51,17 @@ class ScaleMonitor:
         band_g: int,
         window_s: float,
         clock,
-        read_timeout_s: float = 1.0,
+        read_timeout_s: float | None = None,
     ):
         self.name = name
         self.scale = scale
         self.window_s = float(window_s)
         self.clock = clock
-        self.read_timeout_s = read_timeout_s
+        # the driver knows how slow it is: an HX711 at 10 SPS needs ~0.9 s after an overrun,
+        # so a fixed 1 s would log transient scale faults
+        self.read_timeout_s = (
+            scale_read_timeout_s(scale) if read_timeout_s is None else read_timeout_s
+        )
         self.detector = StabilityDetector(band_g=int(band_g), window_s=float(window_s))
         self._lock = threading.Lock()
         self._stable_g: int | None = None
