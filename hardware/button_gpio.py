@@ -51,7 +51,9 @@ class GpioButton:
         clock: Any = None,
     ):
         if not debounce_s > 0:
-            raise HardwareConfigError(f"button debounce_s must be > 0, not {debounce_s!r}")
+            raise HardwareConfigError(
+                f"button debounce_s must be > 0, not {debounce_s!r}"
+            )
         self.pins = resolve_pins(gpio, pins)
         self.clock = clock if clock is not None else SYSTEM_CLOCK
         self.pin = pin
@@ -66,7 +68,8 @@ class GpioButton:
         self._candidate, self._since_s = raw, self.clock.monotonic()
         if raw:
             log.warning(
-                "%s reads pressed at start: check its wiring and buttons.active_low", self.name
+                "%s reads pressed at start: check its wiring and buttons.active_low",
+                self.name,
             )
 
     def _raw_pressed(self) -> bool:

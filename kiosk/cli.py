@@ -139,7 +139,9 @@ def main(ctx: click.Context, verbose: int) -> None:
     " port); overrides [ui]. Off in --sim unless given.",
 )
 @click.pass_context
-def run(ctx, config_path, sim, script, real_time, state_dir, labels_path, ui_port) -> None:
+def run(
+    ctx, config_path, sim, script, real_time, state_dir, labels_path, ui_port
+) -> None:
     """Run the kiosk: `--config FILE` on real hardware, or `--sim [--script FILE]`."""
     verbose = ctx.obj["verbose"]
     if script and not sim:

@@ -208,7 +208,10 @@ class Station:
         """Return a poller over the configured push buttons, or None without any."""
         config = self.config
         pins = {
-            ("door", d.number): (d.button_pin, f"button of door {d.number} ({d.category})")
+            ("door", d.number): (
+                d.button_pin,
+                f"button of door {d.number} ({d.category})",
+            )
             for d in config.doors
             if d.button_pin is not None
         }

@@ -122,7 +122,8 @@ def build_view(station) -> dict:
             {
                 "number": d.number,
                 "category": d.category,
-                "name": names.get(d.category) or d.category.replace("_", " ").capitalize(),
+                "name": names.get(d.category)
+                or d.category.replace("_", " ").capitalize(),
                 "button": d.button_pin is not None,
             }
             for d in sorted(config.doors, key=lambda d: d.number)
@@ -180,7 +181,8 @@ def parse_choice(body: Any, doors: dict[int, str]) -> str:
     known = sorted(set(doors.values()))
     if category not in known:
         raise BadRequest(
-            400, "unknown_category",
+            400,
+            "unknown_category",
             f"no bin here takes {category[:40]!r} (known: {', '.join(known)})",
         )
     if door is None:
@@ -190,7 +192,9 @@ def parse_choice(body: Any, doors: dict[int, str]) -> str:
     if door not in doors:
         raise BadRequest(400, "unknown_door", f"there is no door {door}")
     if doors[door] != category:
-        raise BadRequest(400, "wrong_door", f"door {door} takes {doors[door]}, not {category}")
+        raise BadRequest(
+            400, "wrong_door", f"door {door} takes {doors[door]}, not {category}"
+        )
     return f"{door} {category}"
 
 
@@ -202,13 +206,13 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "sortpoint-kiosk-ui"
     sys_version = ""
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - the stdlib's name
+    def log_message(self, format: str, *args) -> None:
         log.debug("ui %s - %s", self.address_string(), format % args)
 
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_GET(self) -> None:
         self._handle(self._get)
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._handle(self._post)
 
     def _handle(self, action: Callable[[], None]) -> None:
@@ -216,10 +220,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._check_origin()
             action()
         except BadRequest as exc:
-            self._json(exc.status, {"error": {"code": exc.code, "message": exc.message}})
+            self._json(
+                exc.status, {"error": {"code": exc.code, "message": exc.message}}
+            )
         except Exception:  # a bug must not kill the server thread silently
             log.exception("ui request %s %s failed", self.command, self.path)
-            self._json(500, {"error": {"code": "internal", "message": "internal error"}})
+            self._json(
+                500, {"error": {"code": "internal", "message": "internal error"}}
+            )
 
     def _check_origin(self) -> None:
         ui = self.server.ui
@@ -250,7 +258,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._queue("choose", choice=choice)
         elif path == "/api/cancel":
             if body != {}:
-                raise BadRequest(400, "bad_request", "cancel takes an empty JSON object")
+                raise BadRequest(
+                    400, "bad_request", "cancel takes an empty JSON object"
+                )
             self._queue("cancel")
         else:
             raise BadRequest(404, "not_found", f"no such action {path[:60]!r}")
@@ -262,7 +272,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(202, {"queued": event, **kwargs})
 
     def _read_json(self) -> Any:
-        content_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        content_type = (
+            self.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        )
         if content_type != "application/json":
             raise BadRequest(415, "bad_content_type", "send application/json")
         length_text = self.headers.get("Content-Length")
@@ -329,7 +341,10 @@ class UiServer:
             else None
         )
         if host not in LOOPBACK_HOSTS:
-            log.warning("the kiosk page listens on %s: anyone who reaches it can choose a bin", host)
+            log.warning(
+                "the kiosk page listens on %s: anyone who reaches it can choose a bin",
+                host,
+            )
         self._thread: threading.Thread | None = None
 
     @property
@@ -340,8 +355,10 @@ class UiServer:
     def start(self) -> None:
         """Serve on a daemon thread."""
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2},
-            name="kiosk-ui", daemon=True,
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name="kiosk-ui",
+            daemon=True,
         )
         self._thread.start()
         log.info("kiosk page at %s", self.url)
@@ -361,7 +378,9 @@ class StationUi:
     def __init__(self, station, *, host: str = "127.0.0.1", port: int = 8080):
         self.view = StationView(station)
         doors = {d.number: d.category for d in station.config.doors}
-        self.server = UiServer(self.view.current, station.post, doors, host=host, port=port)
+        self.server = UiServer(
+            self.view.current, station.post, doors, host=host, port=port
+        )
 
     @property
     def url(self) -> str:

@@ -23,7 +23,7 @@ import msgspec
 import pytest
 
 from kiosk.station import Station
-from kiosk.ui import CANCELLABLE, UiServer, build_view, parse_choice
+from kiosk.ui import CANCELLABLE, UiServer, parse_choice
 from tests.kiosk.stations import Keys, Session, free_port, kiosk_config
 
 CHROMIUM = "/usr/bin/chromium"
@@ -83,7 +83,9 @@ def request(server, method, path, body=None, headers=None):
         response = conn.getresponse()
         raw = response.read()
         content_type = response.getheader("Content-Type", "")
-        decoded = json.loads(raw) if content_type == "application/json" else raw.decode()
+        decoded = (
+            json.loads(raw) if content_type == "application/json" else raw.decode()
+        )
         return response.status, dict(response.getheaders()), decoded
     finally:
         conn.close()
@@ -93,7 +95,9 @@ def test_serves_the_page_and_its_files_with_strict_headers(served):
     _, server = served
     status, headers, body = request(server, "GET", "/")
     assert status == 200 and headers["Content-Type"].startswith("text/html")
-    assert '<script src="/app.js"' in body and "http" not in body.replace("http-equiv", "")
+    assert '<script src="/app.js"' in body and "http" not in body.replace(
+        "http-equiv", ""
+    )
     assert "default-src 'self'" in headers["Content-Security-Policy"]
     assert headers["Cache-Control"] == "no-store"
     status, headers, body = request(server, "GET", "/app.js")
@@ -113,7 +117,9 @@ def test_state_is_the_station_snapshot(served):
 
 def test_a_known_category_is_posted_to_the_station(served):
     stub, server = served
-    status, _, body = request(server, "POST", "/api/choose", {"category": "paper", "door": 2})
+    status, _, body = request(
+        server, "POST", "/api/choose", {"category": "paper", "door": 2}
+    )
     assert status == 202 and body["queued"] == "choose"
     status, _, _ = request(server, "POST", "/api/choose", {"category": "plastic"})
     assert status == 202
@@ -141,14 +147,33 @@ def test_a_known_category_is_posted_to_the_station(served):
         (["paper"], {}, 400, "bad_request"),
         (b"{not json", {"Content-Type": "application/json"}, 400, "bad_json"),
         (b"\xff\xfe", {"Content-Type": "application/json"}, 400, "bad_json"),
-        (b'{"category": "paper"}', {"Content-Type": "text/plain"}, 415, "bad_content_type"),
-        (b"category=paper", {"Content-Type": "application/x-www-form-urlencoded"}, 415, "bad_content_type"),
-        (b'{"category": "' + b"x" * 2000 + b'"}', {"Content-Type": "application/json"}, 413, "too_large"),
+        (
+            b'{"category": "paper"}',
+            {"Content-Type": "text/plain"},
+            415,
+            "bad_content_type",
+        ),
+        (
+            b"category=paper",
+            {"Content-Type": "application/x-www-form-urlencoded"},
+            415,
+            "bad_content_type",
+        ),
+        (
+            b'{"category": "' + b"x" * 2000 + b'"}',
+            {"Content-Type": "application/json"},
+            413,
+            "too_large",
+        ),
     ],
 )
-def test_bad_input_gets_a_json_400_and_nothing_is_posted(served, body, headers, status, code):
+def test_bad_input_gets_a_json_400_and_nothing_is_posted(
+    served, body, headers, status, code
+):
     stub, server = served
-    got_status, got_headers, answer = request(server, "POST", "/api/choose", body, headers)
+    got_status, got_headers, answer = request(
+        server, "POST", "/api/choose", body, headers
+    )
     assert (got_status, answer["error"]["code"]) == (status, code)
     assert got_headers["Content-Type"] == "application/json"
     assert answer["error"]["message"]
@@ -162,10 +187,16 @@ def test_other_sites_and_rebinding_hosts_are_refused(served):
         server, "POST", "/api/choose", body, {"Origin": "http://evil.example"}
     )
     assert (status, answer["error"]["code"]) == (403, "bad_origin")
-    status, _, answer = request(server, "GET", "/api/state", headers={"Host": "evil.example:80"})
+    status, _, answer = request(
+        server, "GET", "/api/state", headers={"Host": "evil.example:80"}
+    )
     assert (status, answer["error"]["code"]) == (403, "bad_host")
     status, _, _ = request(
-        server, "POST", "/api/choose", body, {"Origin": f"http://127.0.0.1:{server.port}"}
+        server,
+        "POST",
+        "/api/choose",
+        body,
+        {"Origin": f"http://127.0.0.1:{server.port}"},
     )
     assert status == 202
     assert stub.posted == [("choose", {"choice": "paper"})]
@@ -193,7 +224,12 @@ def test_parse_choice_keeps_a_door_shared_by_two_bins_exact():
 
 
 def test_cancel_is_offered_exactly_where_the_chart_allows_it():
-    assert CANCELLABLE == {"choosing", "weighing_before", "door_unlocked", "showing_result"}
+    assert CANCELLABLE == {
+        "choosing",
+        "weighing_before",
+        "door_unlocked",
+        "showing_result",
+    }
 
 
 # -- the snapshot and the station wiring ---------------------------------------------------------
@@ -216,7 +252,9 @@ def test_the_snapshot_follows_the_flow(tmp_path, keys):
     try:
         ui = s.station.ui
         view = ui.view.current()
-        assert view["state"] == "idle" and view["prompt"] == "Scan the label on your bag"
+        assert (
+            view["state"] == "idle" and view["prompt"] == "Scan the label on your bag"
+        )
         assert view["doors"] == [
             {"number": 1, "category": "plastic", "name": "Plastic", "button": False},
             {"number": 2, "category": "paper", "name": "Paper", "button": False},
@@ -225,13 +263,20 @@ def test_the_snapshot_follows_the_flow(tmp_path, keys):
         s.run(f"{keys.label(household='H042')}\nexpect-state choosing")
         view = ui.view.current()
         assert view["choosing"] and view["can_cancel"]
-        assert view["deposit"]["household"] == "H042" and view["deposit"]["status"] == "in_progress"
+        assert (
+            view["deposit"]["household"] == "H042"
+            and view["deposit"]["status"] == "in_progress"
+        )
         assert view["limit_s"] == 20 and 0 < view["remaining_s"] <= 20
         s.run("paper\ndrop 700\nclose\nexpect-state showing_result")
         s.station.step()
         view = ui.view.current()
         deposit = view["deposit"]
-        assert (deposit["door"], deposit["category"], deposit["net_g"]) == (2, "paper", 700)
+        assert (deposit["door"], deposit["category"], deposit["net_g"]) == (
+            2,
+            "paper",
+            700,
+        )
         assert deposit["status"] in ("waiting", "pending")  # the backend is unreachable
         assert deposit["points"] is None and deposit["balance"] is None
         assert "700 g of paper" in view["prompt"]
@@ -250,7 +295,10 @@ def test_the_snapshot_names_categories_from_the_backend_config(tmp_path, keys):
     try:
         s.journal.set_meta(
             "backend_config",
-            {"categories": [{"code": "plastic", "name": "Plastic & cans"}], "rules": []},
+            {
+                "categories": [{"code": "plastic", "name": "Plastic & cans"}],
+                "rules": [],
+            },
         )
         s.station._load_backend_config()
         s.station.step()
@@ -267,7 +315,10 @@ def test_seq_moves_only_when_the_page_must_redraw(tmp_path, keys):
         first = s.station.ui.view.current()
         s.run("wait 2")  # only the countdown moved
         second = s.station.ui.view.current()
-        assert second["seq"] == first["seq"] and second["remaining_s"] < first["remaining_s"]
+        assert (
+            second["seq"] == first["seq"]
+            and second["remaining_s"] < first["remaining_s"]
+        )
         s.run("cancel")
         assert s.station.ui.view.current()["seq"] > first["seq"]
     finally:
@@ -288,7 +339,9 @@ def test_the_ui_port_is_taken_at_construction_and_released_at_shutdown(tmp_path,
 
 def test_a_station_without_ui_opens_no_port(tmp_path, keys):
     config = kiosk_config(
-        tmp_path / "s", backend_url=f"http://127.0.0.1:{free_port()}", public_key=keys.public
+        tmp_path / "s",
+        backend_url=f"http://127.0.0.1:{free_port()}",
+        public_key=keys.public,
     )
     assert config.ui.enabled is False and config.ui.host == "127.0.0.1"
     s = Session(config)
@@ -332,7 +385,12 @@ class PointsBackend:
                 points = item["net_g"] * per_kg[item["category"]] // 1000
                 self.balance += points
                 results.append(
-                    {"id": item["id"], "status": "accepted", "points": points, "balance": self.balance}
+                    {
+                        "id": item["id"],
+                        "status": "accepted",
+                        "points": points,
+                        "balance": self.balance,
+                    }
                 )
         return results
 
@@ -348,7 +406,9 @@ def wait_for(predicate, timeout_s: float = 20.0) -> None:
 @pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/apt-deps.sh (Debian package chromium)")
+        pytest.fail(
+            f"{CHROMIUM} is missing: run scripts/apt-deps.sh (Debian package chromium)"
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -369,7 +429,9 @@ def running(tmp_path, keys):
         timeouts={"category_s": 60, "result_display_s": 120, "backend_answer_s": 5},
         weighing={"window_s": 0.3},
     )
-    station = Station(config, threaded=True, tick_s=0.01, client=PointsBackend(keys.public))
+    station = Station(
+        config, threaded=True, tick_s=0.01, client=PointsBackend(keys.public)
+    )
     runner = threading.Thread(target=station.run, kwargs={"install_signals": False})
     runner.start()
     wait_for(lambda: station.category_names.get("paper") == "Paper & card")
@@ -392,7 +454,9 @@ def open_page(browser, station):
 
     page = browser.new_page(viewport={"width": 800, "height": 480})
     page.goto(station.ui.url)
-    expect(page.locator("#prompt")).to_have_text("Scan the label on your bag", timeout=15_000)
+    expect(page.locator("#prompt")).to_have_text(
+        "Scan the label on your bag", timeout=15_000
+    )
     return page
 
 
@@ -415,7 +479,9 @@ def test_a_deposit_through_the_touch_screen(browser, running, keys):
     door, other = station.hardware.doors[1].door, station.hardware.doors[2].door
     assert not door.locked and door.unlock_count == 1
     assert other.locked and other.unlock_count == 0
-    expect(page.locator("#prompt")).to_contain_text("Door 1 (plastic) is open", timeout=15_000)
+    expect(page.locator("#prompt")).to_contain_text(
+        "Door 1 (plastic) is open", timeout=15_000
+    )
     expect(page.locator("#choices")).to_be_hidden()
     shot(page, "door_unlocked")
     assert door.open_by_hand()
@@ -428,7 +494,13 @@ def test_a_deposit_through_the_touch_screen(browser, running, keys):
     expect(page.locator("#cancel")).to_have_text("Done")
     shot(page, "result")
     [row] = station.journal.deposits(limit=5)
-    assert (row.state, row.door, row.net_g, row.points, row.balance) == ("synced", 1, 450, 9, 109)
+    assert (row.state, row.door, row.net_g, row.points, row.balance) == (
+        "synced",
+        1,
+        450,
+        9,
+        109,
+    )
     assert door.locked
     page.close()
 
@@ -517,24 +589,44 @@ button_pin = 6
 def run_kiosk(*args, cwd: Path) -> subprocess.CompletedProcess:
     kiosk = Path(sys.executable).with_name("kiosk")
     return subprocess.run(
-        [str(kiosk), *args], cwd=cwd, capture_output=True, text=True, check=False, timeout=60
+        [str(kiosk), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
     )
 
 
 def test_run_sim_serves_the_page_on_ui_port_with_a_pi_config(tmp_path, keys):
     config_path = pi_like_config(tmp_path, keys)
     script = tmp_path / "script.txt"
-    script.write_text(f"{keys.label()}\nplastic\ndrop 300\nclose\nexpect 300 g of plastic\n")
+    script.write_text(
+        f"{keys.label()}\nplastic\ndrop 300\nclose\nexpect 300 g of plastic\n"
+    )
     port = free_port()
     result = run_kiosk(
-        "run", "--sim", "--config", str(config_path), "--ui-port", str(port),
-        "--script", str(script), cwd=tmp_path,
+        "run",
+        "--sim",
+        "--config",
+        str(config_path),
+        "--ui-port",
+        str(port),
+        "--script",
+        str(script),
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"touch-screen page: http://127.0.0.1:{port}/" in result.stdout
     assert "ok: '300 g of plastic'" in result.stdout
     quiet = run_kiosk(
-        "run", "--sim", "--config", str(config_path), "--script", str(script), cwd=tmp_path
+        "run",
+        "--sim",
+        "--config",
+        str(config_path),
+        "--script",
+        str(script),
+        cwd=tmp_path,
     )
     assert quiet.returncode == 0 and "touch-screen page" not in quiet.stdout
 
@@ -546,8 +638,15 @@ def test_run_says_so_when_the_ui_port_is_taken(tmp_path, keys):
         taken.listen()
         port = taken.getsockname()[1]
         result = run_kiosk(
-            "run", "--sim", "--config", str(config_path), "--ui-port", str(port),
-            "--script", os.devnull, cwd=tmp_path,
+            "run",
+            "--sim",
+            "--config",
+            str(config_path),
+            "--ui-port",
+            str(port),
+            "--script",
+            os.devnull,
+            cwd=tmp_path,
         )
     assert result.returncode == 1
     assert "cannot start" in result.stderr and "Address already in use" in result.stderr
@@ -592,7 +691,11 @@ def test_install_script_installs_the_ui_unit_only_when_asked(tmp_path):
     def dry_run(*args):
         result = subprocess.run(
             ["bash", str(ROOT / "scripts" / "install-pi.sh"), "--dry-run", *args],
-            capture_output=True, text=True, check=False, env=env, timeout=60,
+            capture_output=True,
+            text=True,
+            check=False,
+            env=env,
+            timeout=60,
         )
         assert result.returncode == 0, result.stderr
         return result.stdout
