@@ -14,9 +14,10 @@ Registry name ``gpio`` (``[[doors]] driver = "gpio"``).  Config keys:
 ``max_energise_s``       the output is never left energised longer: a timer
                          releases it (solenoid coils overheat); default 3 s for
                          a solenoid, 60 s for an actuator.  For an actuator that
-                         release drives the door shut unsupervised (no
-                         obstruction retries): keep it above the kiosk's door
-                         timeouts and close actuator doors with ``lock()``
+                         release drives the door shut, supervised exactly as
+                         ``lock()`` is (obstruction: stop, reopen, retry, then a
+                         latched fault); it must exceed ``open_timeout_s`` and
+                         ``reopen_s`` (one energised stretch of a normal move)
 ``open_timeout_s``       actuator: time to leave the closed sensor when opening
 ``close_timeout_s``      time for the sensor to read closed after ``lock()``
 ``retries``              actuator jam/obstruction: further attempts (stop, reopen,
@@ -28,7 +29,9 @@ Registry name ``gpio`` (``[[doors]] driver = "gpio"``).  Config keys:
 Fail-secure: the output is at its released (locked) level from construction,
 after ``lock()``/``close()``, at interpreter exit (atexit) and after any
 exception inside a door operation.  A latched fault refuses ``unlock()`` until
-a technician calls ``reset_fault()``.
+a technician calls ``reset_fault()``.  One movement at a time: ``unlock()``,
+``lock()`` and an actuator's auto-close hold a motion lock, so a ``lock()``
+that comes during an auto-close waits for it, then reports its outcome.
 """
 
 from __future__ import annotations
@@ -95,6 +98,12 @@ class GpioDoor:
         self.open_timeout_s = _positive("open_timeout_s", open_timeout_s)
         self.close_timeout_s = _positive("close_timeout_s", close_timeout_s)
         self.reopen_s = _positive("reopen_s", reopen_s)
+        if kind == "actuator" and self.max_energise_s <= max(self.open_timeout_s, self.reopen_s):
+            # the timer would cut an opening (or a reopen) short and close the door on it
+            raise HardwareConfigError(
+                f"door max_energise_s {self.max_energise_s:g} must exceed open_timeout_s "
+                f"{self.open_timeout_s:g} and reopen_s {self.reopen_s:g} for an actuator"
+            )
         self.poll_s = _positive("poll_s", poll_s)
         self.debounce_s = max(0.0, float(debounce_s))
         self.release_on_open = bool(release_on_open)
@@ -104,6 +113,8 @@ class GpioDoor:
         self.clock = clock if clock is not None else SYSTEM_CLOCK
         self.pins = resolve_pins(gpio, pins)
         self._lock = threading.RLock()
+        # one movement at a time: unlock(), lock() and an actuator's supervised auto-close
+        self._motion = threading.RLock()
         self._energised = False
         self._generation = 0  # invalidates auto-release timers of earlier energisings
         self._released = False
@@ -150,6 +161,27 @@ class GpioDoor:
             self.auto_releases += 1
         self._event("auto_release")
         log.warning("%s: output released after max_energise_s=%g s", self.name, self.max_energise_s)
+        if self.kind == "actuator":
+            self._auto_close()
+
+    def _auto_close(self) -> None:
+        """Supervise the close an actuator's auto-release started, as ``lock()`` would; never raise.
+
+        It runs on the timer's thread (or, in virtual time, in the one advancing the
+        clock): an obstruction is retried, then a fault is latched, which the next
+        ``lock()``/``unlock()`` reports.
+        """
+        with self._motion:
+            if self._released or self.fault is not None or self._energised:
+                return  # closed driver, fault already latched, or a newer command took over
+            self._event("auto_close")
+            try:
+                self._close_actuator()
+            except DoorFault as exc:
+                log.error("%s: auto-close after max_energise_s failed: %s", self.name, exc)
+            except Exception:  # a timer thread must not die with the output live
+                self._secure()
+                log.exception("%s: auto-close after max_energise_s failed", self.name)
 
     def _secure(self) -> None:
         """Put the output at its locked level; never raises (it runs on the way out of errors)."""
@@ -219,7 +251,7 @@ class GpioDoor:
 
     def unlock(self) -> None:
         """Release the bolt (solenoid) or drive the door open (actuator); DoorFault if it fails."""
-        with self._fail_secure():
+        with self._motion, self._fail_secure():
             self._check_usable()
             if not self.is_closed():
                 raise DoorFault(f"{self.name}: sensor reads open while locked (forced door or sensor fault)")
@@ -242,7 +274,7 @@ class GpioDoor:
 
     def lock(self) -> None:
         """Secure the door: release the output, then confirm closed; DoorFault otherwise."""
-        with self._fail_secure():
+        with self._motion, self._fail_secure():
             self._secure()  # first of all: whatever else fails, the output is at locked level
             self._check_usable()
             self._event("lock")

@@ -205,6 +205,77 @@ def test_actuator_obstruction_cleared_during_retries_closes(closers):
     assert model.closed and door.fault is None
 
 
+def _moves_since(door, marker):
+    events = [e for _, e in door.events]
+    return [e for e in events[events.index(marker):] if e in ("energise", "release")]
+
+
+def test_actuator_auto_release_closes_the_door_supervised(closers):
+    rig, model, door = rig_door(kind="actuator", max_energise_s=20, close_timeout_s=3, travel_s=1.0)
+    closers.append(door)
+    start_s = rig.clock.monotonic()
+    door.unlock()
+    rig.clock.advance(19.9 - rig.elapsed_since(start_s))
+    assert not model.closed and model.energised
+    rig.clock.advance(0.2)  # max_energise_s runs out with the door still open
+    assert model.closed and not model.energised
+    assert door.auto_releases == 1 and door.fault is None
+    assert "auto_close" in [e for _, e in door.events]
+    door.lock()  # the kiosk's own lock finds it shut
+    door.unlock()  # and the door is usable again
+    assert not model.closed
+
+
+def test_actuator_auto_release_into_an_obstruction_retries_then_latches(closers):
+    rig, model, door = rig_door(
+        kind="actuator", max_energise_s=20, close_timeout_s=3, retries=2, reopen_s=1.0
+    )
+    closers.append(door)
+    door.unlock()
+    model.block()  # a bag stuck in the doorway when the timer runs out
+    rig.clock.advance(20)
+    # release, fail, stop and reopen, close again...: 3 closes, 2 reopens, then a latched fault
+    assert _moves_since(door, "auto_release") == ["release", "energise", "release", "energise", "release"]
+    assert [e for _, e in door.events][-1].startswith("fault: did not close")
+    assert not model.energised and door.fault is not None
+    with pytest.raises(DoorFault, match="fault latched"):
+        door.lock()  # the kiosk's next lock reports it: door_jammed
+    with pytest.raises(DoorFault, match="fault latched"):
+        door.unlock()
+
+
+def test_actuator_auto_close_obstruction_cleared_during_retries_closes(closers):
+    rig, model, door = rig_door(
+        kind="actuator", max_energise_s=20, close_timeout_s=3, retries=2, reopen_s=1.0
+    )
+    closers.append(door)
+    door.unlock()
+    model.block()
+    rig.clock.schedule(22.5, model.unblock)  # pulled out during the first reopen
+    rig.clock.advance(30)
+    assert model.closed and not model.energised and door.fault is None
+    door.lock()
+
+
+def test_actuator_auto_release_after_the_kiosk_locked_does_nothing(closers):
+    rig, model, door = rig_door(kind="actuator", max_energise_s=20, close_timeout_s=3)
+    closers.append(door)
+    door.unlock()
+    door.lock()
+    rig.clock.advance(30)
+    assert door.auto_releases == 0 and "auto_close" not in [e for _, e in door.events]
+    assert model.closed and not model.energised
+
+
+def test_actuator_max_energise_must_outlast_one_opening():
+    rig = make_rig()
+    for kwargs in ({"max_energise_s": 5, "open_timeout_s": 5}, {"max_energise_s": 2, "reopen_s": 3}):
+        with pytest.raises(HardwareConfigError, match="max_energise_s"):
+            GpioDoor(gpio="sim", lock_pin=LOCK, sensor_pin=SENSOR, kind="actuator", pins=rig.pins,
+                     clock=rig.clock, **kwargs)
+        assert rig.pins.in_use() == {}
+
+
 def test_any_exception_inside_a_door_operation_leaves_it_locked(closers, monkeypatch):
     rig, model, door = rig_door(release_on_open=False)
     closers.append(door)
