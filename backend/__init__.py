@@ -37,6 +37,10 @@ def create_app(config: dict | None = None) -> Flask:
         # how far back a kiosk's backlog may reach (offline for days is normal)
         DEPOSIT_MAX_AGE_S=int(os.environ.get("SORTPOINT_DEPOSIT_MAX_AGE_S", 30 * 24 * 3600)),
         DEPOSIT_MAX_AHEAD_S=300,
+        # test pooled PostgreSQL connections before use (backend/db.py)
+        DB_PRE_PING=os.environ.get("SORTPOINT_DB_PRE_PING", "") in ("1", "true", "yes"),
+        # seconds a worker reuses a kiosk's set-up (backend/api/kiosk_cache.py); 0: never
+        KIOSK_CACHE_TTL_S=int(os.environ.get("SORTPOINT_KIOSK_CACHE_TTL_S", 60)),
     )
     if config:
         app.config.update(config)

@@ -1,7 +1,7 @@
 """The ``sortpoint`` command line: a Flask CLI group (also ``flask --app backend``).
 
 Commands parse arguments, call one service inside one transaction
-(``with db.begin() as s:``) and print the result: text for people, or JSON on
+(``with db.begin() as s:``; ``db.read()`` for commands that only read) and print the result: text for people, or JSON on
 stdout and nothing else with ``--json``.  A domain error becomes one line on
 stderr and exit code 1, never a traceback.  docs/cli.md documents each command.
 """
@@ -178,7 +178,7 @@ def community_list(as_json: bool) -> None:
     """List communities with their time zones and categories."""
     from backend.services import registry
 
-    with db.begin() as s:
+    with db.read() as s:
         infos = [_community_info(s, c) for c in registry.list_communities(s)]
     emit(
         infos,
@@ -347,7 +347,7 @@ def rules_list(community: str, category: str | None, as_json: bool) -> None:
     """List every version of COMMUNITY's points rules (* = in force now)."""
     from backend.services import rules
 
-    with db.begin() as s:
+    with db.read() as s:
         table = rules.rules_table(s, community, category)
     lines = [
         f"{'*' if r['current'] else ' '} {r['category']:<10} v{r['version']:<3} "
@@ -416,7 +416,7 @@ def kiosk_list(community: str | None, as_json: bool) -> None:
     """List kiosks, their doors and when they were last seen."""
     from backend.services import registry
 
-    with db.begin() as s:
+    with db.read() as s:
         infos = [registry.kiosk_info(s, k) for k in registry.list_kiosks(s, community)]
     lines = [
         f"{i['kiosk_id']}\t{i['community']}\t{'enabled' if i['enabled'] else 'DISABLED'}\t{i['name']}\t"
@@ -542,7 +542,7 @@ def ledger_verify(as_json: bool) -> None:
     """Recompute every balance from the entries; exit 1 on any mismatch."""
     from backend.services import ledger
 
-    with db.begin() as s:
+    with db.read() as s:  # one snapshot; deposits keep flowing meanwhile
         found = ledger.verify(s)
     mismatches = [_plain(m) for m in found]
     lines = [f"MISMATCH {m.describe() if hasattr(m, 'describe') else m}" for m in found]
@@ -582,7 +582,7 @@ def ledger_show(household: str, community: str | None, limit: int, as_json: bool
     """Show HOUSEHOLD's balance and latest ledger entries."""
     from backend.services import statements
 
-    with db.begin() as s:
+    with db.read() as s:
         info = statements.household_statement(s, household, community, limit)
     lines = [
         f"{info['community']}/{info['household']}: balance {info['balance']} points "

@@ -3,6 +3,17 @@
 Created at module level (``db = Database()``) and bound in ``create_app``.
 Services own transactions (``with db.begin() as s:``); views and CLI commands
 never commit.  Nothing connects at import time.
+
+Two kinds of transaction:
+
+* ``db.begin()`` - read-write.  On SQLite it starts with ``BEGIN IMMEDIATE``:
+  writers queue on the lock up front instead of failing with SQLITE_BUSY when
+  a read lock cannot be upgraded.
+* ``db.read()`` - a read-only snapshot.  On SQLite a deferred ``BEGIN``, so a
+  read (``ledger verify``, the health check, the kiosk config) never waits for
+  or blocks the writer (WAL readers see the last commit); on PostgreSQL
+  ``BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY``, so every statement of
+  the read sees the same snapshot and a stray write is an error.
 """
 
 from __future__ import annotations
@@ -14,41 +25,70 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+#: the execution option the SQLite ``begin`` listener reads
+READ_ONLY_OPTION = "sortpoint_read_only"
+
 
 def _is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def make_engine(url: str, **kwargs) -> Engine:
-    """Create an engine with sortpoint's settings for SQLite or PostgreSQL."""
+def make_engine(url: str, *, pre_ping: bool = False, **kwargs) -> Engine:
+    """Create an engine with sortpoint's settings for SQLite or PostgreSQL.
+
+    ``pre_ping`` (PostgreSQL) tests every pooled connection with a round trip
+    before use.  Off by default: a connection the server dropped fails its
+    statement, SQLAlchemy then invalidates it (and the rest of the pool when
+    the server restarted), the request answers 500/503 and the kiosk retries
+    the same signed-afresh batch, which its ids make idempotent.  Turn it on
+    (``SORTPOINT_DB_PRE_PING=1``) behind proxies or firewalls that silently
+    drop idle connections.
+    """
     if _is_sqlite(url):
-        # isolation_level=None hands transaction control to us so that every
-        # transaction starts with BEGIN IMMEDIATE: writers queue on the lock up
-        # front instead of failing with SQLITE_BUSY when upgrading a read lock.
-        engine = create_engine(
-            url,
-            connect_args={"timeout": 30, "check_same_thread": False, "isolation_level": None},
-            **kwargs,
-        )
-
-        @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record):
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.close()
-
-        @event.listens_for(engine, "begin")
-        def _sqlite_begin(conn):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-        return engine
-    kwargs.setdefault("pool_pre_ping", True)
+        return _sqlite_engine(url, **kwargs)
+    kwargs.setdefault("pool_pre_ping", pre_ping)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     return create_engine(url, **kwargs)
+
+
+def _sqlite_engine(url: str, **kwargs) -> Engine:
+    # isolation_level=None hands transaction control to us: the begin
+    # listener below decides between BEGIN IMMEDIATE and a deferred BEGIN
+    engine = create_engine(
+        url,
+        connect_args={"timeout": 30, "check_same_thread": False, "isolation_level": None},
+        **kwargs,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_conn, _record):
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _sqlite_begin(conn):
+        if conn.get_execution_options().get(READ_ONLY_OPTION):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _read_options(dialect: str) -> dict:
+    if dialect == "sqlite":
+        return {READ_ONLY_OPTION: True}
+    # attributes of the psycopg connection: they ride on its BEGIN, no round trip
+    return {
+        READ_ONLY_OPTION: True,
+        "isolation_level": "REPEATABLE READ",
+        "postgresql_readonly": True,
+    }
 
 
 class Database:
@@ -57,18 +97,20 @@ class Database:
     def __init__(self) -> None:
         self.engine: Engine | None = None
         self._factory: sessionmaker[Session] | None = None
+        self._read_options: dict = {}
 
     def init_app(self, app) -> None:
         """Bind to ``app.config['DATABASE_URL']`` and register on the app."""
-        self.bind(app.config["DATABASE_URL"])
+        self.bind(app.config["DATABASE_URL"], pre_ping=app.config.get("DB_PRE_PING", False))
         app.extensions["sortpoint.db"] = self
 
-    def bind(self, url: str) -> None:
+    def bind(self, url: str, *, pre_ping: bool = False) -> None:
         """Create the engine for ``url`` (disposing of any previous one)."""
         if self.engine is not None:
             self.engine.dispose()
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, pre_ping=pre_ping)
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
+        self._read_options = _read_options(self.engine.dialect.name)
 
     @property
     def dialect(self) -> str:
@@ -81,6 +123,15 @@ class Database:
         """Open a session in a transaction; commit on success, roll back on error."""
         assert self._factory is not None, "database not bound; call create_app()"
         with self._factory() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """Open a session in a read-only snapshot transaction (see the module docstring)."""
+        assert self._factory is not None, "database not bound; call create_app()"
+        with self._factory() as session, session.begin():
+            # procure the connection now, with the options the begin must see
+            session.connection(execution_options=self._read_options)
             yield session
 
     def session(self) -> Session:

@@ -41,7 +41,7 @@ def _authenticate(
 @bp.get("/v1/health")
 def health():
     """Answer 200 when the app can reach its database (unsigned)."""
-    with db.session() as session:
+    with db.read() as session:  # never queues behind SQLite's writer
         session.execute(text("SELECT 1"))
     return jsonify(
         {"status": "ok", "database": db.dialect, "server_time": _now().isoformat()}
@@ -70,9 +70,10 @@ def post_deposits():
 @bp.get("/v1/kiosk/config")
 def kiosk_config():
     """Return the signed kiosk's doors, categories, label key, rules and revoked serials."""
-    with db.begin() as session:
-        now = _now()
+    now = _now()
+    with db.begin() as session:  # the nonce is the only write
         kiosk = _authenticate(session, request.get_data(cache=False), now)
+    with db.read() as session:
         payload = build_config(session, kiosk, now, current_app.config)
     return _json(schemas.encode(payload))
 
