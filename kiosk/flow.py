@@ -59,6 +59,8 @@ __all__ = [
     "FlowSettings",
     "TransitionNotAllowed",
     "points_estimate",
+    "reason_text",
+    "rejection_text",
     "resolve_choice",
 ]
 
@@ -78,14 +80,28 @@ SELF_CLEARING_FAULTS = frozenset(
     {"door_left_open", "scale", "outbox_full", "scanner", "config"}
 )
 
-#: the backend's reasons for fewer points than the weight is worth, as a resident reads them
+#: the backend's reasons for fewer points than the weight is worth (docs/protocol.md,
+#: "Reasons"), as a resident reads them; ``reason_text`` makes them more precise
 REASONS = {
-    "below_minimum": "below the minimum weight",
-    "daily_cap": "daily limit reached",
-    "no_rule": "no points for this category",
-    "label_reused": "this label was used before",
-    "implausible_weight": "held for review",
+    "below_minimum": "too light to earn points",
+    "daily_cap": "your household reached today's points limit for this kind of waste",
+    "no_rule": "this kind of waste earns no points at the moment",
+    "label_reused": "this label was already used for an earlier bag",
+    "implausible_weight": "the weight is unusually high for this bin",
 }
+
+#: the backend's rejection codes (docs/protocol.md): why a deposit was not credited at all
+REJECTIONS = {
+    "label_revoked": "this label has been revoked",
+    "label_unknown": "this label is not registered here",
+    "label_bad_signature": "this label is not genuine (forged or damaged)",
+    "label_wrong_community": "this label belongs to another community",
+    "label_malformed": "this is not a sortpoint label",
+    "occurred_at_too_old": "it reached the server too late",
+    "net_g_out_of_range": "the weight is outside what this bin takes",
+}
+#: what to say for a rejection that is the kiosk's fault (set-up, clock): nothing the resident did
+KIOSK_PROBLEM = "a problem with this kiosk, please tell the staff"
 
 
 class NoLabelKey(KioskError):
@@ -177,6 +193,34 @@ def points_estimate(net_g: int, points_per_kg: int, min_net_g: int) -> int:
     if net_g <= 0 or net_g < min_net_g:
         return 0
     return net_g * points_per_kg // 1000
+
+
+def reason_text(
+    code: str | None,
+    *,
+    category: str | None = None,
+    net_g: int | None = None,
+    min_net_g: int | None = None,
+) -> str | None:
+    """Return in plain words why a deposit earned fewer points than its weight (None: it did not)."""
+    if not code:
+        return None
+    if code == "below_minimum" and min_net_g and net_g is not None and net_g < min_net_g:
+        return f"under the {min_net_g} g minimum for points"
+    if code == "daily_cap" and category:
+        return f"your household reached today's points limit for {category}"
+    if code == "no_rule" and category:
+        return f"{category} earns no points at the moment"
+    # a reason newer than this release still says something rather than nothing
+    return REASONS.get(code) or code.replace("_", " ")
+
+
+def rejection_text(answer: dict) -> str:
+    """Return in plain words why the backend did not credit a deposit (rejected or conflict)."""
+    code = (answer.get("error") or {}).get("code")
+    if answer.get("status") == "conflict" or code not in REJECTIONS:
+        return KIOSK_PROBLEM
+    return REJECTIONS[code]
 
 
 def resolve_choice(doors: dict[int, DoorSlot], choice: str | int) -> DoorSlot:
@@ -651,34 +695,47 @@ class DepositFlow(StateChart):
         return self.ctx.locker.lock_all(self.ctx.doors.values())
 
     def result_text(self) -> str:
-        """Return the result screen: what was weighed, the points and the balance."""
+        """Return the result screen: what was weighed, the points and why fewer, the balance."""
         deposit = self.current
         if deposit.net_g is None or deposit.net_g <= 0:
             return "No deposit was detected: nothing was recorded"
         weighed = f"{deposit.net_g} g of {deposit.slot.category}"
         answer = deposit.answer
         if answer is None:
-            balance = "pending" if deposit.answered else "..."
-            if (
-                deposit.estimate is None
-            ):  # no points rules cached yet: nothing to estimate with
-                return f"Thank you: {weighed}. Points pending - balance {balance}"
-            return f"Thank you: {weighed}. +{deposit.estimate} points (estimate) - balance {balance}"
+            return self._estimate_text(deposit, weighed)
         status = answer.get("status")
-        reason = REASONS.get(answer.get("reason") or "")
-        if status in ("accepted", "duplicate") and reason:
-            return f"Thank you: {weighed}. +{answer.get('points', 0)} points ({reason}) - balance {answer.get('balance')}"
-        if status in ("accepted", "duplicate"):
-            return f"Thank you: {weighed}. +{answer.get('points', 0)} points - balance {answer.get('balance')}"
+        if status == "duplicate":  # a retried upload: the outcome is the first answer's
+            status = answer.get("original_status") or "accepted"
+        if status not in ("accepted", "flagged"):
+            return f"Recorded {weighed}, but not credited: {rejection_text(answer)}"
+        why = reason_text(
+            answer.get("reason"),
+            category=deposit.slot.category,
+            net_g=deposit.net_g,
+            min_net_g=self._min_net_g(deposit),
+        )
+        balance = answer.get("balance")
         if status == "flagged":
-            why = (
-                reason
-                or (answer.get("error") or {}).get("message")
-                or "held for review"
+            why = why or "it needs a check"
+            return f"Thank you: {weighed}. 0 points for now ({why}): held for staff review - balance {balance}"
+        because = f" ({why})" if why else ""
+        return f"Thank you: {weighed}. +{answer.get('points') or 0} points{because} - balance {balance}"
+
+    def _estimate_text(self, deposit: Deposit, weighed: str) -> str:
+        balance = "pending" if deposit.answered else "..."
+        if deposit.estimate is None:  # no points rules cached yet: nothing to estimate with
+            return f"Thank you: {weighed}. Points pending - balance {balance}"
+        min_g = self._min_net_g(deposit)
+        if deposit.estimate == 0 and min_g and deposit.net_g < min_g:
+            return (
+                f"Thank you: {weighed}. +0 points (estimate: under the {min_g} g minimum"
+                f" for points) - balance {balance}"
             )
-            return f"Thank you: {weighed}. 0 points ({why}) - balance {answer.get('balance')}"
-        why = (answer.get("error") or {}).get("message") or status
-        return f"Recorded {weighed}, but not credited: {why}"
+        return f"Thank you: {weighed}. +{deposit.estimate} points (estimate) - balance {balance}"
+
+    def _min_net_g(self, deposit: Deposit) -> int | None:
+        rule = self.ctx.rules().get(deposit.slot.category)
+        return rule[1] if rule else None
 
 
 def resolve_open_deposit(

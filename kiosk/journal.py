@@ -144,6 +144,15 @@ class JournalDeposit:
         """Return True once the backend's answer is stored."""
         return self.sync_status is not None
 
+    def answer(self) -> dict | None:
+        """Return the stored answer as the protocol's result item (reason included), or None."""
+        if not self.answered:
+            return None
+        error = {"code": self.error_code, "message": self.error_message} if self.error_code else None
+        return {"id": self.id, "status": self.sync_status, "points": self.points,
+                "balance": self.balance, "reason": self.sync_reason,
+                "original_status": self.original_status, "error": error}
+
 
 _COLUMNS = ", ".join(f.name for f in fields(JournalDeposit))
 

@@ -530,20 +530,8 @@ class Station:
         deposit = self.flow.current
         if deposit is None or deposit.answered or deposit.deposit_id is None:
             return
-        row = self.journal.get(deposit.deposit_id)
-        if row.answered:
-            error = (
-                {"code": row.error_code, "message": row.error_message}
-                if row.error_code
-                else None
-            )
-            result = {
-                "id": row.id,
-                "status": row.sync_status,
-                "points": row.points,
-                "balance": row.balance,
-                "error": error,
-            }
+        result = self.journal.get(deposit.deposit_id).answer()
+        if result is not None:  # with the backend's reason: the screen says why
             self._send("answer", result=result)
 
     def _check_fault_cleared(self) -> None:

@@ -398,13 +398,7 @@ class Syncer:
         return self._answer_of(deposit_id)
 
     def _answer_of(self, deposit_id: str) -> dict | None:
-        row = self.journal.get(deposit_id)
-        if not row.answered:
-            return None
-        error = {"code": row.error_code, "message": row.error_message} if row.error_code else None
-        return {"id": row.id, "status": row.sync_status, "points": row.points,
-                "balance": row.balance, "reason": row.sync_reason,
-                "original_status": row.original_status, "error": error}
+        return self.journal.get(deposit_id).answer()
 
     # -- the background thread ------------------------------------------------------
 

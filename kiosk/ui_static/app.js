@@ -88,7 +88,8 @@ function resultLines(deposit) {
   }
   if (deposit.points !== null && deposit.points !== undefined) {
     const balance = deposit.balance === null ? "pending" : `${deposit.balance} points`;
-    return [`+${deposit.points} points`, `Balance: ${balance}`, weighed];
+    const why = deposit.reason ? ` (${deposit.reason})` : "";  // e.g. daily limit, under the minimum
+    return [`+${deposit.points} points${why}`, `Balance: ${balance}`, weighed];
   }
   const points = deposit.estimate === null ? "Points pending" : `+${deposit.estimate} points (estimate)`;
   const balance = deposit.status === "waiting" ? "Balance: \u2026" : "Balance: pending (kept until the kiosk is online)";
