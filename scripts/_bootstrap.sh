@@ -11,8 +11,14 @@ fi
 VENV_PY="$ROOT/.venv/bin/python"
 STAMP="$ROOT/.venv/.sortpoint-installed-$1"
 if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then
-    "$VENV_PY" -m pip install --quiet --upgrade pip
-    "$VENV_PY" -m pip install --quiet -e "$ROOT[$1]"
+    # pip's and setuptools' chatter goes to a log, shown only if the install fails
+    LOG="$ROOT/.venv/install.log"
+    echo "installing sortpoint[$1] into .venv (log: .venv/install.log)" >&2
+    if ! { "$VENV_PY" -m pip install --upgrade pip && "$VENV_PY" -m pip install -e "$ROOT[$1]"; } >"$LOG" 2>&1; then
+        tail -n 40 "$LOG" >&2
+        echo "sortpoint: installing into .venv failed (full log: $LOG)" >&2
+        exit 1
+    fi
     touch "$STAMP"
 fi
 export PATH="$ROOT/.venv/bin:$PATH"
