@@ -18,8 +18,8 @@ Two kinds of transaction:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
@@ -57,7 +57,11 @@ def _sqlite_engine(url: str, **kwargs) -> Engine:
     # listener below decides between BEGIN IMMEDIATE and a deferred BEGIN
     engine = create_engine(
         url,
-        connect_args={"timeout": 30, "check_same_thread": False, "isolation_level": None},
+        connect_args={
+            "timeout": 30,
+            "check_same_thread": False,
+            "isolation_level": None,
+        },
         **kwargs,
     )
 
@@ -101,7 +105,9 @@ class Database:
 
     def init_app(self, app) -> None:
         """Bind to ``app.config['DATABASE_URL']`` and register on the app."""
-        self.bind(app.config["DATABASE_URL"], pre_ping=app.config.get("DB_PRE_PING", False))
+        self.bind(
+            app.config["DATABASE_URL"], pre_ping=app.config.get("DB_PRE_PING", False)
+        )
         app.extensions["sortpoint.db"] = self
 
     def bind(self, url: str, *, pre_ping: bool = False) -> None:

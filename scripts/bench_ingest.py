@@ -397,7 +397,9 @@ def http_floor_ms(client: Client, count: int) -> dict[str, float]:
     return floor
 
 
-def interleaved(paths: dict, count: int, size: int, block: int, warmup: int = 5) -> dict:
+def interleaved(
+    paths: dict, count: int, size: int, block: int, warmup: int = 5
+) -> dict:
     """Time ``count`` requests of every path, in alternating blocks; deposits/s each.
 
     ``paths`` maps a name to a function that writes ``size`` deposits and
@@ -680,7 +682,9 @@ def main() -> None:
         default="gthread",
         help="gthread keeps connections alive (the production setting); sync closes each",
     )
-    parser.add_argument("--threads", type=int, default=2, help="threads per gthread worker")
+    parser.add_argument(
+        "--threads", type=int, default=2, help="threads per gthread worker"
+    )
     parser.add_argument("--skip-pg", action="store_true")
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument(

@@ -47,12 +47,16 @@ def test_read_sees_one_snapshot_while_a_writer_commits(app):
 
 def test_read_does_not_hold_the_write_lock(app, database_url, on_postgres):
     if on_postgres:
-        pytest.skip("SQLite's database lock; PostgreSQL readers never lock (test above)")
+        pytest.skip(
+            "SQLite's database lock; PostgreSQL readers never lock (test above)"
+        )
     _add_community("one")
     with db.read() as s:
         assert _count(s) == 1
         # timeout=0: a writer that would have to wait fails at once instead
-        other = sqlite3.connect(_sqlite_path(database_url), timeout=0, isolation_level=None)
+        other = sqlite3.connect(
+            _sqlite_path(database_url), timeout=0, isolation_level=None
+        )
         try:
             other.execute("BEGIN IMMEDIATE")
             other.execute(
@@ -73,7 +77,9 @@ def test_write_session_does_hold_the_write_lock(app, database_url, on_postgres):
         pytest.skip("SQLite's database lock")
     with db.begin() as s:
         assert _count(s) == 0
-        other = sqlite3.connect(_sqlite_path(database_url), timeout=0, isolation_level=None)
+        other = sqlite3.connect(
+            _sqlite_path(database_url), timeout=0, isolation_level=None
+        )
         try:
             with pytest.raises(sqlite3.OperationalError, match="locked"):
                 other.execute("BEGIN IMMEDIATE")
@@ -84,18 +90,17 @@ def test_write_session_does_hold_the_write_lock(app, database_url, on_postgres):
 def test_read_session_refuses_writes_on_postgres(app, on_postgres):
     if not on_postgres:
         pytest.skip("PostgreSQL's READ ONLY transaction; SQLite has no such mode")
-    with pytest.raises(DBAPIError, match="read-only transaction"):
-        with db.read() as s:
-            s.execute(
-                insert(Community).values(
-                    slug="x",
-                    name="x",
-                    timezone="UTC",
-                    label_private_key="x",
-                    label_public_key="y",
-                    created_at=utcnow(),
-                )
+    with pytest.raises(DBAPIError, match="read-only transaction"), db.read() as s:
+        s.execute(
+            insert(Community).values(
+                slug="x",
+                name="x",
+                timezone="UTC",
+                label_private_key="x",
+                label_public_key="y",
+                created_at=utcnow(),
             )
+        )
 
 
 def test_read_options_do_not_leak_into_the_next_write(app):

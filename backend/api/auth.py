@@ -7,6 +7,10 @@ its signature over ``METHOD\\nPATH\\nTIMESTAMP\\nNONCE\\nSHA256(BODY)`` matches
 before.  Nonces are stored in ``request_nonces`` (unique per kiosk) inside the
 request's own transaction, so two copies of one request racing each other
 cannot both pass; nonces older than any still-valid timestamp are purged.
+
+With a ``KioskCache`` a request usually costs one statement here: the nonce
+INSERT, which also checks that the kept kiosk copy is still current
+(``kiosk_cache``); a stale copy falls back to a fresh load and the same checks.
 """
 
 from __future__ import annotations
@@ -16,18 +20,20 @@ import functools
 import itertools
 import re
 
-from sqlalchemy import bindparam, delete, update
+from sqlalchemy import Integer, bindparam, delete, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from backend.api.kiosk_cache import KioskCache
 from backend.errors import Unauthorized
-from backend.models import Kiosk, RequestNonce
-from backend.services._sql import insert_ignore_for
-from backend.services.ingest_store import KioskContext, kiosk_context
+from backend.models import Community, Kiosk, RequestNonce
+from backend.services._sql import insert_ignore_for, upsert_for
+from backend.services.ingest_store import RULES_MARK, KioskContext, kiosk_context
 from protocol import signing
 
 NONCES = RequestNonce.__table__
 KIOSKS = Kiosk.__table__
+COMMUNITIES = Community.__table__
 _TIMESTAMP_RE = re.compile(r"\d{1,12}")
 _NONCE_RE = re.compile(
     rf"[\x21-\x7e]{{{signing.MIN_NONCE_LEN},{signing.MAX_NONCE_LEN}}}"
@@ -58,22 +64,8 @@ def request_target(environ: dict, path: str, query: bytes) -> str:
     return path + ("?" + query.decode("latin-1") if query else "")
 
 
-def authenticate(
-    session: Session,
-    *,
-    headers,
-    method: str,
-    target: str,
-    body: bytes,
-    now: dt.datetime,
-    max_skew_s: int,
-    rules_until: dt.datetime | None = None,
-) -> KioskContext:
-    """Check a request's signature and record its nonce; raise Unauthorized (401) if not acceptable.
-
-    Returns the kiosk with its setup (rule versions up to ``rules_until``,
-    default ``now``), loaded in the same query as its secret.
-    """
+def _check_headers(headers, now: dt.datetime, max_skew_s: int) -> tuple[str, ...]:
+    """Return (kiosk id, timestamp, nonce, signature) if well-formed and fresh."""
     kiosk_id = headers.get(signing.HEADER_KIOSK)
     timestamp = headers.get(signing.HEADER_TIMESTAMP)
     nonce = headers.get(signing.HEADER_NONCE)
@@ -94,26 +86,114 @@ def authenticate(
         raise _fail(
             "signature_invalid", "X-Nonce must be 16 to 128 printable ASCII characters"
         )
+    return kiosk_id, timestamp, nonce, signature
+
+
+def authenticate(
+    session: Session,
+    *,
+    headers,
+    method: str,
+    target: str,
+    body: bytes,
+    now: dt.datetime,
+    max_skew_s: int,
+    rules_until: dt.datetime | None = None,
+    cache: KioskCache | None = None,
+) -> KioskContext:
+    """Check a request's signature and record its nonce; raise Unauthorized (401) if not acceptable.
+
+    Returns the kiosk with its setup, loaded in the same query as its secret:
+    rule versions up to ``rules_until`` (default ``now``), or every version
+    when a ``cache`` is given.  With a cache, a kept copy of the kiosk saves
+    that query; the nonce INSERT then also checks that the copy is still
+    current (``kiosk_cache``) and a stale copy is replaced by a fresh load.
+    """
+    kiosk_id, timestamp, nonce, signature = _check_headers(headers, now, max_skew_s)
     conn = session.connection()
-    kiosk = kiosk_context(conn, kiosk_id, rules_until or now)
+    signed = (method, target, timestamp, nonce, body)
+    use_cache = cache is not None and cache.enabled
+    kept = cache.get(kiosk_id) if use_cache else None
+    if (
+        kept is not None
+        and _signed_by(kept.secret, signed, signature)
+        and _record_nonce_if_current(conn, kept, nonce, now)
+    ):
+        _after_nonce(session, kept, now, max_skew_s, cache)
+        return kept
+    if use_cache:
+        cache.forget(kiosk_id)
+    kiosk = kiosk_context(conn, kiosk_id, None if use_cache else (rules_until or now))
     # an unknown kiosk costs the same HMAC as a known one and gets the same answer
     secret = kiosk.secret if kiosk is not None else "unknown-kiosk"
-    expected = signing.sign(secret, method, target, timestamp, nonce, body)
-    if kiosk is None or not signing.signatures_match(expected, signature):
+    if kiosk is None or not _signed_by(secret, signed, signature):
         raise _fail("signature_invalid", "unknown kiosk or wrong signature")
     if not kiosk.enabled:
         raise _fail("kiosk_disabled", f"kiosk {kiosk_id} is disabled")
     _record_nonce(conn, kiosk_id, nonce, now)
-    _touch(conn, kiosk_id, kiosk.last_seen_at, now)
+    if use_cache:
+        cache.put(kiosk)
+    _after_nonce(session, kiosk, now, max_skew_s, cache)
+    return kiosk
+
+
+def _signed_by(secret: str, signed: tuple, signature: str) -> bool:
+    return signing.signatures_match(signing.sign(secret, *signed), signature)
+
+
+def _after_nonce(
+    session: Session,
+    kiosk: KioskContext,
+    now: dt.datetime,
+    max_skew_s: int,
+    cache: KioskCache | None,
+) -> None:
+    """Refresh last_seen_at now and then; purge expired nonces now and then."""
+    touched = _touch(session.connection(), kiosk.ref.kiosk_id, kiosk.last_seen_at, now)
+    if touched and cache is not None:
+        cache.seen(kiosk.ref.kiosk_id, now)
     if next(_requests) % PURGE_EVERY == 0:
         purge_nonces(session, now, max_skew_s)
-    return kiosk
 
 
 @functools.lru_cache(maxsize=4)
 def _insert_nonce(dialect: str):
     # RETURNING rather than rowcount: SQLAlchemy does not report a rowcount for INSERTs
     return insert_ignore_for(dialect, NONCES, ["kiosk_id", "nonce"]).returning(
+        NONCES.c.nonce
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _insert_nonce_if_current(dialect: str):
+    """INSERT the nonce only if a kept kiosk copy still matches the database."""
+    current = (
+        select(KIOSKS.c.id)
+        .select_from(
+            KIOSKS.join(COMMUNITIES, COMMUNITIES.c.id == KIOSKS.c.community_id)
+        )
+        .where(
+            KIOSKS.c.id == bindparam("kiosk_id", type_=KIOSKS.c.id.type),
+            KIOSKS.c.enabled,
+            KIOSKS.c.secret == bindparam("secret", type_=KIOSKS.c.secret.type),
+            COMMUNITIES.c.timezone
+            == bindparam("timezone", type_=COMMUNITIES.c.timezone.type),
+            COMMUNITIES.c.label_public_key
+            == bindparam("label_key", type_=COMMUNITIES.c.label_public_key.type),
+        )
+        .exists()
+    )
+    source = select(
+        bindparam("kiosk_id", type_=NONCES.c.kiosk_id.type),
+        bindparam("nonce", type_=NONCES.c.nonce.type),
+        bindparam("seen_at", type_=NONCES.c.seen_at.type),
+    ).where(current, RULES_MARK == bindparam("rules_mark", type_=Integer()))
+    stmt = upsert_for(dialect, NONCES).from_select(
+        ["kiosk_id", "nonce", "seen_at"], source
+    )
+    # SQLite reads "ON CONFLICT" after INSERT ... SELECT as an upsert because
+    # the SELECT has a WHERE clause
+    return stmt.on_conflict_do_nothing(index_elements=["kiosk_id", "nonce"]).returning(
         NONCES.c.nonce
     )
 
@@ -129,11 +209,31 @@ def _record_nonce(
         )
 
 
+def _record_nonce_if_current(
+    conn: Connection, kiosk: KioskContext, nonce: str, now: dt.datetime
+) -> bool:
+    """Store the nonce if ``kiosk`` is still current; False if not stored (stale or replay)."""
+    ref = kiosk.ref
+    params = {
+        "kiosk_id": ref.kiosk_id,
+        "nonce": nonce,
+        "seen_at": now,
+        "secret": kiosk.secret,
+        "timezone": ref.timezone,
+        "label_key": ref.label_public_key,
+        "rules_mark": kiosk.rules_mark,
+    }
+    stmt = _insert_nonce_if_current(conn.dialect.name)
+    return conn.execute(stmt, params).first() is not None
+
+
 def _touch(
     conn: Connection, kiosk_id: str, last_seen: dt.datetime | None, now: dt.datetime
-) -> None:
+) -> bool:
     if last_seen is None or (now - last_seen).total_seconds() >= LAST_SEEN_RESOLUTION_S:
         conn.execute(_TOUCH, {"kiosk_id": kiosk_id, "seen_at": now})
+        return True
+    return False
 
 
 def purge_nonces(session: Session, now: dt.datetime, max_skew_s: int) -> int:

@@ -7,7 +7,7 @@ import datetime as dt
 from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import text
 
-from backend.api import auth, openapi, schemas
+from backend.api import auth, kiosk_cache, openapi, schemas
 from backend.api.kiosk_config import build_config
 from backend.db import db
 from backend.services import ingest
@@ -35,6 +35,7 @@ def _authenticate(
         now=now,
         max_skew_s=current_app.config["SIGNATURE_MAX_SKEW_S"],
         rules_until=until,
+        cache=kiosk_cache.for_app(current_app),
     )
 
 

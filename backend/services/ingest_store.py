@@ -15,7 +15,7 @@ import functools
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import and_, bindparam, select, update
+from sqlalchemy import and_, bindparam, func, literal_column, select, update
 from sqlalchemy.engine import Connection
 
 from backend.models import (
@@ -116,73 +116,89 @@ class KioskContext:
     enabled: bool
     last_seen_at: dt.datetime | None
     setup: Setup
+    #: max(points_rules.id) when this was loaded: a new rule version anywhere changes it
+    rules_mark: int = 0
+
+
+#: the highest rule id: an index-only look-up on both databases
+RULES_MARK = select(
+    func.coalesce(func.max(RULES.c.id), literal_column("0"))
+).scalar_subquery()
 
 
 # One query for the kiosk, its community, doors, categories and rule versions:
 # a request needs all of them, and rules change a few times a year, so the
 # LEFT JOIN product stays small while saving round trips.
-_CONTEXT = (
-    select(
-        KIOSKS.c.secret,
-        KIOSKS.c.enabled,
-        KIOSKS.c.name,
-        KIOSKS.c.last_seen_at,
-        COMMUNITIES.c.id,
-        COMMUNITIES.c.slug,
-        COMMUNITIES.c.timezone,
-        COMMUNITIES.c.label_public_key,
-        CATEGORIES.c.id,
-        CATEGORIES.c.code,
-        CATEGORIES.c.max_plausible_g,
-        DOORS.c.door,
-        DOORS.c.capacity_g,
-        RULES.c.id,
-        RULES.c.version,
-        RULES.c.points_per_kg,
-        RULES.c.min_net_g,
-        RULES.c.daily_cap,
-        RULES.c.effective_at,
-    )
-    .select_from(
-        KIOSKS.join(COMMUNITIES, COMMUNITIES.c.id == KIOSKS.c.community_id)
-        .outerjoin(CATEGORIES, CATEGORIES.c.community_id == COMMUNITIES.c.id)
-        .outerjoin(
-            DOORS,
-            and_(
-                DOORS.c.category_id == CATEGORIES.c.id, DOORS.c.kiosk_id == KIOSKS.c.id
-            ),
+@functools.lru_cache(maxsize=2)
+def _context(all_rules: bool):
+    rules_on = RULES.c.category_id == CATEGORIES.c.id
+    if not all_rules:
+        rules_on = and_(rules_on, RULES.c.effective_at <= bindparam("until"))
+    return (
+        select(
+            KIOSKS.c.secret,
+            KIOSKS.c.enabled,
+            KIOSKS.c.name,
+            KIOSKS.c.last_seen_at,
+            COMMUNITIES.c.id,
+            COMMUNITIES.c.slug,
+            COMMUNITIES.c.timezone,
+            COMMUNITIES.c.label_public_key,
+            RULES_MARK,
+            CATEGORIES.c.id,
+            CATEGORIES.c.code,
+            CATEGORIES.c.max_plausible_g,
+            DOORS.c.door,
+            DOORS.c.capacity_g,
+            RULES.c.id,
+            RULES.c.version,
+            RULES.c.points_per_kg,
+            RULES.c.min_net_g,
+            RULES.c.daily_cap,
+            RULES.c.effective_at,
         )
-        .outerjoin(
-            RULES,
-            and_(
-                RULES.c.category_id == CATEGORIES.c.id,
-                RULES.c.effective_at <= bindparam("until"),
-            ),
+        .select_from(
+            KIOSKS.join(COMMUNITIES, COMMUNITIES.c.id == KIOSKS.c.community_id)
+            .outerjoin(CATEGORIES, CATEGORIES.c.community_id == COMMUNITIES.c.id)
+            .outerjoin(
+                DOORS,
+                and_(
+                    DOORS.c.category_id == CATEGORIES.c.id,
+                    DOORS.c.kiosk_id == KIOSKS.c.id,
+                ),
+            )
+            .outerjoin(RULES, rules_on)
         )
+        .where(KIOSKS.c.id == bindparam("kiosk_id"))
     )
-    .where(KIOSKS.c.id == bindparam("kiosk_id"))
-)
 
 
 def kiosk_context(
-    conn: Connection, kiosk_id: str, until: dt.datetime
+    conn: Connection, kiosk_id: str, until: dt.datetime | None
 ) -> KioskContext | None:
-    """Load a kiosk with everything a request needs (rule versions effective up to ``until``)."""
-    rows = conn.execute(_CONTEXT, {"kiosk_id": kiosk_id, "until": until}).all()
+    """Load a kiosk with everything a request needs.
+
+    Rule versions effective up to ``until``; ``None`` loads every version
+    (what a cached copy needs: it scores deposits of later requests too).
+    """
+    params_ = {"kiosk_id": kiosk_id}
+    if until is not None:
+        params_["until"] = until
+    rows = conn.execute(_context(until is None), params_).all()
     if not rows:
         return None
     doors: dict[int, Door] = {}
     categories: dict[str, CategoryInfo] = {}
     rules: dict[int, points.Rule] = {}
     for row in rows:
-        cat_id, code, max_g, door, capacity_g, rule_id = row[8:14]
+        cat_id, code, max_g, door, capacity_g, rule_id = row[9:15]
         if cat_id is None:
             continue
         categories[code] = CategoryInfo(cat_id, max_g)
         if door is not None:
             doors[door] = Door(cat_id, capacity_g)
         if rule_id is not None and rule_id not in rules:
-            rules[rule_id] = points.Rule(rule_id, cat_id, *row[14:])
+            rules[rule_id] = points.Rule(rule_id, cat_id, *row[15:])
     secret, enabled, name, last_seen, community_id, slug, timezone, key = rows[0][:8]
     return KioskContext(
         KioskRef(kiosk_id, community_id, slug, timezone, key),
@@ -191,6 +207,7 @@ def kiosk_context(
         enabled,
         last_seen,
         Setup(doors, categories, points.RuleBook(rules.values())),
+        rules_mark=rows[0][8],
     )
 
 
