@@ -74,6 +74,8 @@ class JournalSection(_Section):
     path: str | None = None
     outbox_limit: PositiveInt = 100_000
     outbox_warn_ratio: Annotated[float, Meta(gt=0, le=1)] = 0.5
+    #: synced and empty deposits are pruned this many days after (kiosk.upkeep); never the rest
+    keep_synced_days: PositiveInt = 30
 
 
 class GpioSection(_Section):

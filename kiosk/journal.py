@@ -520,12 +520,22 @@ class Journal:
         }
 
     def prune(self, older_than_s: float) -> int:
-        """Delete answered or empty deposits finished more than ``older_than_s`` ago."""
+        """Delete synced deposits answered, and empty ones finished, more than ``older_than_s`` ago.
+
+        Only rows the backend holds (synced) or that hold nothing (empty) go; open,
+        recorded (queued or held), interrupted, rejected and conflict rows stay for
+        the uploader or for staff.  Cleared faults older than the cut-off go too.
+        Returns the number of deposits deleted.
+        """
         cutoff = self._clock() - older_than_s
         with self._tx() as conn:
             cur = conn.execute(
-                "DELETE FROM deposits WHERE state IN ('synced', 'empty') AND finished_at < ?",
-                (cutoff,),
+                "DELETE FROM deposits WHERE (state = 'synced' AND answered_at < ?)"
+                " OR (state = 'empty' AND finished_at < ?)",
+                (cutoff, cutoff),
+            )
+            conn.execute(
+                "DELETE FROM faults WHERE cleared_at IS NOT NULL AND cleared_at < ?", (cutoff,)
             )
         return cur.rowcount
 

@@ -60,6 +60,7 @@ from kiosk.parts import (
 )
 from kiosk.status import take_reset_request, write_status
 from kiosk.systemd import Notifier
+from kiosk.upkeep import JournalPruner
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +181,9 @@ class Station:
         self._next_poll_s = now_s
         self._status_due_s = 0.0
         self._started_at = time.time()
+        self.pruner = JournalPruner(
+            self.journal, keep_synced_days=self.config.journal.keep_synced_days, clock=self.clock
+        )
 
     def _build_syncer(self, client, rng):
         from kiosk.sync import BackendClient, Syncer
@@ -615,6 +619,8 @@ class Station:
         if now_s >= self._next_poll_s:
             self._next_poll_s = now_s + POLL_EVERY_S
             self._poll_outside_requests()
+        if self.flow.state == "idle":  # never between a scan and its unlock
+            self.pruner.run_if_due()
         self.notifier.ping_if_due()
         self._write_status()
 
