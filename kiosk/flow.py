@@ -58,6 +58,7 @@ __all__ = [
     "DoorSlot",
     "FlowSettings",
     "TransitionNotAllowed",
+    "answer_outcome",
     "points_estimate",
     "reason_text",
     "rejection_text",
@@ -221,6 +222,30 @@ def rejection_text(answer: dict) -> str:
     if answer.get("status") == "conflict" or code not in REJECTIONS:
         return KIOSK_PROBLEM
     return REJECTIONS[code]
+
+
+def answer_outcome(
+    answer: dict,
+    *,
+    category: str | None = None,
+    net_g: int | None = None,
+    min_net_g: int | None = None,
+) -> tuple[str, str | None]:
+    """Return (status, why in plain words) for a backend answer; a duplicate is its first outcome.
+
+    The status is ``accepted``, ``flagged``, ``rejected`` or ``conflict``: a retried upload
+    answers ``duplicate`` and is shown as what it was recorded as (``original_status``).
+    ``why`` is None for full points; a flagged deposit or an uncredited one always says why.
+    """
+    status = answer.get("status")
+    if status == "duplicate":
+        status = answer.get("original_status") or "accepted"
+    if status not in ("accepted", "flagged"):
+        return str(status or "rejected"), rejection_text(answer)
+    why = reason_text(answer.get("reason"), category=category, net_g=net_g, min_net_g=min_net_g)
+    if status == "flagged":
+        why = why or "it needs a check"
+    return status, why
 
 
 def resolve_choice(doors: dict[int, DoorSlot], choice: str | int) -> DoorSlot:
@@ -703,23 +728,26 @@ class DepositFlow(StateChart):
         answer = deposit.answer
         if answer is None:
             return self._estimate_text(deposit, weighed)
-        status = answer.get("status")
-        if status == "duplicate":  # a retried upload: the outcome is the first answer's
-            status = answer.get("original_status") or "accepted"
+        status, why = self.outcome()
         if status not in ("accepted", "flagged"):
-            return f"Recorded {weighed}, but not credited: {rejection_text(answer)}"
-        why = reason_text(
-            answer.get("reason"),
-            category=deposit.slot.category,
-            net_g=deposit.net_g,
-            min_net_g=self._min_net_g(deposit),
-        )
+            return f"Recorded {weighed}, but not credited: {why}"
         balance = answer.get("balance")
         if status == "flagged":
-            why = why or "it needs a check"
             return f"Thank you: {weighed}. 0 points for now ({why}): held for staff review - balance {balance}"
         because = f" ({why})" if why else ""
         return f"Thank you: {weighed}. +{answer.get('points') or 0} points{because} - balance {balance}"
+
+    def outcome(self) -> tuple[str, str | None] | None:
+        """Return the answered deposit's (status, why) as ``answer_outcome`` words it (None: no answer)."""
+        deposit = self.current
+        if deposit is None or deposit.answer is None:
+            return None
+        return answer_outcome(
+            deposit.answer,
+            category=deposit.slot.category if deposit.slot else None,
+            net_g=deposit.net_g,
+            min_net_g=self._min_net_g(deposit) if deposit.slot else None,
+        )
 
     def _estimate_text(self, deposit: Deposit, weighed: str) -> str:
         balance = "pending" if deposit.answered else "..."

@@ -34,7 +34,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from kiosk.flow import BUSY_STATES, REASONS, DepositFlow
+from kiosk.flow import BUSY_STATES, DepositFlow, answer_outcome
 
 log = logging.getLogger(__name__)
 
@@ -73,20 +73,24 @@ class BadRequest(Exception):
 # -- the snapshot the page draws (built in the station loop's thread) ---------------------
 
 
-def deposit_view(deposit) -> dict | None:
-    """Return what the page shows about the deposit in progress (or just finished)."""
+def deposit_view(deposit, outcome: tuple[str, str | None] | None = None) -> dict | None:
+    """Return what the page shows about the deposit in progress (or just finished).
+
+    ``outcome`` is the flow's (status, why) for the backend's answer (``DepositFlow.outcome``):
+    a duplicate shows as its first outcome, and the reason is the text the station shows.
+    """
     if deposit is None:
         return None
     slot, answer = deposit.slot, deposit.answer or {}
+    status, reason = "answered", None
     if deposit.net_g is None:
         status = "in_progress"
     elif deposit.net_g <= 0:
         status = "empty"
     elif deposit.answer is not None:
-        status = str(answer.get("status") or "answered")
+        status, reason = outcome or answer_outcome(answer)
     else:
         status = "pending" if deposit.answered else "waiting"
-    error = answer.get("error") or {}
     return {
         "household": deposit.claims.household,
         "door": slot.number if slot else None,
@@ -96,7 +100,8 @@ def deposit_view(deposit) -> dict | None:
         "status": status,
         "points": answer.get("points"),
         "balance": answer.get("balance"),
-        "reason": REASONS.get(answer.get("reason") or "") or error.get("message"),
+        "reason": reason,
+        "duplicate": answer.get("status") == "duplicate",
     }
 
 
@@ -128,7 +133,7 @@ def build_view(station) -> dict:
             }
             for d in sorted(config.doors, key=lambda d: d.number)
         ],
-        "deposit": deposit_view(flow.current),
+        "deposit": deposit_view(flow.current, flow.outcome()),
         "fault": {"kind": flow.fault_kind, "reason": flow.fault_reason}
         if state == "fault"
         else None,

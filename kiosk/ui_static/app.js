@@ -78,6 +78,8 @@ function drawChoices(view) {
   }
 }
 
+// deposit.status is the station's outcome (a retried upload answered `duplicate` comes as its
+// first outcome) and deposit.reason the words the station's own screen uses: no second copy here
 function resultLines(deposit) {
   const weighed = `${deposit.net_g} g of ${deposit.category}`;
   if (deposit.status === "flagged") {

@@ -22,6 +22,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from kiosk.flow import REASONS, REJECTIONS
 from kiosk.station import Station
 from kiosk.ui import CANCELLABLE, UiServer, parse_choice
 from tests.kiosk.stations import Keys, Session, free_port, kiosk_config
@@ -308,6 +309,68 @@ def test_the_snapshot_names_categories_from_the_backend_config(tmp_path, keys):
         s.close()
 
 
+def answered_session(tmp_path, keys, **result) -> Session:
+    """Return a session showing a 700 g paper deposit with the backend's ``result`` injected."""
+    s = Session(ui_config(tmp_path / "s", keys, port=0))
+    s.run(f"{keys.label(household='H042')}\npaper\ndrop 700\nclose\nexpect-state showing_result")
+    s.flow.send("answer", result={"id": "x", "balance": 40, "error": None, **result})
+    s.station.step()
+    return s
+
+
+FLAGGED_REUSE = {"status": "flagged", "points": 0, "reason": "label_reused"}
+
+
+@pytest.mark.parametrize(
+    ("result", "status", "points", "reason"),
+    [
+        # a retried upload answers duplicate: the page shows the first outcome, not "+0 points"
+        (
+            {**FLAGGED_REUSE, "status": "duplicate", "original_status": "flagged"},
+            "flagged",
+            0,
+            REASONS["label_reused"],
+        ),
+        (
+            {"status": "duplicate", "original_status": "accepted", "points": 7, "reason": None},
+            "accepted",
+            7,
+            None,
+        ),
+        (FLAGGED_REUSE, "flagged", 0, REASONS["label_reused"]),
+        ({"status": "flagged", "points": 0, "reason": None}, "flagged", 0, "it needs a check"),
+        (
+            {
+                "status": "rejected",
+                "points": 0,
+                "error": {"code": "label_revoked", "message": "label SER1 was revoked"},
+            },
+            "rejected",
+            0,
+            REJECTIONS["label_revoked"],
+        ),
+    ],
+)
+def test_the_page_gets_the_outcome_and_words_the_station_shows(
+    tmp_path, keys, result, status, points, reason
+):
+    s = answered_session(tmp_path, keys, **result)
+    try:
+        code, _, view = request(s.station.ui.server, "GET", "/api/state")
+        assert code == 200 and view["state"] == "showing_result"
+        deposit = view["deposit"]
+        assert (deposit["status"], deposit["points"], deposit["reason"]) == (
+            status,
+            points,
+            reason,
+        )
+        assert deposit["duplicate"] == (result["status"] == "duplicate")
+        assert (reason or "+7 points") in view["prompt"]  # the same words as the screen
+        assert "_" not in (deposit["reason"] or "")  # no raw codes for a resident
+    finally:
+        s.close()
+
+
 def test_seq_moves_only_when_the_page_must_redraw(tmp_path, keys):
     s = Session(ui_config(tmp_path / "s", keys, port=0))
     try:
@@ -537,6 +600,28 @@ def test_the_page_shows_a_fault_and_a_stopped_kiosk(browser, running, keys):
         "Please wait: the kiosk is starting", timeout=15_000
     )
     page.close()
+
+
+def test_a_retried_flagged_deposit_shows_as_held_on_the_page(browser, tmp_path, keys):
+    from playwright.sync_api import expect
+
+    s = answered_session(
+        tmp_path,
+        keys,
+        **{**FLAGGED_REUSE, "status": "duplicate", "original_status": "flagged"},
+    )
+    try:
+        page = browser.new_page(viewport={"width": 800, "height": 480})
+        page.goto(s.station.ui.url)
+        expect(page.locator("#points")).to_have_text("0 points", timeout=15_000)
+        expect(page.locator("#balance")).to_have_text(
+            f"Held for review: {REASONS['label_reused']}"
+        )
+        expect(page.locator("#weighed")).to_have_text("700 g of paper")
+        shot(page, "result_duplicate_flagged")
+        page.close()
+    finally:
+        s.close()
 
 
 # -- the command line -----------------------------------------------------------------------------
