@@ -156,6 +156,17 @@ class _Batch:
     existing: dict[uuid.UUID, tuple] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class _Writes:
+    """What scoring decided to write: daily total increments, postings, deposit rows."""
+
+    increments: dict
+    postings: list[ledger.Posting]
+    rows: list[dict]
+    #: household -> balance after this batch, as scoring counted it
+    running: dict[int, int]
+
+
 def content_hash(item: DepositIn) -> str:
     """Return the SHA-256 hex of the canonical submitted fields of ``item``."""
     at = item.occurred_at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -245,6 +256,10 @@ def apply_batch(
     losing again.
     """
     now = now or dt.datetime.now(dt.UTC)
+    if len(items) == 1 and not recheck:
+        outcome = _apply_one(session, kiosk, items[0], limits, now)
+        if outcome is not None:
+            return [outcome]
     conn = session.connection()
     ref, setup = kiosk.ref, kiosk.setup
     batch = _Batch(
@@ -425,6 +440,17 @@ def _decide(
     accounts: dict[int, ledger.AccountState],
 ) -> None:
     """Score the candidates in order (``won``: the label claims that held), then write."""
+    _write(session, accounts, _score_all(session, batch, rules, won, accounts))
+
+
+def _score_all(
+    session: Session,
+    batch: _Batch,
+    rules: points.RuleBook,
+    won: dict[str, uuid.UUID],
+    accounts: dict[int, ledger.AccountState],
+) -> _Writes:
+    """Fill every outcome still open, in order; return what must be written."""
     totals = _daily_totals(session, batch, rules)
     running = {h: state.balance for h, state in accounts.items()}
     recorded: dict[uuid.UUID, tuple] = dict(batch.existing)
@@ -454,7 +480,7 @@ def _decide(
         batch.outcomes[index] = Outcome(
             str(item.id), status, award.points, running[c.household_id], award.reason
         )
-    _write(session, accounts, increments, postings, rows, running)
+    return _Writes(increments, postings, rows, running)
 
 
 def _score(
@@ -535,22 +561,95 @@ def _deposit_row(
     }
 
 
-def _write(session, accounts, increments, postings, rows, running) -> None:
+def _write(session, accounts, writes: _Writes) -> None:
     """Write daily totals, ledger entries and deposits, in lock order."""
     conn = session.connection()
-    points.add_daily_totals(session, increments)
-    if postings:
+    points.add_daily_totals(session, writes.increments)
+    if writes.postings:
         # the deposit id is the idempotency key: its unique index backs up the
         # deposits primary key, so the ledger needs no extra look-up here
         ledger.post_many(
-            session, postings, locked=accounts, check_keys=False, return_ids=False
+            session,
+            writes.postings,
+            locked=accounts,
+            check_keys=False,
+            return_ids=False,
         )
-        for household_id in {p.household_id for p in postings}:
-            if accounts[household_id].balance != running[household_id]:
-                raise AssertionError("ledger and ingest disagree on a balance")
+        _check_balances(accounts, writes)
+    rows = writes.rows
     if rows:
         inserted = store.insert_deposits(conn, rows)
         if inserted != len(rows):
             raise _RaceLost(
                 f"{len(rows) - inserted} deposit ids were recorded concurrently"
             )
+
+
+def _check_balances(accounts: dict[int, ledger.AccountState], writes: _Writes) -> None:
+    for household_id in {p.household_id for p in writes.postings}:
+        if accounts[household_id].balance != writes.running[household_id]:
+            raise AssertionError("ledger and ingest disagree on a balance")
+
+
+# ------------------------------------------------------------ one deposit
+
+
+def _apply_one(
+    session: Session, kiosk: KioskContext, item: DepositIn, limits: Limits, now
+) -> Outcome | None:
+    """Apply a one-item batch in fewer statements; None: use the general path instead.
+
+    The same checks, claim plan and scoring as a batch; only the reads and
+    writes are fused (``ingest_store.lock_one`` / ``write_one``).  A check
+    that rejects the item, an unknown label or a household without an account
+    take the general path, which answers them (a rejected id may still be a
+    duplicate, so it needs the id look-up first).
+    """
+    checked = _check(kiosk.ref, kiosk.setup, item, now, limits)
+    if isinstance(checked, Outcome):
+        return None
+    conn = session.connection()
+    found = store.lock_one(conn, checked.serial, item.id)
+    if found is None:
+        return None
+    label, account, recorded = found
+    batch = _Batch(kiosk.ref, [item], now, [None], [content_hash(item)])
+    if recorded is not None:
+        return _repeat(item, batch.digests[0], recorded, {label[0]: account.balance})
+    checked.digest = batch.digests[0]
+    batch.candidates.append(checked)
+    labels = {checked.serial: label}
+    _check_labels(batch, labels)
+    if batch.candidates:
+        plan = _plan_claims(batch, labels)
+        accounts = {label[0]: account}
+        # scored as if the claim holds; the write checks that it did
+        writes = _score_all(session, batch, kiosk.setup.rules, plan, accounts)
+        _write_one(session, accounts, writes, plan, now)
+    return batch.outcomes[0]
+
+
+def _write_one(session: Session, accounts, writes: _Writes, plan: dict, now) -> None:
+    """Write one new deposit: one statement on PostgreSQL, the batch writes on SQLite."""
+    conn = session.connection()
+    if conn.dialect.name != "postgresql":
+        # SQLite serialises writers (BEGIN IMMEDIATE): the claim read is current
+        if store.claim_labels(conn, plan) != plan:
+            raise _RaceLost("a label was claimed concurrently")
+        _write(session, accounts, writes)
+        return
+    [row] = writes.rows
+    entry = account = total = None
+    if writes.postings:
+        [posting] = writes.postings
+        state = accounts[posting.household_id]
+        entry = ledger.stage(posting, state, now)
+        account = (posting.household_id, state, now)
+        [(key, amount)] = writes.increments.items()
+        total = (*key, amount)
+        _check_balances(accounts, writes)
+    claimed, inserted = store.write_one(
+        conn, row, claim=plan, entry=entry, account=account, total=total
+    )
+    if claimed != len(plan) or inserted != 1:
+        raise _RaceLost("the label or the deposit id was taken concurrently")

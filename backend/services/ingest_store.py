@@ -22,11 +22,13 @@ from backend.models import (
     Account,
     Category,
     Community,
+    DailyTotal,
     Deposit,
     Household,
     Kiosk,
     KioskDoor,
     Label,
+    LedgerEntry,
     PointsRule,
 )
 from backend.services import ledger, points
@@ -47,6 +49,8 @@ HOUSEHOLDS = Household.__table__
 ACCOUNTS = Account.__table__
 KIOSKS = Kiosk.__table__
 COMMUNITIES = Community.__table__
+ENTRIES = LedgerEntry.__table__
+TOTALS = DailyTotal.__table__
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,3 +347,157 @@ def insert_deposits(conn: Connection, rows: list[dict]) -> int:
         .execute(stmt, params(rows))
         .rowcount
     )
+
+
+# ------------------------------------------------ one deposit, fewer statements
+#
+# A kiosk uploads each deposit as it happens: a request of one item is the
+# common case.  It needs two statements besides the nonce: one read that locks
+# the household's account (also answering "was this id recorded?"), and on
+# PostgreSQL one write of everything (data-modifying CTEs).  Whatever that
+# read could not see because it waited for the lock - a concurrent claim of
+# the label, a concurrent deposit of the same id - makes the write's claim or
+# insert count come back short, and the batch is retried on the general path.
+
+_KNOWN = DEPOSITS.alias("known")
+
+
+@functools.lru_cache(maxsize=4)
+def _lock_one(dialect: str):
+    return (
+        select(
+            *_LABEL_COLS,
+            ACCOUNTS.c.balance,
+            ACCOUNTS.c.entry_count,
+            _KNOWN.c.content_hash,
+            _KNOWN.c.status,
+            _KNOWN.c.points,
+            _KNOWN.c.household_id,
+            _KNOWN.c.reason,
+        )
+        .select_from(
+            LABELS.join(HOUSEHOLDS, HOUSEHOLDS.c.id == LABELS.c.household_id)
+            .join(ACCOUNTS, ACCOUNTS.c.household_id == LABELS.c.household_id)
+            .outerjoin(
+                _KNOWN, _KNOWN.c.id == bindparam("deposit_id", type_=DEPOSITS.c.id.type)
+            )
+        )
+        .where(LABELS.c.serial == bindparam("serial"))
+        .with_for_update(of=ACCOUNTS, key_share=True)
+    )
+
+
+def lock_one(
+    conn: Connection, serial: str, deposit_id: uuid.UUID
+) -> tuple[tuple, ledger.AccountState, tuple | None] | None:
+    """Lock the account of the label's household; return (label, account, recorded).
+
+    ``label`` as ``read_labels`` gives it, ``recorded`` as ``existing`` gives
+    the deposit ``deposit_id`` (None if new).  None when the label is unknown
+    or its household has no account yet: the general path handles both.
+    """
+    row = conn.execute(
+        _lock_one(conn.dialect.name), {"serial": serial, "deposit_id": deposit_id}
+    ).first()
+    if row is None:
+        return None
+    recorded = tuple(row[8:]) if row[8] is not None else None
+    return tuple(row[1:6]), ledger.AccountState(row[6], row[7]), recorded
+
+
+def _bound(table, prefix: str, columns: tuple[str, ...]) -> dict:
+    """Return column -> bind parameter ``prefix + column`` (unique names in one statement)."""
+    return {c: bindparam(prefix + c, type_=table.c[c].type) for c in columns}
+
+
+@functools.lru_cache(maxsize=16)
+def _write_one(claim: bool, entry_cols: tuple | None, deposit_cols: tuple):
+    """The PostgreSQL write of one deposit: SELECT (claims held, deposits inserted)."""
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    deposit = (
+        pg_insert(DEPOSITS)
+        .values(_bound(DEPOSITS, "d_", deposit_cols))
+        .on_conflict_do_nothing(index_elements=["id"])
+        .returning(DEPOSITS.c.id)
+        .cte("inserted")
+    )
+    counts = [select(func.count()).select_from(deposit).scalar_subquery()]
+    ctes = []
+    if claim:
+        claimed = (
+            update(LABELS)
+            .where(
+                LABELS.c.serial == bindparam("c_serial"),
+                LABELS.c.first_deposit_id.is_(None),
+            )
+            .values(first_deposit_id=bindparam("c_deposit"))
+            .returning(LABELS.c.serial)
+            .cte("claimed")
+        )
+        counts.insert(0, select(func.count()).select_from(claimed).scalar_subquery())
+    else:
+        counts.insert(0, literal_column("0"))
+    if entry_cols is not None:
+        totals = pg_insert(TOTALS).values(
+            _bound(TOTALS, "t_", ("household_id", "category_id", "day", "points"))
+        )
+        totals = totals.on_conflict_do_update(
+            index_elements=["household_id", "category_id", "day"],
+            set_={"points": TOTALS.c.points + totals.excluded.points},
+        )
+        ctes += [
+            totals.returning(TOTALS.c.points).cte("totals"),
+            ENTRIES.insert()
+            .values(_bound(ENTRIES, "e_", entry_cols))
+            .returning(ENTRIES.c.id)
+            .cte("entry"),
+            update(ACCOUNTS)
+            .where(ACCOUNTS.c.household_id == bindparam("a_household"))
+            .values(
+                balance=bindparam("a_balance"),
+                entry_count=bindparam("a_count"),
+                updated_at=bindparam("a_at", type_=ACCOUNTS.c.updated_at.type),
+            )
+            .returning(ACCOUNTS.c.household_id)
+            .cte("account"),
+        ]
+    return select(*counts).add_cte(*ctes)
+
+
+def write_one(
+    conn: Connection,
+    deposit: dict,
+    *,
+    claim: dict | None,
+    entry: dict | None,
+    account: tuple[int, ledger.AccountState, dt.datetime] | None,
+    total: tuple[int, int, dt.date, int] | None,
+) -> tuple[int, int]:
+    """Write one deposit in one PostgreSQL statement; return (claims held, deposits inserted).
+
+    ``claim``: {serial: deposit id} or None; ``entry`` (the ledger row),
+    ``account`` (household, its advanced state, time) and ``total``
+    (household, category, day, points) come together for a credit.
+    """
+    values = {"d_" + k: v for k, v in deposit.items()}
+    if claim:
+        [(serial, deposit_id)] = claim.items()
+        values.update(c_serial=serial, c_deposit=deposit_id)
+    entry_cols = None
+    if entry is not None:
+        entry_cols = tuple(entry)
+        values.update({"e_" + k: v for k, v in entry.items()})
+        household_id, state, at = account
+        values.update(
+            a_household=household_id,
+            a_balance=state.balance,
+            a_count=state.entry_count,
+            a_at=at,
+        )
+        values.update(
+            zip(("t_household_id", "t_category_id", "t_day", "t_points"), total)
+        )
+    stmt = _write_one(bool(claim), entry_cols, tuple(deposit))
+    claimed, inserted = conn.execute(stmt, values).one()
+    return claimed, inserted

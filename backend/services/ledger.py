@@ -276,17 +276,10 @@ def post_many(
         state = locked.get(p.household_id)
         if state is None:
             raise InvalidInput(f"account of household {p.household_id} is not locked")
-        after = state.balance + p.amount
-        if after < 0:
-            raise InsufficientBalance(
-                f"household {p.household_id} has {state.balance} points; "
-                f"{-p.amount} cannot be debited"
-            )
-        state.balance = after
-        state.entry_count += 1
+        row = stage(p, state, now)
         if p.idempotency_key:
             seen_keys[p.idempotency_key] = i
-        rows.append(_entry_row(p, after, now))
+        rows.append(row)
         results.append(None)
         slots.append(i)
     if rows:
@@ -302,6 +295,25 @@ def post_many(
         touched = {row["household_id"] for row in rows}
         _write_accounts(session, {h: locked[h] for h in touched}, now)
     return results
+
+
+def stage(p: Posting, state: AccountState, now) -> dict:
+    """Advance a locked account's ``state`` by ``p``; return the entry row to insert.
+
+    Refuses a debit below zero (``InsufficientBalance``).  ``post_many`` and
+    callers that write the row themselves (ingest's one-statement write of
+    a single deposit) both go through here.
+    """
+    _check_posting(p)
+    after = state.balance + p.amount
+    if after < 0:
+        raise InsufficientBalance(
+            f"household {p.household_id} has {state.balance} points; "
+            f"{-p.amount} cannot be debited"
+        )
+    state.balance = after
+    state.entry_count += 1
+    return _entry_row(p, after, now)
 
 
 def _expire_loaded_accounts(session: Session, household_ids: Iterable[int]) -> None:
