@@ -1,0 +1,292 @@
+"""One-deposit requests take the fused path: the same answers as a batch, exactly once under races."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+import uuid
+
+import pytest
+from sqlalchemy import event, func, select
+
+from backend.db import db
+from backend.models import Account, DailyTotal, Deposit, LedgerEntry
+from backend.services import ingest, ingest_store, ledger
+from tests.factories import (
+    as_deposits,
+    build_world,
+    deposit_item,
+    make_label,
+    post_deposits,
+)
+from tests.test_ingest_concurrency import (
+    check_exactly_once,
+    in_threads,
+    overlapping_items,
+)
+
+UTC = dt.UTC
+
+
+def _world(slug: str, **kw):
+    """A community with a minimum weight and a daily cap (``kw`` overrides)."""
+    options = {
+        "households": 3,
+        "labels_per_household": 4,
+        "min_net_g": 100,
+        "daily_cap": 30,
+        "capacity_g": 30_000,
+    }
+    options.update(kw)
+    with db.begin() as s:
+        return build_world(s, slug=slug, **options)
+
+
+def _revoked_label(world) -> str:
+    with db.begin() as s:
+        community = s.merge(world.community)
+        household = s.merge(world.households["H003"])
+        return make_label(
+            s,
+            community,
+            household,
+            world.private_key,
+            revoked_at=dt.datetime.now(UTC) - dt.timedelta(days=1),
+        )
+
+
+def _scenario(world, foreign_label: str) -> list[dict]:
+    """Items in order covering every status and reason, for ``world``."""
+    lab = world.labels
+    first = deposit_item(lab["H001"][0], net_g=1_999)
+    return [
+        first,
+        dict(first),  # duplicate
+        dict(first, net_g=2_000),  # conflict
+        deposit_item(lab["H001"][0]),  # label reused
+        deposit_item(lab["H001"][1], net_g=12_000),  # implausible for plastic
+        deposit_item(lab["H001"][2], net_g=50),  # below the minimum
+        deposit_item(lab["H002"][0], net_g=2_500),  # 25 of the cap of 30
+        deposit_item(lab["H002"][1], net_g=1_000),  # capped to 5
+        deposit_item(lab["H002"][2], net_g=1_000),  # cap reached: 0
+        deposit_item(lab["H002"][3], door=2, category="paper", net_g=1_000),
+        deposit_item(_revoked_label(world)),  # revoked
+        deposit_item(lab["H003"][0], door=9),  # unknown door
+        deposit_item(lab["H003"][0], door=2),  # door/category mismatch
+        deposit_item(foreign_label),  # another community's label
+        deposit_item(lab["H003"][0] + "x"),  # tampered
+        deposit_item(lab["H003"][1], net_g=31_000),  # above the door's capacity
+    ]
+
+
+def _answers(world, items, *, general: bool) -> list[tuple]:
+    """Apply ``items`` one request each; ``general`` forces the batch path."""
+    answers = []
+    for item in as_deposits(items):
+        with db.begin() as s:
+            kiosk = ingest.load_kiosk(s, world.kiosk.id, dt.datetime.now(UTC))
+            [o] = ingest.apply_batch(s, kiosk, [item], recheck=general)
+        answers.append(
+            (
+                o.status,
+                o.points,
+                o.balance,
+                o.reason,
+                o.original_status,
+                o.error["code"] if o.error else None,
+            )
+        )
+    return answers
+
+
+def test_single_path_answers_exactly_as_the_batch_path(app):
+    fused, general = _world("green"), _world("blue")
+    fused_answers = _answers(
+        fused, _scenario(fused, general.labels["H001"][3]), general=False
+    )
+    general_answers = _answers(
+        general, _scenario(general, fused.labels["H001"][3]), general=True
+    )
+    assert fused_answers == general_answers
+    statuses = [a[0] for a in fused_answers]
+    assert statuses[:5] == ["accepted", "duplicate", "conflict", "flagged", "flagged"]
+    assert [a[1] for a in fused_answers[6:10]] == [25, 5, 0, 10]
+    assert [a[3] for a in fused_answers[5:9]] == [
+        "below_minimum",
+        None,
+        "daily_cap",
+        "daily_cap",
+    ]
+    assert statuses[10:] == ["rejected"] * 6
+    with db.session() as s:
+        assert ledger.verify(s) == []
+        totals = dict(
+            s.execute(
+                select(DailyTotal.household_id, func.sum(DailyTotal.points)).group_by(
+                    DailyTotal.household_id
+                )
+            ).all()
+        )
+        for world in (fused, general):
+            assert totals[world.households["H002"].id] == 40  # 30 plastic + 10 paper
+
+
+@pytest.fixture
+def statements(app):
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, params, context, many):
+        seen.append(" ".join(statement.split()))
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    yield seen
+    event.remove(db.engine, "before_cursor_execute", record)
+
+
+def test_a_single_deposit_request_runs_the_fused_statements(
+    client, statements, on_postgres
+):
+    world = _world("green", daily_cap=None)  # a cap adds a read of the day's total
+    assert (
+        post_deposits(
+            client, world, [deposit_item(world.labels["H001"][0])]
+        ).status_code
+        == 200
+    )
+    statements.clear()  # the kiosk is kept now
+    response = post_deposits(client, world, [deposit_item(world.labels["H001"][1])])
+    assert response.json["results"][0]["status"] == "accepted"
+    kinds = [s.split(" ")[0] for s in statements if not s.startswith("BEGIN")]
+    assert not any(
+        "FROM deposits WHERE" in s for s in statements
+    )  # no separate id look-up
+    assert sum("LEFT OUTER JOIN deposits AS known" in s for s in statements) == 1
+    if on_postgres:
+        assert kinds == ["INSERT", "SELECT", "WITH"]  # nonce, read, write
+    else:
+        assert kinds == [
+            "INSERT",
+            "SELECT",
+            "UPDATE",
+            "INSERT",
+            "INSERT",
+            "UPDATE",
+            "INSERT",
+        ]
+
+
+def test_a_claim_lost_after_the_read_is_retried_as_label_reuse(
+    app, monkeypatch, caplog
+):
+    """The read saw the label unclaimed, a concurrent batch claimed it first: no double credit."""
+    caplog.set_level(logging.INFO, logger="backend.services.ingest")
+    world = _world("green")
+    label = world.labels["H001"][0]
+    [first] = ingest.ingest(db, world.kiosk.id, as_deposits([deposit_item(label)]))
+    assert first.status == "accepted"
+    real = ingest_store.lock_one
+
+    def stale(conn, serial, deposit_id):
+        found = real(conn, serial, deposit_id)
+        label_row, account, recorded = found
+        return (
+            (*label_row[:3], None, label_row[4]),
+            account,
+            recorded,
+        )  # unclaimed, as it was
+
+    monkeypatch.setattr(ingest_store, "lock_one", stale)
+    [again] = ingest.ingest(db, world.kiosk.id, as_deposits([deposit_item(label)]))
+    assert (again.status, again.reason, again.points) == ("flagged", "label_reused", 0)
+    assert any("retried" in r.getMessage() for r in caplog.records)
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(LedgerEntry)) == 1
+        assert ledger.verify(s) == []
+
+
+def test_an_id_recorded_after_the_read_is_retried_as_a_duplicate(app, monkeypatch):
+    world = _world("green")
+    item = deposit_item(world.labels["H001"][0])
+    [first] = ingest.ingest(db, world.kiosk.id, as_deposits([item]))
+    real = ingest_store.lock_one
+
+    def blind(conn, serial, deposit_id):
+        label_row, account, _ = real(conn, serial, deposit_id)
+        return label_row, account, None  # as if the id were not recorded yet
+
+    monkeypatch.setattr(ingest_store, "lock_one", blind)
+    [again] = ingest.ingest(db, world.kiosk.id, as_deposits([item]))
+    assert (again.status, again.original_status, again.points) == (
+        "duplicate",
+        "accepted",
+        first.points,
+    )
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Deposit)) == 1
+        assert ledger.verify(s) == []
+
+
+def test_racing_single_deposits_credit_exactly_once(app):
+    world = _world("green")
+    items = overlapping_items(world, count=24, seed=3)
+
+    def worker(i):
+        mine = list(items)
+        random.Random(i).shuffle(mine)
+        return [
+            ingest.ingest(db, world.kiosk.id, as_deposits([item]))[0].to_json()
+            for item in mine
+        ]
+
+    check_exactly_once(items, in_threads(worker))
+
+
+def test_racing_single_deposits_never_pass_the_daily_cap(app):
+    world = _world("green")
+    household = world.households["H001"]
+    labels = world.labels["H001"]  # four labels, 15 points each, cap 30
+
+    def worker(i):
+        item = deposit_item(labels[i], net_g=1_500)
+        return ingest.ingest(db, world.kiosk.id, as_deposits([item]))[0]
+
+    outcomes = in_threads(worker, count=len(labels))
+    assert sum(o.points for o in outcomes) == 30
+    assert all(o.status == "accepted" for o in outcomes)
+    with db.session() as s:
+        assert s.get(Account, household.id).balance == 30
+        assert (
+            s.scalar(
+                select(DailyTotal.points).where(DailyTotal.household_id == household.id)
+            )
+            == 30
+        )
+        assert ledger.verify(s) == []
+
+
+def test_a_household_without_an_account_takes_the_general_path(app):
+    world = _world("green")
+    household = world.households["H001"]
+    with db.begin() as s:
+        s.delete(s.get(Account, household.id))
+    [o] = ingest.ingest(
+        db, world.kiosk.id, as_deposits([deposit_item(world.labels["H001"][0])])
+    )
+    assert (o.status, o.points, o.balance) == ("accepted", 10, 10)
+    with db.session() as s:
+        assert s.get(Account, household.id).balance == 10
+
+
+def test_a_rejected_item_that_was_recorded_before_is_still_a_duplicate(app):
+    """A retry after the backlog window: the id look-up answers before the checks."""
+    world = _world("green")
+    at = dt.datetime.now(UTC) - dt.timedelta(days=2)
+    item = deposit_item(world.labels["H001"][0], occurred_at=at)
+    [first] = ingest.ingest(db, world.kiosk.id, as_deposits([item]))
+    assert first.status == "accepted"
+    [again] = ingest.ingest(
+        db, world.kiosk.id, as_deposits([item]), limits=ingest.Limits(max_age_s=3600)
+    )
+    assert (again.status, again.original_status) == ("duplicate", "accepted")
+    assert uuid.UUID(again.id) == uuid.UUID(item["id"])
