@@ -28,6 +28,7 @@ import numpy as np
 
 from hardware import HardwareConfigError, ScannerFault
 from hardware.decode import DEFAULT_DECODER, get_decoder, load_image, to_gray
+from hardware.payload_queue import PayloadQueue
 
 log = logging.getLogger(__name__)
 
@@ -174,10 +175,10 @@ class CameraQrReader:
         self._reconnect_max_s = reconnect_max_s
         self._frames: collections.deque[np.ndarray] = collections.deque()
         self._frame_queue = frame_queue
-        self._payloads: collections.deque[str] = collections.deque(maxlen=queue_size)
+        # payloads and the fault have their own condition; self._cond is the workers' (frames)
+        self._payloads = PayloadQueue(queue_size, closed_message="camera reader is closed")
         self._cond = threading.Condition()
         self._stop = threading.Event()
-        self._fault: ScannerFault | None = None
         self._source_done = False
         self._busy = False
         self._counts = collections.Counter()
@@ -194,25 +195,14 @@ class CameraQrReader:
 
     def read(self, timeout_s: float) -> str | None:
         """Return the next new payload, or None; raise ScannerFault while the camera fails."""
-        deadline = time.monotonic() + max(0.0, timeout_s)
-        with self._cond:
-            while True:
-                if self._stop.is_set():
-                    raise ScannerFault("camera reader is closed")
-                if self._payloads:
-                    return self._payloads.popleft()
-                if self._fault is not None:
-                    raise self._fault
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None
-                self._cond.wait(remaining)
+        return self._payloads.read(timeout_s)
 
     def close(self) -> None:
         """Stop both threads and release the camera."""
         self._stop.set()
+        self._payloads.close()
         with self._cond:
-            self._cond.notify_all()
+            self._cond.notify_all()  # wake the workers waiting for a frame or a free slot
         for thread in self._threads:
             if thread.is_alive() and thread is not threading.current_thread():
                 thread.join(timeout=5.0)
@@ -223,8 +213,7 @@ class CameraQrReader:
     @property
     def fault(self) -> ScannerFault | None:
         """Return why the camera cannot be read now, or None."""
-        with self._cond:
-            return self._fault
+        return self._payloads.fault
 
     def health(self) -> ScannerFault | None:
         """Return the current fault, for selftest and status."""
@@ -275,9 +264,8 @@ class CameraQrReader:
                     self._source_done = True
                     self._cond.notify_all()
                 return
-            if self._fault is not None:
-                with self._cond:
-                    self._fault = None  # cleared by a frame, not by an open that may fail again
+            # cleared by a frame, not by an open that may fail again
+            if self._payloads.clear_fault():
                 log.warning("camera %s delivers frames again", self._source_name)
             self._put_frame(frame)
 
@@ -315,11 +303,7 @@ class CameraQrReader:
                 log.debug("camera close failed", exc_info=True)
 
     def _set_fault(self, message: str) -> None:
-        with self._cond:
-            first = self._fault is None
-            self._fault = ScannerFault(message)
-            self._cond.notify_all()
-        if first:
+        if self._payloads.set_fault(message):  # a waiting read() raises now
             log.error("%s", message)
 
     # -- decode thread -------------------------------------------------------
@@ -348,9 +332,8 @@ class CameraQrReader:
         with self._cond:
             for payload in dict.fromkeys(payloads):  # one frame may hold a code twice
                 if self._repeats.accept(payload, now_s):
-                    if len(self._payloads) == self._payloads.maxlen:
+                    if not self._payloads.put(payload):  # the oldest was dropped for it
                         self._counts["dropped_payloads"] += 1
-                    self._payloads.append(payload)
                     self._counts["decoded"] += 1
                 else:
                     self._counts["suppressed"] += 1

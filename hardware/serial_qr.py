@@ -15,10 +15,10 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-import time
 from typing import Self
 
 from hardware import HardwareConfigError, ScannerFault
+from hardware.payload_queue import PayloadQueue
 from hardware.serial_port import (
     SERIAL_ERRORS,
     LineAssembler,
@@ -70,12 +70,11 @@ class SerialQrReader:
         self._reconnect_s = (reconnect_min_s, reconnect_max_s)
         self._poll_s = poll_s
         self._lines = LineAssembler(terminator, max_len + len(prefix) + len(suffix))
-        self._queue: collections.deque[str] = collections.deque()
+        self._payloads = PayloadQueue(queue_size, closed_message="scanner is closed")
         self._queue_size = queue_size
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()  # the device and the counters
         self._stop = threading.Event()
         self._device = None
-        self._fault: ScannerFault | None = None
         self._counts = collections.Counter()
         self._open()  # first attempt now, so a wrong path shows in health() at once
         self._thread = threading.Thread(target=self._run, name=f"serial-qr {port}", daemon=True)
@@ -90,25 +89,12 @@ class SerialQrReader:
         raise the ScannerFault while the scanner is disconnected or closed
         (as ``hardware.fakes.FakeQrReader`` does).
         """
-        deadline = time.monotonic() + max(0.0, timeout_s)
-        with self._cond:
-            while True:
-                if self._stop.is_set():
-                    raise ScannerFault("scanner is closed")
-                if self._queue:
-                    return self._queue.popleft()
-                if self._fault is not None:
-                    raise self._fault
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None
-                self._cond.wait(remaining)
+        return self._payloads.read(timeout_s)
 
     def close(self) -> None:
         """Stop the reader thread and release the port."""
         self._stop.set()
-        with self._cond:
-            self._cond.notify_all()
+        self._payloads.close()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=5.0)
         self._close_device()
@@ -118,8 +104,7 @@ class SerialQrReader:
     @property
     def fault(self) -> ScannerFault | None:
         """Return why the scanner cannot be read right now, or None when it can."""
-        with self._cond:
-            return self._fault
+        return self._payloads.fault
 
     def health(self) -> ScannerFault | None:
         """Return the current fault (None when connected), for selftest and status."""
@@ -138,17 +123,14 @@ class SerialQrReader:
     @property
     def stats(self) -> dict[str, int]:
         """Return counters: lines, dropped_* (garbage, overlong, queue_full), reconnects."""
-        with self._cond:
+        with self._lock:
             counts = dict(self._counts)
         counts["dropped_overlong"] = self._lines.dropped_overlong
         return counts
 
     def clear(self) -> int:
         """Discard queued payloads (e.g. scans made while the kiosk was busy); return how many."""
-        with self._cond:
-            count = len(self._queue)
-            self._queue.clear()
-            return count
+        return self._payloads.clear()
 
     def __enter__(self) -> Self:
         return self
@@ -176,9 +158,9 @@ class SerialQrReader:
             self._set_fault(f"scanner not connected at {self._settings.port}: {exc}")
             return False
         self._lines.reset()
-        with self._cond:
+        with self._lock:
             self._device = device
-            was_faulted, self._fault = self._fault is not None, None
+            was_faulted = self._payloads.clear_fault()
             if was_faulted:
                 self._counts["reconnects"] += 1
         if was_faulted:
@@ -216,31 +198,26 @@ class SerialQrReader:
             return self._drop("garbage", "control characters in line", raw)
         if len(text) > self._max_len:
             return self._drop("overlong_payload", f"payload longer than {self._max_len}", raw)
-        with self._cond:
+        with self._lock:
             self._counts["lines"] += 1
-            if len(self._queue) >= self._queue_size:
-                self._queue.popleft()
+            kept_all = self._payloads.put(text)
+            if not kept_all:
                 self._counts["dropped_queue_full"] += 1
-                log.warning("scanner queue full (%d): dropped the oldest scan", self._queue_size)
-            self._queue.append(text)
-            self._cond.notify()
+        if not kept_all:
+            log.warning("scanner queue full (%d): dropped the oldest scan", self._queue_size)
         return None
 
     def _drop(self, reason: str, why: str, raw: bytes) -> None:
-        with self._cond:
+        with self._lock:
             self._counts[f"dropped_{reason}"] += 1
         log.warning("scanner: dropped a line (%s): %r", why, raw[:40])
 
     def _set_fault(self, message: str) -> None:
-        with self._cond:
-            first = self._fault is None
-            self._fault = ScannerFault(message)
-            self._cond.notify_all()  # a waiting read() raises now, not at its timeout
-        if first:
+        if self._payloads.set_fault(message):  # a waiting read() raises now, not at its timeout
             log.error("%s", message)
 
     def _close_device(self) -> None:
-        with self._cond:
+        with self._lock:
             device, self._device = self._device, None
         if device is not None:
             try:
