@@ -980,7 +980,7 @@ nothing (health, the kiosk config after its nonce, `ledger verify`, the list com
 **How it got here** (PostgreSQL, one deposit; single runs on a shared machine): 4.8 ms a request
 as found (sync workers, a new connection each; 19 % of the raw transaction). In-process, through
 Flask's test client, profiled with pyinstrument and per-function timers: 4.0 ms as found,
-twelve round trips; 3.8 ms without the pre-ping and with the kiosk cache; 2.4-2.6 ms with the
+twelve round trips; 3.8 ms without the pre-ping and with the kiosk cache; 2.3-2.6 ms with the
 fused read and write. Over HTTP, keep-alive alone saves 0.4-1.2 ms a request.
 
 **The single-deposit goal (>= 50 %) is not met on PostgreSQL, and cannot be on this stack without
