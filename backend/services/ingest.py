@@ -22,6 +22,13 @@ ledger entries -> deposits ``INSERT ... ON CONFLICT (id) DO NOTHING``
 looked (fewer rows go in than were sent), the whole transaction is rolled
 back and retried, and the retry sees that deposit as a duplicate: every
 deposit is credited exactly once.  The SQL itself is in ``ingest_store``.
+
+A batch of one item - what a kiosk sends as each bag goes in - takes a
+shorter path (``_apply_one``) with the same checks, claim plan and scoring:
+one read that locks the account and also finds a recorded id, then (on
+PostgreSQL) one statement for every write.  A count that comes back short
+there - a label claimed or an id recorded while the read waited for its
+lock - rolls the transaction back and retries it on the general path.
 """
 
 from __future__ import annotations
