@@ -21,6 +21,13 @@ from kiosk import KioskError
 
 DEMO_KIOSK_FILE = "demo-kiosk.json"
 DEMO_LABELS_FILE = "demo-labels.txt"
+#: the --config every command but ``run`` requires (``run --sim`` may go without)
+config_option = click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True),
+)
 
 
 def _setup_logging(verbose: int, default: int) -> None:
@@ -183,12 +190,7 @@ def run(
 
 
 @main.command()
-@click.option(
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(dir_okay=False, exists=True),
-)
+@config_option
 @click.option(
     "--known-g",
     required=True,
@@ -254,12 +256,7 @@ def _refuse_if_running(config) -> None:
 
 
 @main.command()
-@click.option(
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(dir_okay=False, exists=True),
-)
+@config_option
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
 @click.pass_context
 def selftest(ctx, config_path, as_json) -> None:
@@ -296,12 +293,7 @@ def selftest(ctx, config_path, as_json) -> None:
 
 
 @main.command()
-@click.option(
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(dir_okay=False, exists=True),
-)
+@config_option
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status(config_path, as_json) -> None:
     """Show the state, outbox depth, last sync and faults (works while the kiosk runs)."""
@@ -364,12 +356,7 @@ def _status_text(report: dict) -> str:
 
 
 @main.command()
-@click.option(
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(dir_okay=False, exists=True),
-)
+@config_option
 def reset(config_path) -> None:
     """Ask the running kiosk to clear its fault (after the cause has been fixed)."""
     from kiosk.status import request_reset

@@ -4,19 +4,23 @@
 drivers.  ``Session`` runs simulator script lines against an in-process station in virtual time
 (the same ``SimDriver`` ``kiosk run --sim --script`` uses) and keeps the screen output.
 ``ServedBackend`` serves the real backend app on a free port in a thread; it can be stopped
-(connection refused) and started again on the same port.
+(connection refused) and started again on the same port.  ``offline_config`` is a config whose
+backend nobody listens on; ``wait_for`` polls a threaded station in real time.
 """
 
 from __future__ import annotations
 
 import io
+from contextlib import contextmanager
 import socket
 import threading
+import time
 
 from werkzeug.serving import make_server
 
 from kiosk.config import config_from_dict
 from kiosk.sim import ScriptFailed, SimDriver, build_sim_station
+from kiosk.station import Station
 from protocol.labels import (
     LabelClaims,
     encode_label,
@@ -87,6 +91,40 @@ def kiosk_config(
     if public_key:
         raw["backend"]["label_public_key"] = public_key
     return config_from_dict(raw)
+
+
+def offline_config(state_dir, public_key: str | None, **kw):
+    """Return ``kiosk_config`` with a backend address nothing listens on (an offline kiosk)."""
+    return kiosk_config(
+        state_dir, backend_url=f"http://127.0.0.1:{free_port()}", public_key=public_key, **kw
+    )
+
+
+def wait_for(predicate, timeout_s: float = 20.0) -> None:
+    """Poll ``predicate`` until it holds; fail after ``timeout_s`` (a bound, never a speed claim)."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.01)
+
+
+@contextmanager
+def threaded_station(config, **station_kw):
+    """Run a Station on its own thread in real time, as on a Pi; stop it on exit.
+
+    After a body that did not raise, the loop thread must have ended and every door be locked.
+    """
+    station = Station(config, threaded=True, tick_s=0.01, **station_kw)
+    runner = threading.Thread(target=station.run, kwargs={"install_signals": False})
+    runner.start()
+    try:
+        yield station
+    finally:
+        station.stop()
+        runner.join(timeout=20)
+    assert not runner.is_alive()
+    assert all(slot.door.locked for slot in station.hardware.doors.values())
 
 
 class Keys:
@@ -185,4 +223,7 @@ __all__ = [
     "Session",
     "free_port",
     "kiosk_config",
+    "offline_config",
+    "threaded_station",
+    "wait_for",
 ]

@@ -7,7 +7,6 @@ The driver tests run on their own simulated header in virtual time; the station 
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
@@ -17,9 +16,8 @@ from hardware.gpio import get_pins, reset_pins
 from hardware.sim import fake_rpi_gpio
 from kiosk import ConfigError
 from kiosk.config import config_from_dict
-from kiosk.station import Station
 from tests.hardware.gpio_rig import make_rig
-from tests.kiosk.stations import SECRET, Keys, Session, free_port
+from tests.kiosk.stations import SECRET, Keys, Session, free_port, threaded_station, wait_for
 
 DOOR_PINS = {1: 5, 2: 6}
 CANCEL_PIN = 16
@@ -359,20 +357,9 @@ def test_station_releases_the_button_pins_at_shutdown(tmp_path, sim_header, keys
     assert get_pins("sim").in_use() == {}
 
 
-def wait_for(predicate, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.01)
-
-
 def test_threaded_station_takes_a_button_press(tmp_path, sim_header, keys):
     config = config_from_dict(raw_config(tmp_path / "s", public_key=keys.public))
-    station = Station(config, threaded=True, tick_s=0.01)
-    runner = threading.Thread(target=station.run, kwargs={"install_signals": False})
-    runner.start()
-    try:
+    with threaded_station(config) as station:
         station.hardware.scanner.present(keys.label())
         wait_for(lambda: station.flow.state == "choosing")
         sim_header.drive_low(DOOR_PINS[1])
@@ -380,8 +367,3 @@ def test_threaded_station_takes_a_button_press(tmp_path, sim_header, keys):
         sim_header.drive_high(DOOR_PINS[1])
         assert station.flow.active_door().number == 1
         assert not station.hardware.doors[1].door.locked
-    finally:
-        station.stop()
-        runner.join(timeout=20)
-    assert not runner.is_alive()
-    assert all(slot.door.locked for slot in station.hardware.doors.values())

@@ -12,7 +12,7 @@ from statemachine.exceptions import TransitionNotAllowed
 
 from kiosk.flow import TIMEOUTS, DepositFlow, points_estimate, resolve_choice
 from kiosk.station import BACKEND_CONFIG_META
-from tests.kiosk.stations import Keys, ScriptFailed, Session, free_port, kiosk_config
+from tests.kiosk.stations import Keys, ScriptFailed, Session, free_port, kiosk_config, offline_config
 
 
 @pytest.fixture
@@ -286,11 +286,7 @@ def test_choose_outside_choosing_is_reported(make_session, keys):
 
 
 def test_a_crash_with_the_bag_on_the_scale_is_recorded_on_restart(tmp_path, keys):
-    config = kiosk_config(
-        tmp_path / "state",
-        backend_url=f"http://127.0.0.1:{free_port()}",
-        public_key=keys.public,
-    )
+    config = offline_config(tmp_path / "state", keys.public)
     first = Session(config)
     first.run(f"{keys.label()}\npaper\ndrop 810")
     assert first.state == "door_open"
@@ -312,11 +308,7 @@ def test_a_crash_with_the_bag_on_the_scale_is_recorded_on_restart(tmp_path, keys
 
 
 def test_a_crash_before_anything_went_in_is_marked_interrupted(tmp_path, keys):
-    config = kiosk_config(
-        tmp_path / "state",
-        backend_url=f"http://127.0.0.1:{free_port()}",
-        public_key=keys.public,
-    )
+    config = offline_config(tmp_path / "state", keys.public)
     first = Session(config)
     first.run(f"{keys.label()}\nplastic\nexpect-state door_unlocked")
     first.station.journal.close()

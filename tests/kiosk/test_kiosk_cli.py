@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from fractions import Fraction
 from pathlib import Path
@@ -21,6 +18,7 @@ from kiosk.calibrate import calibrate_scale, write_calibration
 from kiosk.cli import main
 from kiosk.config import load_config
 from tests.hardware.gpio_rig import make_rig
+from tests.kiosk.commands import run_kiosk
 from tests.kiosk.stations import SECRET, Keys, Session, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -244,22 +242,6 @@ def test_scan_image_prints_file_and_payload(tmp_path, keys):
 
 
 # -- run --sim --script (a real child process) ----------------------------------------------
-
-
-def run_kiosk(
-    *args, cwd: Path, env: dict | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess:
-    """Run the `kiosk` console script as a child process."""
-    kiosk = Path(sys.executable).with_name("kiosk")
-    return subprocess.run(
-        [str(kiosk), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def test_run_sim_script_exit_status_follows_its_expectations(tmp_path, keys):

@@ -16,7 +16,7 @@ from backend.db import db
 from kiosk.flow import KIOSK_PROBLEM, REASONS, REJECTIONS, reason_text
 from kiosk.station import BACKEND_CONFIG_META
 from tests.factories import build_world
-from tests.kiosk.stations import Keys, ServedBackend, Session, free_port, kiosk_config
+from tests.kiosk.stations import Keys, ServedBackend, Session, kiosk_config, offline_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,8 +51,7 @@ def test_reason_text_is_precise_when_it_can_be():
 def showing_result(tmp_path):
     """Return a session showing the result of a 50 g paper deposit (offline), with cached rules."""
     keys = Keys()
-    session = Session(kiosk_config(
-        tmp_path / "state", backend_url=f"http://127.0.0.1:{free_port()}", public_key=keys.public))
+    session = Session(offline_config(tmp_path / "state", keys.public))
     session.journal.set_meta(BACKEND_CONFIG_META, {
         "label_public_key": keys.public, "community": "green", "revoked_serials": [],
         "rules": [{"category": "paper", "points_per_kg": 20, "min_net_g": 100}],

@@ -18,7 +18,8 @@ from kiosk.config import load_config
 from kiosk.crash import CrashHook
 from kiosk.station import Station
 from kiosk.systemd import Notifier
-from tests.kiosk.stations import Keys, Session, free_port, kiosk_config
+from tests.kiosk.commands import install_dry_run
+from tests.kiosk.stations import Keys, Session, offline_config, threaded_station, wait_for
 from tests.kiosk.test_kiosk_cli import write_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -127,11 +128,7 @@ def test_sigterm_locks_every_door_and_exits_cleanly(tmp_path, keys, notify_socke
 
 def test_an_unhandled_exception_leaves_every_door_locked(tmp_path, keys):
     session = Session(
-        kiosk_config(
-            tmp_path / "s",
-            backend_url=f"http://127.0.0.1:{free_port()}",
-            public_key=keys.public,
-        )
+        offline_config(tmp_path / "s", keys.public)
     )
     session.run(f"{keys.label()}\npaper\nexpect-state door_unlocked")
     door = session.door(2)
@@ -150,11 +147,7 @@ def test_an_unhandled_exception_leaves_every_door_locked(tmp_path, keys):
 
 def test_an_action_error_takes_the_flow_to_fault_with_doors_locked(tmp_path, keys):
     session = Session(
-        kiosk_config(
-            tmp_path / "s",
-            backend_url=f"http://127.0.0.1:{free_port()}",
-            public_key=keys.public,
-        )
+        offline_config(tmp_path / "s", keys.public)
     )
     try:
         session.door(1).fail_unlock()
@@ -169,11 +162,7 @@ def test_an_action_error_takes_the_flow_to_fault_with_doors_locked(tmp_path, key
 
 
 def test_a_full_outbox_puts_the_kiosk_out_of_order_until_it_drains(tmp_path, keys):
-    config = kiosk_config(
-        tmp_path / "s",
-        backend_url=f"http://127.0.0.1:{free_port()}",
-        public_key=keys.public,
-    )
+    config = offline_config(tmp_path / "s", keys.public)
     config.journal.outbox_limit = 1
     session = Session(config)
     try:
@@ -198,27 +187,9 @@ def test_a_full_outbox_puts_the_kiosk_out_of_order_until_it_drains(tmp_path, key
 # -- threaded mode (as on a Pi), real time -------------------------------------------------------
 
 
-def wait_for(predicate, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.01)
-
-
 def test_threaded_station_takes_a_deposit_in_real_time(tmp_path, keys):
-    import threading
-
-    config = kiosk_config(
-        tmp_path / "s",
-        backend_url=f"http://127.0.0.1:{free_port()}",
-        public_key=keys.public,
-        weighing={"window_s": 0.3},
-    )
-    station = Station(config, threaded=True, tick_s=0.01)
-    runner = threading.Thread(target=station.run, kwargs={"install_signals": False})
-    runner.start()
-    try:
+    config = offline_config(tmp_path / "s", keys.public, weighing={"window_s": 0.3})
+    with threaded_station(config) as station:
         station.hardware.scanner.present(keys.label())
         wait_for(lambda: station.flow.state == "choosing")
         station.post("choose", choice="plastic")
@@ -231,11 +202,6 @@ def test_threaded_station_takes_a_deposit_in_real_time(tmp_path, keys):
         wait_for(lambda: station.flow.state == "showing_result")
         [row] = station.journal.deposits(limit=5)
         assert (row.state, row.net_g) == ("recorded", 333)
-    finally:
-        station.stop()
-        runner.join(timeout=20)
-    assert not runner.is_alive()
-    assert all(slot.door.locked for slot in station.hardware.doors.values())
 
 
 # -- crash hook -------------------------------------------------------------------------------------
@@ -254,29 +220,6 @@ def test_crash_hook_counts_entries_and_ignores_other_points(monkeypatch):
 
 
 # -- install-pi.sh ------------------------------------------------------------------------------------
-
-
-def install_dry_run(tmp_path: Path, model: str, **env) -> str:
-    model_file = tmp_path / "model"
-    model_file.write_bytes(model.encode() + b"\0")
-    result = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "install-pi.sh"), "--dry-run"],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={
-            **os.environ,
-            "MODEL_FILE": str(model_file),
-            "PREFIX": str(tmp_path / "opt"),
-            "ETC_DIR": str(tmp_path / "etc"),
-            "UNIT_DIR": str(tmp_path / "units"),
-            "UDEV_DIR": str(tmp_path / "udev"),
-            **env,
-        },
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 def test_install_script_uses_rpi_lgpio_on_a_pi_5(tmp_path):
@@ -411,10 +354,7 @@ def test_a_real_door_left_open_does_not_stall_the_loop_nor_count_as_a_jam(
         doors={1: DoorSlot(1, "plastic", 40_000, door)},
         indicator=FakeIndicator(),
     )
-    config = kiosk_config(
-        tmp_path / "s",
-        backend_url=f"http://127.0.0.1:{free_port()}",
-        public_key=keys.public,
+    config = offline_config(tmp_path / "s", keys.public,
         doors={1: "plastic"},
         timeouts={"door_close_s": 1.0},
         weighing={"window_s": 0.3},

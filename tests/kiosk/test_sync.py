@@ -12,12 +12,9 @@ import datetime as dt
 import random
 import re
 import socket
-import threading
-from dataclasses import dataclass
 
 import pytest
 from sqlalchemy import func, select
-from werkzeug.serving import make_server
 
 from backend.db import db
 from backend.models import Deposit, Label
@@ -27,6 +24,7 @@ from kiosk.journal import Journal
 from kiosk.labels import LabelRevoked, LabelVerifier
 from kiosk.sync import BackendClient, Syncer, backoff_delay_s
 from tests.factories import World, build_world, make_label
+from tests.kiosk import stations
 
 UTC = dt.timezone.utc
 POINTS_PER_KG = 10
@@ -57,27 +55,13 @@ class Switchable:
         return self.app(environ, start_response)
 
 
-class ServedBackend:
-    """The backend app served on one port that can be stopped and started again."""
+class ServedBackend(stations.ServedBackend):
+    """The backend app behind ``Switchable``, on one port that can be stopped and started again."""
 
     def __init__(self, app, world: World):
         self.wsgi = Switchable(app)
+        super().__init__(self.wsgi)
         self.world = world
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._server = None
-
-    def start(self) -> None:
-        self._server = make_server("127.0.0.1", self.port, self.wsgi, threaded=True)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
 
     def client(self, **kwargs) -> BackendClient:
         args = {"url": self.url, "kiosk_id": self.world.kiosk.id, "secret": self.world.secret,

@@ -13,10 +13,7 @@ import json
 import os
 import re
 import socket
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
 import msgspec
@@ -25,7 +22,8 @@ import pytest
 from kiosk.flow import REASONS, REJECTIONS
 from kiosk.station import Station
 from kiosk.ui import CANCELLABLE, UiServer, parse_choice
-from tests.kiosk.stations import Keys, Session, free_port, kiosk_config
+from tests.kiosk.commands import ROOT, install_dry_run, run_kiosk
+from tests.kiosk.stations import Keys, Session, free_port, offline_config, threaded_station, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -237,10 +235,7 @@ def test_cancel_is_offered_exactly_where_the_chart_allows_it():
 
 
 def ui_config(state_dir, keys, port: int, **kw):
-    config = kiosk_config(
-        state_dir,
-        backend_url=f"http://127.0.0.1:{free_port()}",
-        public_key=keys.public,
+    config = offline_config(state_dir, keys.public,
         **kw,
     )
     return msgspec.structs.replace(
@@ -401,11 +396,7 @@ def test_the_ui_port_is_taken_at_construction_and_released_at_shutdown(tmp_path,
 
 
 def test_a_station_without_ui_opens_no_port(tmp_path, keys):
-    config = kiosk_config(
-        tmp_path / "s",
-        backend_url=f"http://127.0.0.1:{free_port()}",
-        public_key=keys.public,
-    )
+    config = offline_config(tmp_path / "s", keys.public)
     assert config.ui.enabled is False and config.ui.host == "127.0.0.1"
     s = Session(config)
     try:
@@ -458,14 +449,6 @@ class PointsBackend:
         return results
 
 
-def wait_for(predicate, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.01)
-
-
 @pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists():
@@ -492,17 +475,9 @@ def running(tmp_path, keys):
         timeouts={"category_s": 60, "result_display_s": 120, "backend_answer_s": 5},
         weighing={"window_s": 0.3},
     )
-    station = Station(
-        config, threaded=True, tick_s=0.01, client=PointsBackend(keys.public)
-    )
-    runner = threading.Thread(target=station.run, kwargs={"install_signals": False})
-    runner.start()
-    wait_for(lambda: station.category_names.get("paper") == "Paper & card")
-    yield station
-    station.stop()
-    runner.join(timeout=20)
-    assert not runner.is_alive()
-    assert all(slot.door.locked for slot in station.hardware.doors.values())
+    with threaded_station(config, client=PointsBackend(keys.public)) as station:
+        wait_for(lambda: station.category_names.get("paper") == "Paper & card")
+        yield station
 
 
 def shot(page, name: str) -> None:
@@ -671,18 +646,6 @@ button_pin = 6
     return path
 
 
-def run_kiosk(*args, cwd: Path) -> subprocess.CompletedProcess:
-    kiosk = Path(sys.executable).with_name("kiosk")
-    return subprocess.run(
-        [str(kiosk), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-
-
 def test_run_sim_serves_the_page_on_ui_port_with_a_pi_config(tmp_path, keys):
     config_path = pi_like_config(tmp_path, keys)
     script = tmp_path / "script.txt"
@@ -739,7 +702,7 @@ def test_run_says_so_when_the_ui_port_is_taken(tmp_path, keys):
 
 # -- on the Pi: the example config, the Chromium unit, the install script ------------------------
 
-ROOT = Path(__file__).resolve().parents[2]
+PI_4 = "Raspberry Pi 4 Model B Rev 1.5"
 
 
 def test_the_example_config_shows_the_page_and_has_a_button_per_door():
@@ -761,29 +724,10 @@ def test_the_ui_unit_runs_chromium_in_kiosk_mode_on_the_local_page():
 
 
 def test_install_script_installs_the_ui_unit_only_when_asked(tmp_path):
-    model = tmp_path / "model"
-    model.write_bytes(b"Raspberry Pi 4 Model B Rev 1.5\0")
-    env = {
-        **os.environ,
-        "MODEL_FILE": str(model),
-        "PREFIX": str(tmp_path / "opt"),
-        "ETC_DIR": str(tmp_path / "etc"),
-        "UNIT_DIR": str(tmp_path / "units"),
-        "USER_UNIT_DIR": str(tmp_path / "user"),
-        "UDEV_DIR": str(tmp_path / "udev"),
-    }
-
     def dry_run(*args):
-        result = subprocess.run(
-            ["bash", str(ROOT / "scripts" / "install-pi.sh"), "--dry-run", *args],
-            capture_output=True,
-            text=True,
-            check=False,
-            env=env,
-            timeout=60,
+        return install_dry_run(
+            tmp_path, PI_4, *args, USER_UNIT_DIR=str(tmp_path / "user")
         )
-        assert result.returncode == 0, result.stderr
-        return result.stdout
 
     assert "sortpoint-kiosk-ui" not in dry_run()
     out = dry_run("--with-ui")

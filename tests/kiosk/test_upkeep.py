@@ -14,7 +14,7 @@ from kiosk.config import config_from_dict
 from kiosk.journal import Journal
 from kiosk.station import Station
 from kiosk.upkeep import DAY_S, RETRY_S, JournalPruner
-from tests.kiosk.stations import Keys, free_port, kiosk_config
+from tests.kiosk.stations import Keys, kiosk_config, offline_config
 
 AT = dt.datetime(2025, 6, 1, 8, 0, tzinfo=dt.UTC)
 
@@ -137,8 +137,7 @@ def test_keep_synced_days_is_checked_in_the_config(tmp_path):
 
 
 def test_the_station_prunes_once_a_day_in_virtual_time(tmp_path):
-    config = kiosk_config(
-        tmp_path / "state", backend_url=f"http://127.0.0.1:{free_port()}", public_key=Keys().public)
+    config = offline_config(tmp_path / "state", Keys().public)
     config.journal.keep_synced_days = 7
     clock = FakeClock(start=AT.timestamp())
     journal = Journal(config.journal_path, clock=clock.now)
