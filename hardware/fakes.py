@@ -25,8 +25,8 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from fractions import Fraction
-from typing import Callable
 
 from hardware import DoorFault, HardwareConfigError, ScaleFault, ScannerFault
 from hardware.interfaces import WeightSample
@@ -44,7 +44,7 @@ class RealClock:
 
     def utcnow(self) -> dt.datetime:
         """Return the current time as an aware UTC datetime."""
-        return dt.datetime.fromtimestamp(self.now(), dt.timezone.utc)
+        return dt.datetime.fromtimestamp(self.now(), dt.UTC)
 
     def monotonic(self) -> float:
         """Return monotonic seconds (time.monotonic)."""
@@ -85,7 +85,7 @@ class FakeClock:
 
     def utcnow(self) -> dt.datetime:
         """Return virtual time as an aware UTC datetime."""
-        return dt.datetime.fromtimestamp(self.now(), dt.timezone.utc)
+        return dt.datetime.fromtimestamp(self.now(), dt.UTC)
 
     def monotonic(self) -> float:
         """Return virtual monotonic seconds."""

@@ -9,7 +9,7 @@ keeps a door shut for a bad label.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from protocol import ProtocolError
 from protocol.labels import (

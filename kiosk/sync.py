@@ -149,7 +149,7 @@ def server_skew_s(date_header: str | None, local_now: float) -> float | None:
     except (TypeError, ValueError):
         return None
     if server.tzinfo is None:
-        server = server.replace(tzinfo=dt.timezone.utc)
+        server = server.replace(tzinfo=dt.UTC)
     return server.timestamp() - local_now
 
 
@@ -171,7 +171,7 @@ def _check_results(items: list[dict], results) -> None:
     """Refuse an answer that does not match the batch item by item."""
     if not isinstance(results, list) or len(results) != len(items):
         raise BackendUnavailable("backend answer does not hold one result per deposit")
-    for item, result in zip(items, results):
+    for item, result in zip(items, results, strict=True):
         if not isinstance(result, dict) or str(result.get("id")) != item["id"]:
             raise BackendUnavailable("backend results are not in the order of the batch")
         if result.get("status") not in RESULT_STATUSES:

@@ -302,8 +302,8 @@ def test_every_rejection_code(client, world):
     }
     assert set(cases) == set(ingest.CHECK_CODES)
     items = list(cases.values()) + [deposit_item(lab(world, "H002", 3))]
-    results = send(client, world, items)
-    for code, result in zip(cases, results):
+    results = send(client, world, items)  # the last result is the valid item
+    for code, result in zip(cases, results, strict=False):
         assert_rejected(result, code)
     assert results[-1].status == "accepted"  # one bad item never fails its batch
     assert count(Deposit) == 1 and count(LedgerEntry) == 1

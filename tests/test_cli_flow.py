@@ -41,7 +41,7 @@ def _deposit(label: str, net_g: int, door: int = 1, category: str = "plastic") -
         "door": door,
         "category": category,
         "net_g": net_g,
-        "occurred_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "occurred_at": dt.datetime.now(dt.UTC).isoformat(),
     }
 
 

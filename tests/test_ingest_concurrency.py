@@ -149,7 +149,7 @@ def test_two_kiosks_racing_with_one_label(world):
         ]
 
     first, second = in_threads(worker, count=2)
-    for a, b in zip(first, second):
+    for a, b in zip(first, second, strict=True):
         assert sorted((a.status, b.status)) == ["accepted", "flagged"]
         assert "label_reused" in (a.reason, b.reason)
     with db.session() as s:

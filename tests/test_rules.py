@@ -10,7 +10,7 @@ from backend.db import db
 from backend.errors import InvalidInput, NotFound
 from backend.services import registry, rules
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 T0 = dt.datetime(2025, 3, 1, 0, 0, tzinfo=UTC)
 
 

@@ -123,7 +123,7 @@ class FakeGPIO:
         values = list(value) if isinstance(value, (list, tuple)) else [value] * len(pins)
         if len(values) != len(pins):
             raise RuntimeError("Number of channels != number of values")
-        for pin, level in zip(pins, values):
+        for pin, level in zip(pins, values, strict=True):
             with self._lock:
                 state = self._pins.get(pin)
                 if state is None or state.direction != OUT:

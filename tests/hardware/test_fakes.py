@@ -19,7 +19,6 @@ from hardware.fakes import (
 from hardware.interfaces import Door, Indicator, QrReader, Scale
 from hardware.registry import DRIVERS, build, driver_class
 
-
 # -- clock ----------------------------------------------------------------------
 
 

@@ -11,10 +11,10 @@ backend nobody listens on; ``wait_for`` polls a threaded station in real time.
 from __future__ import annotations
 
 import io
-from contextlib import contextmanager
 import socket
 import threading
 import time
+from contextlib import contextmanager
 
 from werkzeug.serving import make_server
 

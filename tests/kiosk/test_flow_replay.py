@@ -12,7 +12,14 @@ from statemachine.exceptions import TransitionNotAllowed
 
 from kiosk.flow import TIMEOUTS, DepositFlow, points_estimate, resolve_choice
 from kiosk.station import BACKEND_CONFIG_META
-from tests.kiosk.stations import Keys, ScriptFailed, Session, free_port, kiosk_config, offline_config
+from tests.kiosk.stations import (
+    Keys,
+    ScriptFailed,
+    Session,
+    free_port,
+    kiosk_config,
+    offline_config,
+)
 
 
 @pytest.fixture

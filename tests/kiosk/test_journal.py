@@ -16,7 +16,7 @@ import pytest
 from kiosk import JournalError, OutboxFull
 from kiosk.journal import MIGRATIONS, SCHEMA_VERSION, Journal
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 WHEN = dt.datetime(2025, 6, 1, 8, 30, tzinfo=dt.timezone(dt.timedelta(hours=8)))
 REPO = Path(__file__).resolve().parents[2]
 
@@ -223,7 +223,7 @@ def test_outbox_survives_restart(tmp_path):
     open_id = begin(first, serial="SER999")
     first.close()
     again = Journal(path, clock=Ticker())
-    assert [(d.id, d.net_g) for d in again.outbox(10)] == list(zip(ids, [100, 101, 102]))
+    assert [(d.id, d.net_g) for d in again.outbox(10)] == list(zip(ids, [100, 101, 102], strict=True))
     assert [d.id for d in again.open_deposits()] == [open_id]
     again.close()
 

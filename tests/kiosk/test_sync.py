@@ -26,7 +26,7 @@ from kiosk.sync import BackendClient, Syncer, backoff_delay_s
 from tests.factories import World, build_world, make_label
 from tests.kiosk import stations
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 POINTS_PER_KG = 10
 
 
@@ -347,7 +347,7 @@ def test_backoff_is_exponential_with_full_jitter_and_bounded(journal):
     expected_rng = random.Random(99)
     ceilings = [min(60, 2 * 2 ** k) for k in range(10)]
     assert delays == [expected_rng.uniform(0, c) for c in ceilings]
-    assert all(0 <= d <= c for d, c in zip(delays, ceilings))
+    assert all(0 <= d <= c for d, c in zip(delays, ceilings, strict=True))
     assert ceilings[-4:] == [60, 60, 60, 60]  # bounded
 
 

@@ -23,7 +23,14 @@ from kiosk.flow import REASONS, REJECTIONS
 from kiosk.station import Station
 from kiosk.ui import CANCELLABLE, UiServer, parse_choice
 from tests.kiosk.commands import ROOT, install_dry_run, run_kiosk
-from tests.kiosk.stations import Keys, Session, free_port, offline_config, threaded_station, wait_for
+from tests.kiosk.stations import (
+    Keys,
+    Session,
+    free_port,
+    offline_config,
+    threaded_station,
+    wait_for,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
