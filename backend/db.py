@@ -108,9 +108,7 @@ class Database:
 
     def init_app(self, app) -> None:
         """Bind to ``app.config['DATABASE_URL']`` and register on the app."""
-        self.bind(
-            app.config["DATABASE_URL"], pre_ping=app.config.get("DB_PRE_PING", False)
-        )
+        self.bind(app.config["DATABASE_URL"], pre_ping=app.config.get("DB_PRE_PING", False))
         app.extensions["sortpoint.db"] = self
 
     def bind(self, url: str, *, pre_ping: bool = False) -> None:

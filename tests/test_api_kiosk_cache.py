@@ -44,15 +44,11 @@ def statements(app):
 
 def _setup_queries(statements: list[str]) -> int:
     # only the kiosk set-up query joins kiosk_doors
-    return sum(
-        "kiosk_doors" in s and s.lstrip().startswith("SELECT") for s in statements
-    )
+    return sum("kiosk_doors" in s and s.lstrip().startswith("SELECT") for s in statements)
 
 
 def _deposit(client, world, household="H001", n=0, **kw):
-    response = post_deposits(
-        client, world, [deposit_item(world.labels[household][n], **kw)]
-    )
+    response = post_deposits(client, world, [deposit_item(world.labels[household][n], **kw)])
     return response
 
 
@@ -105,9 +101,7 @@ def test_a_timezone_change_moves_the_next_local_day(client, world, cache):
     _accepted(_deposit(client, world, n=0, occurred_at=at))
     with db.begin() as s:
         s.execute(
-            update(Community)
-            .where(Community.id == world.community.id)
-            .values(timezone="UTC")
+            update(Community).where(Community.id == world.community.id).values(timezone="UTC")
         )
     _accepted(_deposit(client, world, n=1, occurred_at=at))
     with db.session() as s:
@@ -128,9 +122,7 @@ def test_a_replay_is_refused_with_a_kept_kiosk(client, world, cache):
 def test_a_wrong_secret_is_refused_with_a_kept_kiosk(client, world, cache):
     _accepted(_deposit(client, world, n=0))
     body = json.dumps({"deposits": [deposit_item(world.labels["H001"][1])]}).encode()
-    bad = client.post(
-        PATH, data=body, headers=signed(world.kiosk.id, "nope", "POST", PATH, body)
-    )
+    bad = client.post(PATH, data=body, headers=signed(world.kiosk.id, "nope", "POST", PATH, body))
     assert bad.status_code == 401
     assert bad.json["error"]["code"] == "signature_invalid"
 
@@ -166,9 +158,7 @@ def test_a_kept_kiosk_has_rule_versions_that_start_later(world):
     first = authenticate(t0)
     later = authenticate(t0 + dt.timedelta(hours=2))
     assert later.setup is first.setup  # served from the cache
-    rule = later.setup.rules.in_force(
-        world.categories["plastic"].id, t0 + dt.timedelta(hours=2)
-    )
+    rule = later.setup.rules.in_force(world.categories["plastic"].id, t0 + dt.timedelta(hours=2))
     assert rule.points_per_kg == 70
 
 
@@ -192,9 +182,7 @@ def test_without_a_cache_nothing_is_kept(world):
 
 def test_an_unknown_kiosk_is_never_kept(client, world, cache):
     body = json.dumps({"deposits": [deposit_item(world.labels["H001"][0])]}).encode()
-    r = client.post(
-        PATH, data=body, headers=signed("k_nobody", "x", "POST", PATH, body)
-    )
+    r = client.post(PATH, data=body, headers=signed("k_nobody", "x", "POST", PATH, body))
     assert r.status_code == 401
     assert len(cache) == 0
 

@@ -47,16 +47,12 @@ def test_read_sees_one_snapshot_while_a_writer_commits(app):
 
 def test_read_does_not_hold_the_write_lock(app, database_url, on_postgres):
     if on_postgres:
-        pytest.skip(
-            "SQLite's database lock; PostgreSQL readers never lock (test above)"
-        )
+        pytest.skip("SQLite's database lock; PostgreSQL readers never lock (test above)")
     _add_community("one")
     with db.read() as s:
         assert _count(s) == 1
         # timeout=0: a writer that would have to wait fails at once instead
-        other = sqlite3.connect(
-            _sqlite_path(database_url), timeout=0, isolation_level=None
-        )
+        other = sqlite3.connect(_sqlite_path(database_url), timeout=0, isolation_level=None)
         try:
             other.execute("BEGIN IMMEDIATE")
             other.execute(
@@ -77,9 +73,7 @@ def test_write_session_does_hold_the_write_lock(app, database_url, on_postgres):
         pytest.skip("SQLite's database lock")
     with db.begin() as s:
         assert _count(s) == 0
-        other = sqlite3.connect(
-            _sqlite_path(database_url), timeout=0, isolation_level=None
-        )
+        other = sqlite3.connect(_sqlite_path(database_url), timeout=0, isolation_level=None)
         try:
             with pytest.raises(sqlite3.OperationalError, match="locked"):
                 other.execute("BEGIN IMMEDIATE")

@@ -102,12 +102,8 @@ def _answers(world, items, *, general: bool) -> list[tuple]:
 
 def test_single_path_answers_exactly_as_the_batch_path(app):
     fused, general = _world("green"), _world("blue")
-    fused_answers = _answers(
-        fused, _scenario(fused, general.labels["H001"][3]), general=False
-    )
-    general_answers = _answers(
-        general, _scenario(general, fused.labels["H001"][3]), general=True
-    )
+    fused_answers = _answers(fused, _scenario(fused, general.labels["H001"][3]), general=False)
+    general_answers = _answers(general, _scenario(general, fused.labels["H001"][3]), general=True)
     assert fused_answers == general_answers
     statuses = [a[0] for a in fused_answers]
     assert statuses[:5] == ["accepted", "duplicate", "conflict", "flagged", "flagged"]
@@ -144,23 +140,14 @@ def statements(app):
     event.remove(db.engine, "before_cursor_execute", record)
 
 
-def test_a_single_deposit_request_runs_the_fused_statements(
-    client, statements, on_postgres
-):
+def test_a_single_deposit_request_runs_the_fused_statements(client, statements, on_postgres):
     world = _world("green", daily_cap=None)  # a cap adds a read of the day's total
-    assert (
-        post_deposits(
-            client, world, [deposit_item(world.labels["H001"][0])]
-        ).status_code
-        == 200
-    )
+    assert post_deposits(client, world, [deposit_item(world.labels["H001"][0])]).status_code == 200
     statements.clear()  # the kiosk is kept now
     response = post_deposits(client, world, [deposit_item(world.labels["H001"][1])])
     assert response.json["results"][0]["status"] == "accepted"
     kinds = [s.split(" ")[0] for s in statements if not s.startswith("BEGIN")]
-    assert not any(
-        "FROM deposits WHERE" in s for s in statements
-    )  # no separate id look-up
+    assert not any("FROM deposits WHERE" in s for s in statements)  # no separate id look-up
     assert sum("LEFT OUTER JOIN deposits AS known" in s for s in statements) == 1
     if on_postgres:
         assert kinds == ["INSERT", "SELECT", "WITH"]  # nonce, read, write
@@ -176,9 +163,7 @@ def test_a_single_deposit_request_runs_the_fused_statements(
         ]
 
 
-def test_a_claim_lost_after_the_read_is_retried_as_label_reuse(
-    app, monkeypatch, caplog
-):
+def test_a_claim_lost_after_the_read_is_retried_as_label_reuse(app, monkeypatch, caplog):
     """The read saw the label unclaimed, a concurrent batch claimed it first: no double credit."""
     caplog.set_level(logging.INFO, logger="backend.services.ingest")
     world = _world("green")
@@ -235,8 +220,7 @@ def test_racing_single_deposits_credit_exactly_once(app):
         mine = list(items)
         random.Random(i).shuffle(mine)
         return [
-            ingest.ingest(db, world.kiosk.id, as_deposits([item]))[0].to_json()
-            for item in mine
+            ingest.ingest(db, world.kiosk.id, as_deposits([item]))[0].to_json() for item in mine
         ]
 
     check_exactly_once(items, in_threads(worker))
@@ -257,10 +241,7 @@ def test_racing_single_deposits_never_pass_the_daily_cap(app):
     with db.session() as s:
         assert s.get(Account, household.id).balance == 30
         assert (
-            s.scalar(
-                select(DailyTotal.points).where(DailyTotal.household_id == household.id)
-            )
-            == 30
+            s.scalar(select(DailyTotal.points).where(DailyTotal.household_id == household.id)) == 30
         )
         assert ledger.verify(s) == []
 
@@ -270,9 +251,7 @@ def test_a_household_without_an_account_takes_the_general_path(app):
     household = world.households["H001"]
     with db.begin() as s:
         s.delete(s.get(Account, household.id))
-    [o] = ingest.ingest(
-        db, world.kiosk.id, as_deposits([deposit_item(world.labels["H001"][0])])
-    )
+    [o] = ingest.ingest(db, world.kiosk.id, as_deposits([deposit_item(world.labels["H001"][0])]))
     assert (o.status, o.points, o.balance) == ("accepted", 10, 10)
     with db.session() as s:
         assert s.get(Account, household.id).balance == 10

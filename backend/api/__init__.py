@@ -50,9 +50,7 @@ def _domain_error(exc: SortpointError):
 
 def _unexpected(exc: Exception):
     log.exception("unhandled error")
-    return error_response(
-        500, "internal_error", "internal error; the request was not applied"
-    )
+    return error_response(500, "internal_error", "internal error; the request was not applied")
 
 
 def init_app(app: Flask) -> None:

@@ -35,9 +35,7 @@ NONCES = RequestNonce.__table__
 KIOSKS = Kiosk.__table__
 COMMUNITIES = Community.__table__
 _TIMESTAMP_RE = re.compile(r"\d{1,12}")
-_NONCE_RE = re.compile(
-    rf"[\x21-\x7e]{{{signing.MIN_NONCE_LEN},{signing.MAX_NONCE_LEN}}}"
-)
+_NONCE_RE = re.compile(rf"[\x21-\x7e]{{{signing.MIN_NONCE_LEN},{signing.MAX_NONCE_LEN}}}")
 #: last_seen_at is refreshed at most this often, so most requests write nothing for it
 LAST_SEEN_RESOLUTION_S = 60
 #: purge expired nonces on every Nth authenticated request of this process
@@ -83,9 +81,7 @@ def _check_headers(headers, now: dt.datetime, max_skew_s: int) -> tuple[str, ...
             f"X-Timestamp is more than {max_skew_s} s from the server clock",
         )
     if not _NONCE_RE.fullmatch(nonce):
-        raise _fail(
-            "signature_invalid", "X-Nonce must be 16 to 128 printable ASCII characters"
-        )
+        raise _fail("signature_invalid", "X-Nonce must be 16 to 128 printable ASCII characters")
     return kiosk_id, timestamp, nonce, signature
 
 
@@ -159,9 +155,7 @@ def _after_nonce(
 @functools.lru_cache(maxsize=4)
 def _insert_nonce(dialect: str):
     # RETURNING rather than rowcount: SQLAlchemy does not report a rowcount for INSERTs
-    return insert_ignore_for(dialect, NONCES, ["kiosk_id", "nonce"]).returning(
-        NONCES.c.nonce
-    )
+    return insert_ignore_for(dialect, NONCES, ["kiosk_id", "nonce"]).returning(NONCES.c.nonce)
 
 
 @functools.lru_cache(maxsize=4)
@@ -169,15 +163,12 @@ def _insert_nonce_if_current(dialect: str):
     """INSERT the nonce only if a kept kiosk copy still matches the database."""
     current = (
         select(KIOSKS.c.id)
-        .select_from(
-            KIOSKS.join(COMMUNITIES, COMMUNITIES.c.id == KIOSKS.c.community_id)
-        )
+        .select_from(KIOSKS.join(COMMUNITIES, COMMUNITIES.c.id == KIOSKS.c.community_id))
         .where(
             KIOSKS.c.id == bindparam("kiosk_id", type_=KIOSKS.c.id.type),
             KIOSKS.c.enabled,
             KIOSKS.c.secret == bindparam("secret", type_=KIOSKS.c.secret.type),
-            COMMUNITIES.c.timezone
-            == bindparam("timezone", type_=COMMUNITIES.c.timezone.type),
+            COMMUNITIES.c.timezone == bindparam("timezone", type_=COMMUNITIES.c.timezone.type),
             COMMUNITIES.c.label_public_key
             == bindparam("label_key", type_=COMMUNITIES.c.label_public_key.type),
         )
@@ -188,9 +179,7 @@ def _insert_nonce_if_current(dialect: str):
         bindparam("nonce", type_=NONCES.c.nonce.type),
         bindparam("seen_at", type_=NONCES.c.seen_at.type),
     ).where(current, RULES_MARK == bindparam("rules_mark", type_=Integer()))
-    stmt = upsert_for(dialect, NONCES).from_select(
-        ["kiosk_id", "nonce", "seen_at"], source
-    )
+    stmt = upsert_for(dialect, NONCES).from_select(["kiosk_id", "nonce", "seen_at"], source)
     # SQLite reads "ON CONFLICT" after INSERT ... SELECT as an upsert because
     # the SELECT has a WHERE clause
     return stmt.on_conflict_do_nothing(index_elements=["kiosk_id", "nonce"]).returning(
@@ -198,15 +187,11 @@ def _insert_nonce_if_current(dialect: str):
     )
 
 
-def _record_nonce(
-    conn: Connection, kiosk_id: str, nonce: str, now: dt.datetime
-) -> None:
+def _record_nonce(conn: Connection, kiosk_id: str, nonce: str, now: dt.datetime) -> None:
     """Store the nonce; a second use inside the window is a replay."""
     params = {"kiosk_id": kiosk_id, "nonce": nonce, "seen_at": now}
     if conn.execute(_insert_nonce(conn.dialect.name), params).first() is None:
-        raise _fail(
-            "nonce_reused", "this nonce was used before; sign every request afresh"
-        )
+        raise _fail("nonce_reused", "this nonce was used before; sign every request afresh")
 
 
 def _record_nonce_if_current(

@@ -35,9 +35,7 @@ def build_config(
         .where(Label.community_id == ref.community_id, Label.revoked_at.is_not(None))
         .order_by(Label.serial)
     ).all()
-    community_name = session.scalar(
-        select(Community.name).where(Community.id == ref.community_id)
-    )
+    community_name = session.scalar(select(Community.name).where(Community.id == ref.community_id))
     return schemas.KioskConfig(
         kiosk_id=ref.kiosk_id,
         kiosk_name=kiosk.name,
@@ -45,14 +43,8 @@ def build_config(
         community_name=community_name,
         timezone=ref.timezone,
         label_public_key=ref.label_public_key,
-        doors=[
-            schemas.DoorConfig(d.door, code_of[d.category_id], d.capacity_g)
-            for d in doors
-        ],
-        categories=[
-            schemas.CategoryConfig(c.code, c.name, c.max_plausible_g)
-            for c in categories
-        ],
+        doors=[schemas.DoorConfig(d.door, code_of[d.category_id], d.capacity_g) for d in doors],
+        categories=[schemas.CategoryConfig(c.code, c.name, c.max_plausible_g) for c in categories],
         rules=[
             schemas.RuleConfig(
                 code_of[r.category_id],

@@ -35,12 +35,9 @@ def _errors(*statuses: int) -> dict:
 
 
 def _security_schemes() -> dict:
-    header = lambda name, text: {
-        "type": "apiKey",
-        "in": "header",
-        "name": name,
-        "description": text,
-    }
+    def header(name: str, text: str) -> dict:
+        return {"type": "apiKey", "in": "header", "name": name, "description": text}
+
     return {
         "KioskId": header(
             signing.HEADER_KIOSK, "The kiosk id printed by `sortpoint kiosk register`."
@@ -48,9 +45,7 @@ def _security_schemes() -> dict:
         "Timestamp": header(
             signing.HEADER_TIMESTAMP, "Unix seconds; within 300 s of the server clock."
         ),
-        "Nonce": header(
-            signing.HEADER_NONCE, "16..128 printable ASCII characters, never reused."
-        ),
+        "Nonce": header(signing.HEADER_NONCE, "16..128 printable ASCII characters, never reused."),
         "Signature": header(
             signing.HEADER_SIGNATURE,
             "Lowercase hex HMAC-SHA256 over METHOD\\nPATH\\nTIMESTAMP\\nNONCE\\nSHA256_HEX(BODY); "
@@ -85,9 +80,7 @@ def build_document(max_batch: int) -> dict:
                     "content": {"application/json": {"schema": _ref("DepositBatch")}},
                 },
                 "responses": {
-                    "200": _json_body(
-                        "DepositsResponse", "One result per deposit, in order."
-                    ),
+                    "200": _json_body("DepositsResponse", "One result per deposit, in order."),
                     **_errors(400, 401, 413, 503),
                 },
             }
@@ -107,9 +100,7 @@ def build_document(max_batch: int) -> dict:
             "get": {
                 "summary": "Liveness and database reachability (unsigned).",
                 "operationId": "getHealth",
-                "responses": {
-                    "200": _json_body("Health", "The app reaches its database.")
-                },
+                "responses": {"200": _json_body("Health", "The app reaches its database.")},
             }
         },
     }

@@ -43,9 +43,7 @@ NetGrams = Annotated[
 ]
 OccurredAt = Annotated[
     dt.datetime,
-    msgspec.Meta(
-        tz=True, description="RFC 3339 time the door closed, with a UTC offset."
-    ),
+    msgspec.Meta(tz=True, description="RFC 3339 time the door closed, with a UTC offset."),
 ]
 
 
@@ -85,13 +83,9 @@ Status = Literal["accepted", "flagged", "rejected", "duplicate", "conflict"]
 class DepositResult(msgspec.Struct):
     """The answer for one deposit, in request order."""
 
-    id: Annotated[
-        str, msgspec.Meta(description="The deposit id, lowercase hyphenated.")
-    ]
+    id: Annotated[str, msgspec.Meta(description="The deposit id, lowercase hyphenated.")]
     status: Status
-    points: Annotated[
-        int, msgspec.Meta(ge=0, description="Points credited by this deposit.")
-    ]
+    points: Annotated[int, msgspec.Meta(ge=0, description="Points credited by this deposit.")]
     balance: Annotated[
         int | None,
         msgspec.Meta(

@@ -23,9 +23,7 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _authenticate(
-    session, body: bytes, now: dt.datetime, until: dt.datetime | None = None
-):
+def _authenticate(session, body: bytes, now: dt.datetime, until: dt.datetime | None = None):
     return auth.authenticate(
         session,
         headers=request.headers,
@@ -44,9 +42,7 @@ def health():
     """Answer 200 when the app can reach its database (unsigned)."""
     with db.read() as session:  # never queues behind SQLite's writer
         session.execute(text("SELECT 1"))
-    return jsonify(
-        {"status": "ok", "database": db.dialect, "server_time": _now().isoformat()}
-    )
+    return jsonify({"status": "ok", "database": db.dialect, "server_time": _now().isoformat()})
 
 
 @bp.post("/v1/deposits")

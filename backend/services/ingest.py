@@ -198,9 +198,7 @@ def load_kiosk(session: Session, kiosk_id: str, until: dt.datetime) -> KioskCont
     return kiosk
 
 
-def in_transaction(
-    db, work: Callable[[Session, int], T], *, attempts: int = MAX_ATTEMPTS
-) -> T:
+def in_transaction(db, work: Callable[[Session, int], T], *, attempts: int = MAX_ATTEMPTS) -> T:
     """Run ``work(session, attempt)`` in one transaction, retrying it whole after a lost race."""
     for attempt in range(1, attempts + 1):
         try:
@@ -212,9 +210,7 @@ def in_transaction(
             log.info("batch transaction retried (attempt %d): %s", attempt, exc)
             # full jitter keeps racing kiosks from colliding again in step
             time.sleep(random.uniform(0, 0.005 * 2**attempt))
-    raise IngestBusy(
-        "the batch collided with concurrent batches too often; retry it later"
-    )
+    raise IngestBusy("the batch collided with concurrent batches too often; retry it later")
 
 
 def _retryable(exc: DBAPIError) -> bool:
@@ -238,9 +234,7 @@ def ingest(
     def work(session: Session, attempt: int) -> list[Outcome]:
         at = now or dt.datetime.now(dt.UTC)
         kiosk = load_kiosk(session, kiosk_id, rules_until(at, limits))
-        return apply_batch(
-            session, kiosk, items, limits=limits, now=at, recheck=attempt > 1
-        )
+        return apply_batch(session, kiosk, items, limits=limits, now=at, recheck=attempt > 1)
 
     return in_transaction(db, work)
 
@@ -269,9 +263,7 @@ def apply_batch(
             return [outcome]
     conn = session.connection()
     ref, setup = kiosk.ref, kiosk.setup
-    batch = _Batch(
-        ref, items, now, [None] * len(items), [content_hash(i) for i in items]
-    )
+    batch = _Batch(ref, items, now, [None] * len(items), [content_hash(i) for i in items])
     batch.existing = store.existing(conn, {i.id for i in items})
     for index, item in enumerate(items):
         if item.id in batch.existing:
@@ -309,12 +301,7 @@ def _plan_claims(batch: _Batch, labels: dict[str, tuple]) -> dict[str, uuid.UUID
         first_use = c.item.id not in seen_ids
         seen_ids.add(c.item.id)
         plausible = c.item.net_g <= c.category.max_plausible_g
-        if (
-            first_use
-            and plausible
-            and labels[c.serial][3] is None
-            and c.serial not in plan
-        ):
+        if first_use and plausible and labels[c.serial][3] is None and c.serial not in plan:
             plan[c.serial] = c.item.id
     return plan
 
@@ -366,14 +353,10 @@ def _check(
         )
     door = setup.doors.get(item.door)
     if door is None:
-        return _reject(
-            item, "unknown_door", f"door {item.door} is not a door of this kiosk"
-        )
+        return _reject(item, "unknown_door", f"door {item.door} is not a door of this kiosk")
     category = setup.categories.get(item.category)
     if category is None:
-        return _reject(
-            item, "unknown_category", f"category {item.category!r} is not known here"
-        )
+        return _reject(item, "unknown_category", f"category {item.category!r} is not known here")
     if door.category_id != category.id:
         return _reject(
             item,
@@ -407,11 +390,7 @@ def _check_labels(batch: _Batch, labels: dict[str, tuple]) -> None:
     kept = []
     for c in batch.candidates:
         row = labels.get(c.serial)
-        if (
-            row is None
-            or row[1] != c.household_code
-            or row[4] != batch.ref.community_id
-        ):
+        if row is None or row[1] != c.household_code or row[4] != batch.ref.community_id:
             batch.outcomes[c.index] = _reject(
                 c.item,
                 "label_unknown",
@@ -467,9 +446,7 @@ def _score_all(
         if batch.outcomes[index] is not None:
             continue  # rejected by a check
         if item.id in recorded:
-            batch.outcomes[index] = _repeat(
-                item, batch.digests[index], recorded[item.id], running
-            )
+            batch.outcomes[index] = _repeat(item, batch.digests[index], recorded[item.id], running)
             continue
         c = by_index[index]
         status, award = _score(c, rules, won, totals, increments)
@@ -490,9 +467,7 @@ def _score_all(
     return _Writes(increments, postings, rows, running)
 
 
-def _score(
-    c: _Candidate, rules: points.RuleBook, won: dict, totals: dict, increments: dict
-):
+def _score(c: _Candidate, rules: points.RuleBook, won: dict, totals: dict, increments: dict):
     """Return (status, award) of one new deposit; count accepted points towards its cap."""
     rule = rules.in_force(c.category.id, c.item.occurred_at)
     rule_id = rule.id if rule else None
@@ -501,16 +476,12 @@ def _score(
     if won.get(c.serial) != c.item.id:
         return "flagged", points.Award(0, rule_id, "label_reused")
     key = (c.household_id, c.category.id, c.day)
-    award = points.score(
-        rule, c.item.net_g, totals.get(key, 0) + increments.get(key, 0)
-    )
+    award = points.score(rule, c.item.net_g, totals.get(key, 0) + increments.get(key, 0))
     increments[key] = increments.get(key, 0) + award.points
     return "accepted", award
 
 
-def _repeat(
-    item: DepositIn, digest: str, original: tuple, running: dict[int, int]
-) -> Outcome:
+def _repeat(item: DepositIn, digest: str, original: tuple, running: dict[int, int]) -> Outcome:
     """Answer an id recorded before: duplicate (same content) or conflict."""
     stored_digest, status, pts, household_id, reason = original
     if stored_digest == digest:
@@ -544,9 +515,7 @@ def _posting(c: _Candidate, amount: int) -> ledger.Posting:
     )
 
 
-def _deposit_row(
-    batch: _Batch, c: _Candidate, status: str, award: points.Award
-) -> dict:
+def _deposit_row(batch: _Batch, c: _Candidate, status: str, award: points.Award) -> dict:
     item = c.item
     return {
         "id": item.id,
@@ -587,9 +556,7 @@ def _write(session, accounts, writes: _Writes) -> None:
     if rows:
         inserted = store.insert_deposits(conn, rows)
         if inserted != len(rows):
-            raise _RaceLost(
-                f"{len(rows) - inserted} deposit ids were recorded concurrently"
-            )
+            raise _RaceLost(f"{len(rows) - inserted} deposit ids were recorded concurrently")
 
 
 def _check_balances(accounts: dict[int, ledger.AccountState], writes: _Writes) -> None:

@@ -125,9 +125,7 @@ class KioskContext:
 
 
 #: the highest rule id: an index-only look-up on both databases
-RULES_MARK = select(
-    func.coalesce(func.max(RULES.c.id), literal_column("0"))
-).scalar_subquery()
+RULES_MARK = select(func.coalesce(func.max(RULES.c.id), literal_column("0"))).scalar_subquery()
 
 
 # One query for the kiosk, its community, doors, categories and rule versions:
@@ -255,9 +253,7 @@ def read_labels(conn: Connection, serials) -> dict[str, tuple]:
     """
     found: dict[str, tuple] = {}
     for chunk in chunked(sorted(set(serials))):
-        for serial, *rest in conn.execute(
-            _read_labels(conn.dialect.name), {"serials": chunk}
-        ):
+        for serial, *rest in conn.execute(_read_labels(conn.dialect.name), {"serials": chunk}):
             found[serial] = tuple(rest)
     return found
 
@@ -273,9 +269,7 @@ def labels_with_locked_accounts(
     wanted = sorted(set(serials))
     if len(wanted) > MAX_IN_PARAMS:
         labels = read_labels(session.connection(), wanted)
-        return labels, ledger.lock_accounts(
-            session, {row[0] for row in labels.values()}
-        )
+        return labels, ledger.lock_accounts(session, {row[0] for row in labels.values()})
     labels: dict[str, tuple] = {}
     accounts: dict[int, ledger.AccountState] = {}
     for serial, *rest in session.connection().execute(
@@ -289,17 +283,13 @@ def labels_with_locked_accounts(
         extra = read_labels(session.connection(), missing)
         if extra:
             labels.update(extra)
-            accounts.update(
-                ledger.lock_accounts(session, {row[0] for row in extra.values()})
-            )
+            accounts.update(ledger.lock_accounts(session, {row[0] for row in extra.values()}))
     return labels, accounts
 
 
 _CLAIM = (
     update(LABELS)
-    .where(
-        LABELS.c.serial == bindparam("b_serial"), LABELS.c.first_deposit_id.is_(None)
-    )
+    .where(LABELS.c.serial == bindparam("b_serial"), LABELS.c.first_deposit_id.is_(None))
     .values(first_deposit_id=bindparam("b_deposit"))
 )
 _CLAIMED_BY = select(LABELS.c.serial, LABELS.c.first_deposit_id).where(
@@ -342,11 +332,7 @@ def insert_deposits(conn: Connection, rows: list[dict]) -> int:
     """
     rows.sort(key=lambda r: r["id"])
     stmt = _insert_deposits(conn.dialect.name)
-    return (
-        conn.execution_options(preserve_rowcount=True)
-        .execute(stmt, params(rows))
-        .rowcount
-    )
+    return conn.execution_options(preserve_rowcount=True).execute(stmt, params(rows)).rowcount
 
 
 # ------------------------------------------------ one deposit, fewer statements
@@ -378,9 +364,7 @@ def _lock_one(dialect: str):
         .select_from(
             LABELS.join(HOUSEHOLDS, HOUSEHOLDS.c.id == LABELS.c.household_id)
             .join(ACCOUNTS, ACCOUNTS.c.household_id == LABELS.c.household_id)
-            .outerjoin(
-                _KNOWN, _KNOWN.c.id == bindparam("deposit_id", type_=DEPOSITS.c.id.type)
-            )
+            .outerjoin(_KNOWN, _KNOWN.c.id == bindparam("deposit_id", type_=DEPOSITS.c.id.type))
         )
         .where(LABELS.c.serial == bindparam("serial"))
         .with_for_update(of=ACCOUNTS, key_share=True)
@@ -496,7 +480,7 @@ def write_one(
             a_at=at,
         )
         values.update(
-            zip(("t_household_id", "t_category_id", "t_day", "t_points"), total)
+            zip(("t_household_id", "t_category_id", "t_day", "t_points"), total, strict=True)
         )
     stmt = _write_one(bool(claim), entry_cols, tuple(deposit))
     claimed, inserted = conn.execute(stmt, values).one()
