@@ -885,9 +885,9 @@ def _single_lines(database: str, s: dict) -> str:
         line += (
             f" The app's own SQL for one deposit through the bare driver (nonce INSERT, locking "
             f"read, one-statement write, COMMIT): {app_ms:.2f} ms. With the HTTP floor that is "
-            f"{app_ms + s['floor_http_ms']:.2f} ms before any Python runs, against "
+            f"{app_ms + s['floor_http_ms']:.2f} ms before the view's own Python runs, against "
             f"{2 * raw_ms:.2f} ms for 50 %; the remaining {api_ms - app_ms - s['floor_http_ms']:.2f}"
-            f" ms are Flask, SQLAlchemy and the checks."
+            f" ms are the request's own Python: SQLAlchemy's execution layer and session, the checks, the JSON."
         )
     return line
 
