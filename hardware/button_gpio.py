@@ -51,9 +51,7 @@ class GpioButton:
         clock: Any = None,
     ):
         if not debounce_s > 0:
-            raise HardwareConfigError(
-                f"button debounce_s must be > 0, not {debounce_s!r}"
-            )
+            raise HardwareConfigError(f"button debounce_s must be > 0, not {debounce_s!r}")
         self.pins = resolve_pins(gpio, pins)
         self.clock = clock if clock is not None else SYSTEM_CLOCK
         self.pin = pin

@@ -48,7 +48,9 @@ class RepeatFilter:
         self._last_seen[payload] = now_s
         # keep memory bounded: forget payloads out of sight longer than the window
         if len(self._last_seen) > 64:
-            self._last_seen = {p: t for p, t in self._last_seen.items() if now_s - t < self._window_s}
+            self._last_seen = {
+                p: t for p, t in self._last_seen.items() if now_s - t < self._window_s
+            }
             self._last_seen[payload] = now_s
         return last is None or now_s - last >= self._window_s
 
@@ -117,7 +119,9 @@ class Picamera2Source:
             raise HardwareConfigError(f"source 'picamera2' needs picamera2 (apt): {exc}") from exc
         self._size = (width, height)
         self._camera = Picamera2()
-        config = self._camera.create_video_configuration(main={"size": self._size, "format": "YUV420"})
+        config = self._camera.create_video_configuration(
+            main={"size": self._size, "format": "YUV420"}
+        )
         self._camera.configure(config)
         self._camera.start()
 
@@ -171,7 +175,7 @@ class CameraQrReader:
         self._source_name, self._size = source, (width, height)
         self._decoder = get_decoder(decoder)
         self._repeats = RepeatFilter(repeat_suppress_s)
-        self._monotonic = (clock.monotonic if clock is not None else time.monotonic)
+        self._monotonic = clock.monotonic if clock is not None else time.monotonic
         self._reconnect_max_s = reconnect_max_s
         self._frames: collections.deque[np.ndarray] = collections.deque()
         self._frame_queue = frame_queue

@@ -89,7 +89,9 @@ class ZxingDecoder:
         try:
             import zxingcpp
         except ImportError as exc:
-            raise HardwareConfigError(f"decoder 'zxing' needs the zxing-cpp package: {exc}") from exc
+            raise HardwareConfigError(
+                f"decoder 'zxing' needs the zxing-cpp package: {exc}"
+            ) from exc
         self._read = zxingcpp.read_barcodes
         # the QR family: its Micro QR / rMQR attempts on a damaged QR are reported too, and
         # any failed attempt is the "a symbol is here" signal that triggers the retry
@@ -118,7 +120,9 @@ class ZxingDecoder:
     def _pass(self, image: np.ndarray, return_errors: bool = False) -> list:
         # try_invert=False: labels are printed dark on light (backend.services.labels), and
         # the inverted pass doubled the time of a frame without a label (docs/performance.md)
-        return self._read(image, formats=self._formats, try_invert=False, return_errors=return_errors)
+        return self._read(
+            image, formats=self._formats, try_invert=False, return_errors=return_errors
+        )
 
 
 def _valid_texts(found) -> list[str]:
@@ -144,7 +148,10 @@ class PyzbarDecoder:
     def decode(self, image: np.ndarray) -> list[str]:
         """Return the QR payloads in ``image``."""
         # payloads are ASCII by design; a non-ASCII one would be mis-read as Shift-JIS
-        return [found.data.decode("utf-8", "replace") for found in self._decode(image, symbols=self._symbols)]
+        return [
+            found.data.decode("utf-8", "replace")
+            for found in self._decode(image, symbols=self._symbols)
+        ]
 
 
 DECODERS: dict[str, type] = {"zxing": ZxingDecoder, "pyzbar": PyzbarDecoder}

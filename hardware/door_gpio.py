@@ -88,12 +88,15 @@ class GpioDoor:
         if kind not in KINDS:
             raise HardwareConfigError(f"door kind {kind!r} must be one of {', '.join(KINDS)}")
         if sensor_closed_level not in ("low", "high"):
-            raise HardwareConfigError(f"door sensor_closed_level {sensor_closed_level!r} must be 'low' or 'high'")
+            raise HardwareConfigError(
+                f"door sensor_closed_level {sensor_closed_level!r} must be 'low' or 'high'"
+            )
         if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 10:
             raise HardwareConfigError(f"door retries {retries!r} must be an integer 0-10")
         self.kind, self.active_low, self.retries = kind, bool(active_low), retries
         self.max_energise_s = _positive(
-            "max_energise_s", DEFAULT_MAX_ENERGISE_S[kind] if max_energise_s is None else max_energise_s
+            "max_energise_s",
+            DEFAULT_MAX_ENERGISE_S[kind] if max_energise_s is None else max_energise_s,
         )
         self.open_timeout_s = _positive("open_timeout_s", open_timeout_s)
         self.close_timeout_s = _positive("close_timeout_s", close_timeout_s)
@@ -218,7 +221,9 @@ class GpioDoor:
         if self._released:
             raise DoorFault(f"{self.name}: door driver is closed")
         if self.fault is not None:
-            raise DoorFault(f"{self.name}: fault latched ({self.fault}); reset_fault() after inspection")
+            raise DoorFault(
+                f"{self.name}: fault latched ({self.fault}); reset_fault() after inspection"
+            )
 
     # -- Door protocol --------------------------------------------------------------
 
@@ -254,7 +259,9 @@ class GpioDoor:
         with self._motion, self._fail_secure():
             self._check_usable()
             if not self.is_closed():
-                raise DoorFault(f"{self.name}: sensor reads open while locked (forced door or sensor fault)")
+                raise DoorFault(
+                    f"{self.name}: sensor reads open while locked (forced door or sensor fault)"
+                )
             self._event("unlock")
             if self.kind == "solenoid":
                 self._set_output(True)

@@ -372,7 +372,9 @@ class FakeScale(_Fake):
         if self._load_g + self._drift_g > self.capacity_g:
             raise ScaleFault(f"scale overloaded (capacity {self.capacity_g} g)")
         stable = (not self.in_motion()) if self.reports_stable else None
-        return WeightSample(grams=gross_g - self._tare_g, stable=stable, at_s=self.clock.monotonic())
+        return WeightSample(
+            grams=gross_g - self._tare_g, stable=stable, at_s=self.clock.monotonic()
+        )
 
     def zero(self) -> None:
         """Take the current load as zero; refuse while the platform moves."""

@@ -125,7 +125,7 @@ def _load_module(backend: str) -> Any:
         except (ImportError, RuntimeError) as exc:
             raise HardwareConfigError(
                 "gpio backend 'rpi' needs RPi.GPIO (or rpi-lgpio on a Pi 5 / kernel 6.6): "
-                f"{exc}; install sortpoint[pi] on the Pi, or name gpio = \"sim\" to simulate"
+                f'{exc}; install sortpoint[pi] on the Pi, or name gpio = "sim" to simulate'
             ) from exc
     if backend == "sim":
         return importlib.import_module("hardware.sim.fake_rpi_gpio")

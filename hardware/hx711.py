@@ -86,11 +86,17 @@ class HX711:
         clock: Any = None,
     ):
         if gain not in GAIN_PULSES:
-            raise HardwareConfigError(f"hx711 gain {gain!r} must be 128 or 64 (channel A) or 32 (channel B)")
+            raise HardwareConfigError(
+                f"hx711 gain {gain!r} must be 128 or 64 (channel A) or 32 (channel B)"
+            )
         if rate_sps not in SETTLING_S:
-            raise HardwareConfigError(f"hx711 rate_sps {rate_sps!r} must be 10 or 80 (the RATE pin)")
+            raise HardwareConfigError(
+                f"hx711 rate_sps {rate_sps!r} must be 10 or 80 (the RATE pin)"
+            )
         if not isinstance(samples, int) or not 3 <= samples <= 50:
-            raise HardwareConfigError(f"hx711 samples {samples!r} must be 3-50 (a median needs >= 3)")
+            raise HardwareConfigError(
+                f"hx711 samples {samples!r} must be 3-50 (a median needs >= 3)"
+            )
         if outlier_counts <= 0:
             raise HardwareConfigError("hx711 outlier_counts must be > 0")
         self.pins, self.dout_pin, self.sck_pin = pins, dout_pin, sck_pin
@@ -101,7 +107,9 @@ class HX711:
             raise HardwareConfigError("hx711 max_attempts must be >= samples")
         self.settling_s = SETTLING_S[rate_sps]
         # four missed conversions is not a slow chip, it is a dead or unwired one
-        self.ready_timeout_s = ready_timeout_s if ready_timeout_s is not None else 4.0 / rate_sps + 0.1
+        self.ready_timeout_s = (
+            ready_timeout_s if ready_timeout_s is not None else 4.0 / rate_sps + 0.1
+        )
         self.poll_s = poll_s
         self.clock = clock if clock is not None else SYSTEM_CLOCK
         self.stats = HX711Stats()
@@ -192,7 +200,9 @@ class HX711:
         wait_s = self._settle_until_s - self.clock.monotonic()
         if wait_s > 0:
             if self.clock.monotonic() + wait_s > deadline_s:
-                raise ScaleFault(f"HX711 on GPIO {self.dout_pin}: cannot settle before the deadline")
+                raise ScaleFault(
+                    f"HX711 on GPIO {self.dout_pin}: cannot settle before the deadline"
+                )
             self.clock.sleep(wait_s)
             if not self.pins.read(self.dout_pin):
                 # this conversion finished before the settling time ended: drop it

@@ -73,7 +73,9 @@ class GpioIndicator:
     def show(self, state: str) -> None:
         """Show one of: "idle", "busy", "ok", "error", "off"."""
         if state not in STATES:
-            raise HardwareConfigError(f"indicator state {state!r} is not one of {', '.join(STATES)}")
+            raise HardwareConfigError(
+                f"indicator state {state!r} is not one of {', '.join(STATES)}"
+            )
         if self._closed:
             return
         green, red = STATES[state]
@@ -84,7 +86,9 @@ class GpioIndicator:
     def beep(self, pattern: str = "short") -> None:
         """Sound "short", "long" or "error" without blocking (no-op without a buzzer)."""
         if pattern not in PATTERNS:
-            raise HardwareConfigError(f"beep pattern {pattern!r} is not one of {', '.join(PATTERNS)}")
+            raise HardwareConfigError(
+                f"beep pattern {pattern!r} is not one of {', '.join(PATTERNS)}"
+            )
         if self.buzzer_pin is None or self._closed:
             return
         with self._lock:
@@ -99,7 +103,9 @@ class GpioIndicator:
             on = index < len(durations) and index % 2 == 0
             self.pins.write(self.buzzer_pin, self._level(on))
         if index < len(durations):
-            call_later(self.clock, durations[index], lambda: self._step(generation, durations, index + 1))
+            call_later(
+                self.clock, durations[index], lambda: self._step(generation, durations, index + 1)
+            )
 
     def close(self) -> None:
         """Turn everything off and release the pins."""

@@ -47,7 +47,9 @@ def parse_counts_per_g(value: Any) -> Fraction | None:
     try:
         ratio = Fraction(str(value).strip()) if not isinstance(value, int) else Fraction(value)
     except (ValueError, ZeroDivisionError) as exc:
-        raise HardwareConfigError(f"counts_per_g {value!r} is not a number or fraction: {exc}") from None
+        raise HardwareConfigError(
+            f"counts_per_g {value!r} is not a number or fraction: {exc}"
+        ) from None
     if ratio == 0:
         raise HardwareConfigError("counts_per_g must not be 0")
     return ratio
@@ -115,7 +117,9 @@ class HX711Scale:
         if self.counts_per_g is None:
             raise ScaleFault("scale not calibrated: set counts_per_g (run `kiosk calibrate`)")
         counts = self._counts(timeout_s)
-        return WeightSample(grams=self.grams_from_counts(counts), stable=None, at_s=self.clock.monotonic())
+        return WeightSample(
+            grams=self.grams_from_counts(counts), stable=None, at_s=self.clock.monotonic()
+        )
 
     def zero(self) -> None:
         """Tare: take the current raw reading as the new offset (call only while stable)."""
@@ -152,7 +156,9 @@ class HX711Scale:
         ``{"offset_counts": int, "counts_per_g": "N/D"}``.
         """
         if not isinstance(known_mass_g, int) or isinstance(known_mass_g, bool) or known_mass_g <= 0:
-            raise HardwareConfigError(f"known mass {known_mass_g!r} must be a positive integer of grams")
+            raise HardwareConfigError(
+                f"known mass {known_mass_g!r} must be a positive integer of grams"
+            )
         span = self._counts(timeout_s) - self.offset_counts
         if abs(span) < MIN_SPAN_COUNTS:
             raise ScaleFault(
@@ -161,7 +167,10 @@ class HX711Scale:
             )
         self.counts_per_g = Fraction(span, known_mass_g)
         self.chip.outlier_counts = self._outlier_counts()
-        return {"offset_counts": self.offset_counts, "counts_per_g": format_counts_per_g(self.counts_per_g)}
+        return {
+            "offset_counts": self.offset_counts,
+            "counts_per_g": format_counts_per_g(self.counts_per_g),
+        }
 
     def calibration(self) -> dict[str, int | str | None]:
         """Return the current calibration as config values."""

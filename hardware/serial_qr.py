@@ -188,7 +188,7 @@ class SerialQrReader:
         except UnicodeDecodeError:
             return self._drop("garbage", "non-ASCII line", raw)
         if self._prefix and text.startswith(self._prefix):
-            text = text[len(self._prefix):]
+            text = text[len(self._prefix) :]
         if self._suffix and text.endswith(self._suffix):
             text = text[: -len(self._suffix)]
         text = text.strip(" \t\r\n")

@@ -67,13 +67,17 @@ class SerialScale:
     ) -> None:
         self._settings = PortSettings(port, baudrate, bytesize, parity, stopbits)
         if protocol not in PROTOCOLS:
-            raise HardwareConfigError(f"protocol: {protocol!r} is not one of {', '.join(PROTOCOLS)}")
+            raise HardwareConfigError(
+                f"protocol: {protocol!r} is not one of {', '.join(PROTOCOLS)}"
+            )
         if unit is not None and unit not in GRAMS_PER_UNIT:
             raise HardwareConfigError(f"unit: {unit!r} is not one of {', '.join(GRAMS_PER_UNIT)}")
         if request is not None and (not isinstance(request, str) or not request.isascii()):
             raise HardwareConfigError(f"request: {request!r} must be an ASCII command such as 'R'")
         if sics_read_command not in ("S", "SI"):
-            raise HardwareConfigError("sics_read_command: must be 'S' (stable only) or 'SI' (immediate)")
+            raise HardwareConfigError(
+                "sics_read_command: must be 'S' (stable only) or 'SI' (immediate)"
+            )
         if command_terminator == "any" or check_terminator(command_terminator) is None:
             raise HardwareConfigError("command_terminator: must be CR, LF or CRLF")
         self._protocol = protocol
@@ -161,8 +165,11 @@ class SerialScale:
         if self._protocol == "mt-sics":
             reply = self._sics_command("Z", deadline)
             if reply.status != "A":
-                why = {"I": "busy or not stable", "+": "load above the zero range",
-                       "-": "load below the zero range"}.get(reply.status, reply.status)
+                why = {
+                    "I": "busy or not stable",
+                    "+": "load above the zero range",
+                    "-": "load below the zero range",
+                }.get(reply.status, reply.status)
                 raise ScaleFault(f"indicator did not zero: {why}")
             return
         frame = self._read_frame(deadline)
@@ -197,7 +204,9 @@ class SerialScale:
         while True:
             reply = self._sics_command(self._sics_read, deadline)
             if reply.status in ("S", "D"):
-                return WeightSample(reply.grams - self._offset_g, reply.status == "S", time.monotonic())
+                return WeightSample(
+                    reply.grams - self._offset_g, reply.status == "S", time.monotonic()
+                )
             if reply.status == "+":
                 raise ScaleFault("scale overload (MT-SICS S +)")
             if reply.status == "-":
@@ -222,8 +231,10 @@ class SerialScale:
                     self._note_garbage(line, exc)
                     continue
                 if reply.is_error:
-                    raise ScaleFault(f"indicator answered {reply.command} to {command}: "
-                                     f"{SICS_ERRORS[reply.command]}")
+                    raise ScaleFault(
+                        f"indicator answered {reply.command} to {command}: "
+                        f"{SICS_ERRORS[reply.command]}"
+                    )
                 if reply.command == expected:
                     return reply
         raise ScaleFault(f"no MT-SICS reply to {command} in time")

@@ -109,7 +109,9 @@ def wait_stable(
 ) -> int:
     """Read ``scale`` until the weight is stable; return grams, or raise ScaleFault at ``timeout_s``."""
     clock = clock if clock is not None else SYSTEM_CLOCK
-    detector = detector if detector is not None else StabilityDetector(band_g=band_g, window_s=window_s)
+    detector = (
+        detector if detector is not None else StabilityDetector(band_g=band_g, window_s=window_s)
+    )
     detector.reset()
     deadline_s = clock.monotonic() + timeout_s
     samples = 0
@@ -131,4 +133,3 @@ def wait_stable(
         f"weight never settled within {timeout_s:g} s: {samples} samples, last {detector.last_g} g, "
         f"last motion {detector.motion_g} g (band {detector.band_g} g over {detector.window_s:g} s)"
     )
-

@@ -41,9 +41,7 @@ class CalibrationResult:
 
 
 def _median_counts(scale, timeout_s: float) -> int:
-    return int(
-        statistics.median_low(scale.read_counts(timeout_s) for _ in range(READINGS))
-    )
+    return int(statistics.median_low(scale.read_counts(timeout_s) for _ in range(READINGS)))
 
 
 def calibrate_scale(
@@ -56,9 +54,7 @@ def calibrate_scale(
         scale.offset_counts = scale.measure_offset(timeout_s)
         place_mass()
         values = scale.calibrate_with(known_g, timeout_s)
-        return CalibrationResult(
-            "load-cell", values, f"calibrated with {known_g} g: {values}"
-        )
+        return CalibrationResult("load-cell", values, f"calibrated with {known_g} g: {values}")
     if hasattr(scale, "read_counts"):
         offset = _median_counts(scale, timeout_s)
         place_mass()
@@ -69,9 +65,7 @@ def calibrate_scale(
             )
         # a float is what a counts driver such as the fake scale takes; 6 digits is far below noise
         values = {"offset_counts": offset, "counts_per_g": round(span / known_g, 6)}
-        return CalibrationResult(
-            "raw-counts", values, f"calibrated with {known_g} g: {values}"
-        )
+        return CalibrationResult("raw-counts", values, f"calibrated with {known_g} g: {values}")
     scale.zero()
     place_mass()
     reading_g = scale.read(timeout_s).grams

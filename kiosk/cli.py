@@ -146,9 +146,7 @@ def main(ctx: click.Context, verbose: int) -> None:
     " port); overrides [ui]. Off in --sim unless given.",
 )
 @click.pass_context
-def run(
-    ctx, config_path, sim, script, real_time, state_dir, labels_path, ui_port
-) -> None:
+def run(ctx, config_path, sim, script, real_time, state_dir, labels_path, ui_port) -> None:
     """Run the kiosk: `--config FILE` on real hardware, or `--sim [--script FILE]`."""
     verbose = ctx.obj["verbose"]
     if script and not sim:
@@ -204,9 +202,7 @@ def run(
     show_default=True,
     help="Which scale ([scales.NAME]).",
 )
-@click.option(
-    "--yes", is_flag=True, help="Do not wait for Enter (the mass is already handled)."
-)
+@click.option("--yes", is_flag=True, help="Do not wait for Enter (the mass is already handled).")
 @click.pass_context
 def calibrate(ctx, config_path, known_g, scale_name, yes) -> None:
     """Tare the empty scale, weigh a known mass, write <state_dir>/calibration.toml."""
@@ -320,7 +316,9 @@ def status(config_path, as_json) -> None:
 def _ago(ts) -> str:
     if not ts:
         return "never"
-    return f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(ts))} ({int(time.time() - ts)} s ago)"
+    return (
+        f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(ts))} ({int(time.time() - ts)} s ago)"
+    )
 
 
 def _status_text(report: dict) -> str:
@@ -328,21 +326,15 @@ def _status_text(report: dict) -> str:
     running = "running" if station.get("running") else "NOT running"
     lines = [f"kiosk {report['kiosk']}: {running}"]
     if station:
-        lines.append(
-            f"state: {station.get('state')}  (screen: {station.get('screen')!r})"
-        )
+        lines.append(f"state: {station.get('state')}  (screen: {station.get('screen')!r})")
         if station.get("fault"):
-            lines.append(
-                f"FAULT {station['fault'].get('kind')}: {station['fault'].get('reason')}"
-            )
+            lines.append(f"FAULT {station['fault'].get('kind')}: {station['fault'].get('reason')}")
         lines.append(f"status written: {_ago(station.get('updated_at'))}")
     if journal:
         lines.append(
             f"outbox: {journal['outbox_depth']} of {journal['outbox_limit']} awaiting upload"
         )
-        lines.append(
-            "deposits: " + ", ".join(f"{k} {v}" for k, v in journal["states"].items())
-        )
+        lines.append("deposits: " + ", ".join(f"{k} {v}" for k, v in journal["states"].items()))
         lines.append(
             f"last sync: {_ago(journal.get('last_sync_at'))}; last ok: {_ago(journal.get('last_sync_ok_at'))}"
         )
@@ -367,18 +359,14 @@ def reset(config_path) -> None:
 
 
 @main.command("scan-image")
-@click.argument(
-    "files", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True)
-)
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True))
 @click.option(
     "--decoder",
     type=click.Choice(["zxing", "pyzbar"]),
     default="zxing",
     show_default=True,
 )
-@click.option(
-    "--json", "as_json", is_flag=True, help="Print a JSON list of {file, payload}."
-)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {file, payload}.")
 def scan_image(files, decoder, as_json) -> None:
     """Decode QR labels in image files: one `FILE<TAB>PAYLOAD` line each (empty if none)."""
     from hardware.decode import scan_files
@@ -388,9 +376,7 @@ def scan_image(files, decoder, as_json) -> None:
     except HardwareError as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
-        click.echo(
-            json.dumps([{"file": f, "payload": p} for f, p in results], indent=2)
-        )
+        click.echo(json.dumps([{"file": f, "payload": p} for f, p in results], indent=2))
         return
     for path, payload in results:
         click.echo(f"{path}\t{payload}")

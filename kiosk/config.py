@@ -267,10 +267,13 @@ def check_driver_options(
     spec = driver_option_types(cls)
     if gpio_backend is not None and "gpio" in spec and "gpio" not in options:
         options = {**options, "gpio": gpio_backend}
-    fields = [(key, hint, default) if default is not msgspec.NODEFAULT else (key, hint)
-              for key, (hint, default) in spec.items()]
-    struct = msgspec.defstruct(f"{cls.__name__}Options", fields, forbid_unknown_fields=True,
-                               kw_only=True)
+    fields = [
+        (key, hint, default) if default is not msgspec.NODEFAULT else (key, hint)
+        for key, (hint, default) in spec.items()
+    ]
+    struct = msgspec.defstruct(
+        f"{cls.__name__}Options", fields, forbid_unknown_fields=True, kw_only=True
+    )
     try:
         converted = msgspec.convert(options, struct)
     except msgspec.ValidationError as exc:
@@ -304,24 +307,29 @@ def _prepare(raw: dict) -> dict:
         if key in raw:
             raw[key] = _split_driver(raw[key], key, {"driver"})
     if isinstance(raw.get("scales"), dict):
-        raw["scales"] = {n: _split_driver(t, f"scales.{n}", {"driver"})
-                         for n, t in raw["scales"].items()}
+        raw["scales"] = {
+            n: _split_driver(t, f"scales.{n}", {"driver"}) for n, t in raw["scales"].items()
+        }
     if isinstance(raw.get("doors"), list):
-        raw["doors"] = [_split_driver(t, f"doors[{i}]", _DOOR_KEYS)
-                        for i, t in enumerate(raw["doors"])]
+        raw["doors"] = [
+            _split_driver(t, f"doors[{i}]", _DOOR_KEYS) for i, t in enumerate(raw["doors"])
+        ]
     return raw
 
 
 def _check_drivers(config: KioskConfig) -> None:
     tables: list[tuple[str, str, DriverSpec | DoorConfig]] = [
-        ("scanner", "scanner", config.scanner), ("indicator", "indicator", config.indicator)]
+        ("scanner", "scanner", config.scanner),
+        ("indicator", "indicator", config.indicator),
+    ]
     if config.scale is not None:
         tables.append(("scale", "scale", config.scale))
     tables += [("scale", f"scales.{n}", s) for n, s in config.scales.items()]
     tables += [("door", f"doors[{i}]", d) for i, d in enumerate(config.doors)]
     for kind, where, spec in tables:
         spec.options = check_driver_options(
-            kind, spec.driver, spec.options, where, config.gpio.backend)
+            kind, spec.driver, spec.options, where, config.gpio.backend
+        )
 
 
 def _check_meaning(config: KioskConfig) -> None:
@@ -369,7 +377,9 @@ def _check_button_pins(config: KioskConfig) -> None:
 
 def _merge_calibration(raw: dict, base_dir: Path) -> None:
     """Merge ``<state_dir>/calibration.toml`` [scale] keys over the raw [scale] table."""
-    state_dir = raw.get("kiosk", {}).get("state_dir") if isinstance(raw.get("kiosk"), dict) else None
+    state_dir = (
+        raw.get("kiosk", {}).get("state_dir") if isinstance(raw.get("kiosk"), dict) else None
+    )
     if not isinstance(state_dir, str) or not isinstance(raw.get("scale"), dict):
         return
     path = _resolve(state_dir, base_dir) / CALIBRATION_FILE
@@ -431,8 +441,10 @@ def sim_config_from_demo(demo_json_path: str | Path, state_dir: str | Path) -> K
         raw = {
             "kiosk": {"name": f"sim-{demo['kiosk_id']}", "state_dir": str(state_dir)},
             "backend": {
-                "url": demo["backend_url"], "kiosk_id": demo["kiosk_id"],
-                "secret": demo["secret"], "community": demo["community"],
+                "url": demo["backend_url"],
+                "kiosk_id": demo["kiosk_id"],
+                "secret": demo["secret"],
+                "community": demo["community"],
                 "label_public_key": demo.get("label_public_key"),
             },
             "gpio": {"backend": "sim"},
@@ -440,8 +452,12 @@ def sim_config_from_demo(demo_json_path: str | Path, state_dir: str | Path) -> K
             "scale": {"driver": "fake"},
             "indicator": {"driver": "fake"},
             "doors": [
-                {"number": d["door"], "category": d["category"],
-                 "capacity_g": d.get("capacity_g", 50_000), "driver": "fake"}
+                {
+                    "number": d["door"],
+                    "category": d["category"],
+                    "capacity_g": d.get("capacity_g", 50_000),
+                    "driver": "fake",
+                }
                 for d in demo["doors"]
             ],
         }

@@ -77,9 +77,7 @@ TIMEOUTS: dict[str, str] = {
 }
 
 #: fault kinds that clear when their condition clears; every other kind needs a reset
-SELF_CLEARING_FAULTS = frozenset(
-    {"door_left_open", "scale", "outbox_full", "scanner", "config"}
-)
+SELF_CLEARING_FAULTS = frozenset({"door_left_open", "scale", "outbox_full", "scanner", "config"})
 
 #: the backend's reasons for fewer points than the weight is worth (docs/protocol.md,
 #: "Reasons"), as a resident reads them; ``reason_text`` makes them more precise
@@ -258,9 +256,7 @@ def resolve_choice(doors: dict[int, DoorSlot], choice: str | int) -> DoorSlot:
         if slot is None:
             raise ValueError(f"there is no door {number_text}")
         if category and category != slot.category.lower():
-            raise ValueError(
-                f"door {slot.number} takes {slot.category}, not {category}"
-            )
+            raise ValueError(f"door {slot.number} takes {slot.category}, not {category}")
         return slot
     for slot in sorted(doors.values(), key=lambda s: s.number):
         if slot.category.lower() == text:
@@ -302,17 +298,13 @@ class DepositFlow(StateChart):
         idle.to(choosing, cond="label_ok", unless="single_door", before="take_label")
         | idle.to(weighing_before, cond="label_ok", before="take_label_single_door")
         | idle.to(idle, before="refuse_label")
-        | showing_result.to(
-            choosing, cond="label_ok", unless="single_door", before="take_label"
-        )
-        | showing_result.to(
-            weighing_before, cond="label_ok", before="take_label_single_door"
-        )
+        | showing_result.to(choosing, cond="label_ok", unless="single_door", before="take_label")
+        | showing_result.to(weighing_before, cond="label_ok", before="take_label_single_door")
         | showing_result.to(idle, before="refuse_label")
     )
-    choose = choosing.to(
-        weighing_before, cond="choice_ok", before="take_choice"
-    ) | choosing.to(choosing, before="refuse_choice")
+    choose = choosing.to(weighing_before, cond="choice_ok", before="take_choice") | choosing.to(
+        choosing, before="refuse_choice"
+    )
     settled = (
         weighing_before.to(door_unlocked, before="begin_and_unlock")
         | weighing_after.to(showing_result, before="finish_and_lock")
@@ -339,12 +331,12 @@ class DepositFlow(StateChart):
         | recovering.to(fault, before="fault_never_settled")
     )
     recover = idle.to(recovering)
-    reset = fault.to(
-        recovering, cond="has_open_deposits", before="secure_doors"
-    ) | fault.to(idle, before="secure_doors")
-    cleared = fault.to(
-        recovering, cond="has_open_deposits", before="secure_doors"
-    ) | fault.to(idle, before="secure_doors")
+    reset = fault.to(recovering, cond="has_open_deposits", before="secure_doors") | fault.to(
+        idle, before="secure_doors"
+    )
+    cleared = fault.to(recovering, cond="has_open_deposits", before="secure_doors") | fault.to(
+        idle, before="secure_doors"
+    )
     fail = fault.from_.any(before="set_fault")
     error_execution = fault.from_.any(before="fault_from_error")
 
@@ -487,13 +479,9 @@ class DepositFlow(StateChart):
             self.fault_kind = "door_jammed"
             self.fault_reason = f"{self.fault_reason}; {'; '.join(problems)}"
         self.ctx.indicator.show("error")
-        self.ctx.indicator.beep(
-            "long" if self.fault_kind == "door_left_open" else "error"
-        )
+        self.ctx.indicator.beep("long" if self.fault_kind == "door_left_open" else "error")
         log.error("fault (%s): %s", self.fault_kind, self.fault_reason)
-        self.ctx.screen.show(
-            f"Out of order: {self.fault_reason}. Doors are locked", tone="error"
-        )
+        self.ctx.screen.show(f"Out of order: {self.fault_reason}. Doors are locked", tone="error")
 
     # -- guards ----------------------------------------------------------------
 
@@ -544,11 +532,7 @@ class DepositFlow(StateChart):
 
     def refuse_label(self, payload: str) -> None:
         """Say why the label was refused; the chart stays in (or returns to) idle."""
-        reason = (
-            self._pending_claims[2]
-            if self._pending_claims
-            else "this label cannot be used"
-        )
+        reason = self._pending_claims[2] if self._pending_claims else "this label cannot be used"
         self._pending_claims = None
         self.ctx.indicator.beep("error")
         self.notice = f"Label refused: {reason}"
@@ -606,9 +590,7 @@ class DepositFlow(StateChart):
         deposit.after_g = int(grams)
         measured_g = deposit.after_g - deposit.before_g
         # below the scale's resolution a "deposit" is noise: record it as empty
-        deposit.net_g = (
-            measured_g if measured_g >= settings.min_deposit_g else min(measured_g, 0)
-        )
+        deposit.net_g = measured_g if measured_g >= settings.min_deposit_g else min(measured_g, 0)
         self.ctx.journal.finish_deposit(
             deposit.deposit_id,
             after_g=deposit.after_g,
@@ -616,12 +598,8 @@ class DepositFlow(StateChart):
             occurred_at=self.ctx.now(),
         )
         deposit.estimate = self._estimate(deposit)
-        deposit.answered = (
-            deposit.net_g <= 0
-        )  # nothing is uploaded: nothing to wait for
-        log.info(
-            "deposit %s: after %d g, net %d g", deposit.deposit_id, grams, deposit.net_g
-        )
+        deposit.answered = deposit.net_g <= 0  # nothing is uploaded: nothing to wait for
+        log.info("deposit %s: after %d g, net %d g", deposit.deposit_id, grams, deposit.net_g)
         deposit.slot.door.lock()
 
     def _estimate(self, deposit: Deposit) -> int | None:
@@ -664,9 +642,7 @@ class DepositFlow(StateChart):
 
     def ask_to_close_doors(self, grams: int, weights: dict | None = None) -> None:
         """Recovery waits for every door to be shut before it weighs."""
-        open_doors = [
-            str(s.number) for s in self.ctx.doors.values() if not s.door.is_closed()
-        ]
+        open_doors = [str(s.number) for s in self.ctx.doors.values() if not s.door.is_closed()]
         self.ctx.screen.show(f"Please close door {', '.join(open_doors)}", tone="warn")
 
     def secure_doors(self) -> None:
@@ -691,9 +667,7 @@ class DepositFlow(StateChart):
     def fault_left_open(self) -> None:
         """The door stayed open past its limit: alarm and fault until it is shut."""
         slot = self.active_door()
-        self.set_fault(
-            "door_left_open", f"door {slot.number} was left open, please close it"
-        )
+        self.set_fault("door_left_open", f"door {slot.number} was left open, please close it")
 
     def fault_from_error(self, error: Exception | None = None) -> None:
         """Classify an action error into a fault kind and a reason."""
@@ -704,9 +678,7 @@ class DepositFlow(StateChart):
         elif isinstance(error, NoLabelKey):
             self.set_fault("config", f"cannot verify labels: {error}")
         elif isinstance(error, OutboxFull):
-            self.set_fault(
-                "outbox_full", "the deposit journal is full until the kiosk syncs"
-            )
+            self.set_fault("outbox_full", "the deposit journal is full until the kiosk syncs")
         elif isinstance(error, HardwareFault):
             self.set_fault("hardware", f"hardware fault: {error}")
         else:
@@ -766,15 +738,11 @@ class DepositFlow(StateChart):
         return rule[1] if rule else None
 
 
-def resolve_open_deposit(
-    journal, row, after_g: int, settings: FlowSettings, now
-) -> str:
+def resolve_open_deposit(journal, row, after_g: int, settings: FlowSettings, now) -> str:
     """Record an open deposit with the weight now on its scale, or mark it interrupted."""
     net_g = int(after_g) - int(row.before_g)
     if net_g >= settings.min_deposit_g:
-        journal.finish_deposit(
-            row.id, after_g=int(after_g), net_g=net_g, occurred_at=now
-        )
+        journal.finish_deposit(row.id, after_g=int(after_g), net_g=net_g, occurred_at=now)
         return f"recorded, net {net_g} g"
     journal.interrupt(row.id, f"interrupted: weight changed by {net_g} g")
     return "interrupted"

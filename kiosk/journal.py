@@ -148,10 +148,18 @@ class JournalDeposit:
         """Return the stored answer as the protocol's result item (reason included), or None."""
         if not self.answered:
             return None
-        error = {"code": self.error_code, "message": self.error_message} if self.error_code else None
-        return {"id": self.id, "status": self.sync_status, "points": self.points,
-                "balance": self.balance, "reason": self.sync_reason,
-                "original_status": self.original_status, "error": error}
+        error = (
+            {"code": self.error_code, "message": self.error_message} if self.error_code else None
+        )
+        return {
+            "id": self.id,
+            "status": self.sync_status,
+            "points": self.points,
+            "balance": self.balance,
+            "reason": self.sync_reason,
+            "original_status": self.original_status,
+            "error": error,
+        }
 
 
 _COLUMNS = ", ".join(f.name for f in fields(JournalDeposit))
@@ -264,8 +272,16 @@ class Journal:
             conn.execute(
                 "INSERT INTO deposits (id, label, household, serial, door, category, before_g,"
                 " state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'open', ?)",
-                (deposit_id, label, household, serial, int(door), category, int(before_g),
-                 self._clock()),
+                (
+                    deposit_id,
+                    label,
+                    household,
+                    serial,
+                    int(door),
+                    category,
+                    int(before_g),
+                    self._clock(),
+                ),
             )
         return deposit_id
 
@@ -290,7 +306,9 @@ class Journal:
     def interrupt(self, deposit_id: str, reason: str) -> None:
         """Mark an open deposit "interrupted": kept for staff, never uploaded."""
         self._transition(
-            deposit_id, "open", "state = 'interrupted', reason = ?, finished_at = ?",
+            deposit_id,
+            "open",
+            "state = 'interrupted', reason = ?, finished_at = ?",
             (reason, self._clock()),
         )
 
@@ -300,9 +318,7 @@ class Journal:
             if row is None:
                 raise JournalError(f"no deposit {deposit_id} in the journal")
             if row["state"] != from_state:
-                raise JournalError(
-                    f"deposit {deposit_id} is {row['state']!r}, not {from_state!r}"
-                )
+                raise JournalError(f"deposit {deposit_id} is {row['state']!r}, not {from_state!r}")
             conn.execute(f"UPDATE deposits SET {assignments} WHERE id = ?", (*params, deposit_id))
 
     # -- reading ------------------------------------------------------------------
@@ -333,7 +349,9 @@ class Journal:
         """Return up to ``limit`` recorded deposits to upload (not held), oldest first."""
         return self._select("state = 'recorded' AND held_reason IS NULL", (), limit)
 
-    def deposits(self, states: tuple[str, ...] | None = None, limit: int = 100) -> list[JournalDeposit]:
+    def deposits(
+        self, states: tuple[str, ...] | None = None, limit: int = 100
+    ) -> list[JournalDeposit]:
         """Return deposits (of ``states``, if given), oldest first."""
         if states is None:
             return self._select("1 = 1", (), limit)
@@ -380,9 +398,18 @@ class Journal:
                     " error_code = ?, error_message = ?, answered_at = ?, sync_reason = ?,"
                     " original_status = ?, held_reason = NULL"
                     " WHERE id = ? AND state = 'recorded'",
-                    (state, status, result.get("points"), result.get("balance"),
-                     error.get("code"), error.get("message"), now, result.get("reason"),
-                     result.get("original_status"), str(result["id"])),
+                    (
+                        state,
+                        status,
+                        result.get("points"),
+                        result.get("balance"),
+                        error.get("code"),
+                        error.get("message"),
+                        now,
+                        result.get("reason"),
+                        result.get("original_status"),
+                        str(result["id"]),
+                    ),
                 )
                 if cur.rowcount == 0:
                     counts["ignored"] = counts.get("ignored", 0) + 1
@@ -390,7 +417,8 @@ class Journal:
                 counts[status] = counts.get(status, 0) + 1
                 if state == "conflict":
                     self._raise_fault(
-                        conn, f"conflict:{result['id']}",
+                        conn,
+                        f"conflict:{result['id']}",
                         f"backend holds deposit {result['id']} with different content"
                         f" ({error.get('message') or 'conflict'}); staff must reconcile it",
                     )
@@ -434,11 +462,17 @@ class Journal:
             " WHERE state = 'recorded' AND held_reason IS NOT NULL"
         ).fetchone()
         if held[0]:
-            self._raise_fault(conn, "held_deposits",
-                              f"{held[0]} deposits held back from upload for staff (e.g. {held[1]})")
+            self._raise_fault(
+                conn,
+                "held_deposits",
+                f"{held[0]} deposits held back from upload for staff (e.g. {held[1]})",
+            )
         else:
-            conn.execute("UPDATE faults SET cleared_at = ? WHERE key = 'held_deposits'"
-                         " AND cleared_at IS NULL", (self._clock(),))
+            conn.execute(
+                "UPDATE faults SET cleared_at = ? WHERE key = 'held_deposits'"
+                " AND cleared_at IS NULL",
+                (self._clock(),),
+            )
 
     # -- faults and meta ----------------------------------------------------------
 

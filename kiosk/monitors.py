@@ -120,9 +120,7 @@ class ScaleMonitor:
 
     def start(self) -> None:
         """Sample on a daemon thread until ``stop()``."""
-        self._thread = threading.Thread(
-            target=self._run, name=f"scale-{self.name}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name=f"scale-{self.name}", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:

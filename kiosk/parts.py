@@ -99,9 +99,7 @@ def rules_from_backend_config(
                 int(rule.get("min_net_g", rule.get("min_g", 0)) or 0),
             )
         except (KeyError, TypeError, ValueError):
-            log.warning(
-                "ignoring a malformed points rule in the backend config: %r", rule
-            )
+            log.warning("ignoring a malformed points rule in the backend config: %r", rule)
     return rules
 
 

@@ -61,11 +61,7 @@ def check_door(slot) -> str:
 def check_scanner(scanner, timeout_s: float = 0.5) -> str:
     """Read the scanner once."""
     payload = scanner.read(timeout_s)
-    return (
-        f"read {payload!r}"
-        if payload
-        else f"answered (no label within {timeout_s:g} s)"
-    )
+    return f"read {payload!r}" if payload else f"answered (no label within {timeout_s:g} s)"
 
 
 def check_scale(scale, timeout_s: float = 5.0) -> str:

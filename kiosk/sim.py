@@ -75,9 +75,7 @@ def save_world(state_dir: str | Path, hardware) -> None:
     """Save the load on each fake scale and which doors stand open (atomically)."""
     world = {
         "scale_g": {name: scale.load_g for name, scale in hardware.scales.items()},
-        "open_doors": sorted(
-            n for n, slot in hardware.doors.items() if not slot.door.is_closed()
-        ),
+        "open_doors": sorted(n for n, slot in hardware.doors.items() if not slot.door.is_closed()),
     }
     path = Path(state_dir) / WORLD_FILE
     tmp = path.with_name(WORLD_FILE + ".tmp")
@@ -448,9 +446,7 @@ def run_script(
         station.start()
         driver.settle()
         return _run_lines(driver, lines, out, finish=station.shutdown)
-    runner = threading.Thread(
-        target=station.run, kwargs={"install_signals": False}, daemon=True
-    )
+    runner = threading.Thread(target=station.run, kwargs={"install_signals": False}, daemon=True)
     runner.start()
     try:
         return _run_lines(driver, lines, out, finish=lambda: None)

@@ -117,9 +117,7 @@ class Station:
         self.tick_s = tick_s
         self.screen = screen or LogScreen()
         self.notifier = notifier or Notifier()
-        self.crash = CrashHook(
-            crash_at if crash_at is not None else os.environ.get(CRASH_ENV)
-        )
+        self.crash = CrashHook(crash_at if crash_at is not None else os.environ.get(CRASH_ENV))
         self.events: queue.Queue = queue.Queue(maxsize=EVENT_QUEUE_SIZE)
         self.events_dropped = 0
         config.state_path.mkdir(parents=True, exist_ok=True)
@@ -140,9 +138,7 @@ class Station:
         self._rules: dict[str, tuple[int, int]] = {}
         self._load_backend_config()
         self._entered = _Entered(self.monitors)
-        self.flow = DepositFlow(
-            self._flow_context(), listeners=[self._entered, self.crash]
-        )
+        self.flow = DepositFlow(self._flow_context(), listeners=[self._entered, self.crash])
         self._init_schedule()
         self.buttons = self._build_buttons()
         try:
@@ -169,9 +165,7 @@ class Station:
 
     def _init_schedule(self) -> None:
         """Set the loop's bookkeeping: door states seen, when to sync, refresh, check."""
-        self._door_closed = {
-            n: s.door.is_closed() for n, s in self.hardware.doors.items()
-        }
+        self._door_closed = {n: s.door.is_closed() for n, s in self.hardware.doors.items()}
         self._stopping = False
         self._started = False
         now_s = self.clock.monotonic()
@@ -191,9 +185,7 @@ class Station:
         backend = self.config.backend
         if client is None:
             # signatures carry real time whatever clock the flow runs on: the server checks it
-            client = BackendClient(
-                backend.url, backend.kiosk_id, backend.secret, backend.timeout_s
-            )
+            client = BackendClient(backend.url, backend.kiosk_id, backend.secret, backend.timeout_s)
         if self.crash.point == "upload":
             client = CrashingClient(client, self.crash)
         return Syncer(
@@ -315,9 +307,7 @@ class Station:
             self.refresh_config()  # the syncer thread does this itself in threaded mode
         open_deposits = self.journal.open_deposits()
         if open_deposits and self.flow.state == "idle":
-            log.warning(
-                "recovering %d open deposit(s) after a restart", len(open_deposits)
-            )
+            log.warning("recovering %d open deposit(s) after a restart", len(open_deposits))
             self._send("recover")
         if self.threaded:
             for monitor in self.monitors.values():
@@ -404,9 +394,7 @@ class Station:
     def _drain_events(self, wait_s: float) -> None:
         try:
             name, kwargs = (
-                self.events.get(timeout=wait_s)
-                if wait_s > 0
-                else self.events.get_nowait()
+                self.events.get(timeout=wait_s) if wait_s > 0 else self.events.get_nowait()
             )
         except queue.Empty:
             return
@@ -435,18 +423,14 @@ class Station:
             return True
         except TransitionNotAllowed:
             hint = self.flow.busy_hint()
-            log.warning(
-                "event %r not allowed in state %s: %s", event, self.flow.state, hint
-            )
+            log.warning("event %r not allowed in state %s: %s", event, self.flow.state, hint)
             self.screen.show(hint, tone="warn")
             return False
 
     def _safely(self, action) -> None:
         try:
             action()
-        except (
-            TransitionNotAllowed
-        ) as exc:  # a timeout raced a transition: harmless, logged
+        except TransitionNotAllowed as exc:  # a timeout raced a transition: harmless, logged
             log.warning("%s", exc)
 
     # -- inputs -> flow events -------------------------------------------------------------
@@ -460,11 +444,7 @@ class Station:
             active = self.flow.active_door()
             state = self.flow.state
             is_active = active is not None and active.number == number
-            if (
-                not closed
-                and is_active
-                and state in ("door_unlocked", "weighing_after")
-            ):
+            if not closed and is_active and state in ("door_unlocked", "weighing_after"):
                 self._send("door_opened")
             elif closed and is_active and state == "door_open":
                 self._send("door_closed")
@@ -490,11 +470,7 @@ class Station:
         state, flow = self.flow.state, self.flow
         monitor = self._monitor_for(flow.active_door())
         # the result screen needs no scale: let it finish, the fault comes at idle
-        if (
-            monitor is not None
-            and monitor.error
-            and state not in ("fault", "showing_result")
-        ):
+        if monitor is not None and monitor.error and state not in ("fault", "showing_result"):
             self._send("fail", kind="scale", reason=f"scale fault: {monitor.error}")
             return
         if state == "weighing_before":
@@ -507,9 +483,7 @@ class Station:
                 self._send("settled", grams=grams)
         elif state == "recovering":
             weights = {name: m.stable_g() for name, m in self.monitors.items()}
-            if (
-                weights and None not in weights.values()
-            ):  # every scale settled since entry
+            if weights and None not in weights.values():  # every scale settled since entry
                 self._send("settled", grams=monitor.stable_g(), weights=weights)
         elif state == "showing_result":
             self._poll_answer()
@@ -520,9 +494,7 @@ class Station:
 
     def _check_idle_health(self) -> None:
         if self.scanner.error:
-            self._send(
-                "fail", kind="scanner", reason=f"scanner fault: {self.scanner.error}"
-            )
+            self._send("fail", kind="scanner", reason=f"scanner fault: {self.scanner.error}")
         elif self.verifier is None:
             self._send(
                 "fail",
@@ -540,10 +512,7 @@ class Station:
 
     def _check_fault_cleared(self) -> None:
         now_s = self.clock.monotonic()
-        if (
-            now_s < self._next_fault_check_s
-            or self.flow.fault_kind not in SELF_CLEARING_FAULTS
-        ):
+        if now_s < self._next_fault_check_s or self.flow.fault_kind not in SELF_CLEARING_FAULTS:
             return
         self._next_fault_check_s = now_s + FAULT_CHECK_S
         if self._fault_condition_cleared(self.flow.fault_kind):
@@ -554,10 +523,7 @@ class Station:
         if kind == "door_left_open":
             return all(slot.door.is_closed() for slot in self.hardware.doors.values())
         if kind == "scale":
-            return all(
-                m.error is None and m.stable_g() is not None
-                for m in self.monitors.values()
-            )
+            return all(m.error is None and m.stable_g() is not None for m in self.monitors.values())
         if kind == "scanner":
             return self.scanner.error is None
         if kind == "config":
@@ -667,9 +633,7 @@ class Station:
         }
 
     def _write_status(self, *, force: bool = False, stopped: bool = False) -> None:
-        now_s = (
-            time.monotonic()
-        )  # real time: the file is for people and other processes
+        now_s = time.monotonic()  # real time: the file is for people and other processes
         if not force and now_s < self._status_due_s:
             return
         self._status_due_s = now_s + STATUS_EVERY_S

@@ -37,9 +37,7 @@ def read_status(state_dir: str | Path, *, now: float | None = None) -> dict | No
     now = time.time() if now is None else now
     updated = status.get("updated_at") or 0
     status["running"] = (
-        bool(status.get("pid"))
-        and not status.get("stopped")
-        and (now - updated <= STALE_AFTER_S)
+        bool(status.get("pid")) and not status.get("stopped") and (now - updated <= STALE_AFTER_S)
     )
     return status
 

@@ -34,8 +34,13 @@ from kiosk.journal import Journal, JournalDeposit
 from protocol.signing import MAX_SKEW_S, signed_headers
 
 __all__ = [
-    "BackendClient", "Syncer", "SyncReport", "BackendUnavailable", "BackendRejected",
-    "BackendAuthError", "backoff_delay_s",
+    "BackendClient",
+    "Syncer",
+    "SyncReport",
+    "BackendUnavailable",
+    "BackendRejected",
+    "BackendAuthError",
+    "backoff_delay_s",
 ]
 
 log = logging.getLogger(__name__)
@@ -92,13 +97,17 @@ class BackendClient:
     def _request(self, method: str, path: str, payload, timeout_s: float | None):
         full_path = self.prefix + path
         body = b"" if payload is None else json.dumps(payload, separators=(",", ":")).encode()
-        headers = signed_headers(self.kiosk_id, self._secret, method, full_path, body,
-                                 now=self.clock.now())
+        headers = signed_headers(
+            self.kiosk_id, self._secret, method, full_path, body, now=self.clock.now()
+        )
         if payload is not None:
             headers["Content-Type"] = "application/json"
         try:
             response = self.session.request(
-                method, self.base_url + full_path, data=body or None, headers=headers,
+                method,
+                self.base_url + full_path,
+                data=body or None,
+                headers=headers,
                 timeout=timeout_s or self.timeout_s,
             )
         except requests.RequestException as exc:
@@ -114,12 +123,17 @@ class BackendClient:
         if status >= 500 or status in (408, 429):
             raise BackendUnavailable(f"{method} {path}: backend answered {status}")
         if status == 401:
-            raise BackendAuthError(self._auth_message(response, data), status=401,
-                                   code=_error_code(data), body=data)
+            raise BackendAuthError(
+                self._auth_message(response, data), status=401, code=_error_code(data), body=data
+            )
         if status >= 400:
             raise BackendRejected(
                 f"{method} {path}: backend refused the request ({status} {_error_code(data)}:"
-                f" {_error_message(data)})", status=status, code=_error_code(data), body=data)
+                f" {_error_message(data)})",
+                status=status,
+                code=_error_code(data),
+                body=data,
+            )
         if status != 200 or data is None:
             raise BackendUnavailable(f"{method} {path}: unexpected answer {status}, not JSON")
         return data
@@ -134,10 +148,14 @@ class BackendClient:
         if skew_s is None:
             return text + "; check backend.kiosk_id and backend.secret"
         if abs(skew_s) > MAX_SKEW_S:
-            return (f"{text}; the backend's clock is {skew_s:+.0f} s from this kiosk's, more"
-                    f" than the {MAX_SKEW_S} s a signature may be off: fix the kiosk's time (NTP)")
-        return (f"{text}; clocks agree (backend {skew_s:+.0f} s from this kiosk): check"
-                " backend.kiosk_id and backend.secret, and that the kiosk is enabled")
+            return (
+                f"{text}; the backend's clock is {skew_s:+.0f} s from this kiosk's, more"
+                f" than the {MAX_SKEW_S} s a signature may be off: fix the kiosk's time (NTP)"
+            )
+        return (
+            f"{text}; clocks agree (backend {skew_s:+.0f} s from this kiosk): check"
+            " backend.kiosk_id and backend.secret, and that the kiosk is enabled"
+        )
 
 
 def server_skew_s(date_header: str | None, local_now: float) -> float | None:
@@ -290,10 +308,13 @@ class Syncer:
             for status, n in counts.items():
                 report.counts[status] = report.counts.get(status, 0) + n
             if counts.get("conflict"):
-                log.error("backend reports %d conflicting deposits (faults raised)",
-                          counts["conflict"])
+                log.error(
+                    "backend reports %d conflicting deposits (faults raised)", counts["conflict"]
+                )
             if counts.get("rejected"):
-                log.warning("backend rejected %d deposits (kept in the journal)", counts["rejected"])
+                log.warning(
+                    "backend rejected %d deposits (kept in the journal)", counts["rejected"]
+                )
 
     def _upload(self, batch: list[JournalDeposit], timeout_s: float | None) -> list[dict]:
         """Send one batch; isolate a malformed item, shrink a batch the server finds too big."""
@@ -309,8 +330,11 @@ class Syncer:
             self.journal.raise_fault("sync_protocol", str(exc))
             if exc.status == 413 and len(batch) > 1:
                 self.batch_size = max(1, len(batch) // 2)
-                log.warning("backend refused a batch of %d as too large; now %d",
-                            len(batch), self.batch_size)
+                log.warning(
+                    "backend refused a batch of %d as too large; now %d",
+                    len(batch),
+                    self.batch_size,
+                )
                 return self._upload(batch[: self.batch_size], timeout_s)
             if exc.status in (400, 413):
                 return self._isolate(batch, exc, timeout_s)
@@ -339,13 +363,18 @@ class Syncer:
         self.failures += 1
         report.error = str(exc)
         report.next_delay_s = backoff_delay_s(
-            self.failures, self.base_delay_s, self.max_delay_s, self.rng)
+            self.failures, self.base_delay_s, self.max_delay_s, self.rng
+        )
         self.next_attempt_s = self.clock.monotonic() + report.next_delay_s
         self.journal.set_meta("last_sync_error", report.error)
         if isinstance(exc, BackendAuthError):
             self.journal.raise_fault("sync_auth", str(exc))
-        log.warning("sync failed (%d in a row, next try in %.1f s): %s",
-                    self.failures, report.next_delay_s, exc)
+        log.warning(
+            "sync failed (%d in a row, next try in %.1f s): %s",
+            self.failures,
+            report.next_delay_s,
+            exc,
+        )
 
     def _succeeded(self, report: SyncReport) -> None:
         if self.failures:
@@ -392,7 +421,8 @@ class Syncer:
             self.wake()
             with self._answered:
                 self._answered.wait_for(
-                    lambda: self._answer_of(deposit_id) is not None, timeout=timeout_s)
+                    lambda: self._answer_of(deposit_id) is not None, timeout=timeout_s
+                )
         else:
             self.sync_once(deadline_s=self.clock.monotonic() + timeout_s)
         return self._answer_of(deposit_id)
@@ -448,7 +478,8 @@ class Syncer:
             except SyncError as exc:
                 log.warning("config refresh failed: %s", exc)
                 self._config_due_s = self.clock.monotonic() + min(
-                    self.config_refresh_s, self.max_delay_s)
+                    self.config_refresh_s, self.max_delay_s
+                )
         report = self.sync_once()
         self.next_attempt_s = self.clock.monotonic() + report.next_delay_s
 

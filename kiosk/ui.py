@@ -127,8 +127,7 @@ def build_view(station) -> dict:
             {
                 "number": d.number,
                 "category": d.category,
-                "name": names.get(d.category)
-                or d.category.replace("_", " ").capitalize(),
+                "name": names.get(d.category) or d.category.replace("_", " ").capitalize(),
                 "button": d.button_pin is not None,
             }
             for d in sorted(config.doors, key=lambda d: d.number)
@@ -197,9 +196,7 @@ def parse_choice(body: Any, doors: dict[int, str]) -> str:
     if door not in doors:
         raise BadRequest(400, "unknown_door", f"there is no door {door}")
     if doors[door] != category:
-        raise BadRequest(
-            400, "wrong_door", f"door {door} takes {doors[door]}, not {category}"
-        )
+        raise BadRequest(400, "wrong_door", f"door {door} takes {doors[door]}, not {category}")
     return f"{door} {category}"
 
 
@@ -225,14 +222,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._check_origin()
             action()
         except BadRequest as exc:
-            self._json(
-                exc.status, {"error": {"code": exc.code, "message": exc.message}}
-            )
+            self._json(exc.status, {"error": {"code": exc.code, "message": exc.message}})
         except Exception:  # a bug must not kill the server thread silently
             log.exception("ui request %s %s failed", self.command, self.path)
-            self._json(
-                500, {"error": {"code": "internal", "message": "internal error"}}
-            )
+            self._json(500, {"error": {"code": "internal", "message": "internal error"}})
 
     def _check_origin(self) -> None:
         ui = self.server.ui
@@ -263,9 +256,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._queue("choose", choice=choice)
         elif path == "/api/cancel":
             if body != {}:
-                raise BadRequest(
-                    400, "bad_request", "cancel takes an empty JSON object"
-                )
+                raise BadRequest(400, "bad_request", "cancel takes an empty JSON object")
             self._queue("cancel")
         else:
             raise BadRequest(404, "not_found", f"no such action {path[:60]!r}")
@@ -277,9 +268,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(202, {"queued": event, **kwargs})
 
     def _read_json(self) -> Any:
-        content_type = (
-            self.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        )
+        content_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if content_type != "application/json":
             raise BadRequest(415, "bad_content_type", "send application/json")
         length_text = self.headers.get("Content-Length")
@@ -383,9 +372,7 @@ class StationUi:
     def __init__(self, station, *, host: str = "127.0.0.1", port: int = 8080):
         self.view = StationView(station)
         doors = {d.number: d.category for d in station.config.doors}
-        self.server = UiServer(
-            self.view.current, station.post, doors, host=host, port=port
-        )
+        self.server = UiServer(self.view.current, station.post, doors, host=host, port=port)
 
     @property
     def url(self) -> str:

@@ -47,6 +47,9 @@ class JournalPruner:
         self.runs += 1
         self.removed += removed
         if removed:
-            log.info("journal: pruned %d answered deposits older than %g days",
-                     removed, self.keep_s / DAY_S)
+            log.info(
+                "journal: pruned %d answered deposits older than %g days",
+                removed,
+                self.keep_s / DAY_S,
+            )
         return removed

@@ -42,7 +42,9 @@ def sign(secret: str, method: str, path: str, timestamp: str, nonce: str, body: 
 
 def signatures_match(expected: str, given: str) -> bool:
     """Compare two hex signatures in constant time."""
-    return hmac.compare_digest(expected.encode("ascii", "replace"), given.encode("ascii", "replace"))
+    return hmac.compare_digest(
+        expected.encode("ascii", "replace"), given.encode("ascii", "replace")
+    )
 
 
 def signed_headers(

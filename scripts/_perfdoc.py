@@ -14,9 +14,7 @@ def update_section(title: str, body: str, path: Path = DOC_PATH) -> None:
     # re-read right before writing: other benchmarks own other sections
     text = path.read_text() if path.exists() else "# Performance\n"
     block = f"## {title}\n\n{body.rstrip()}\n\n"
-    pattern = re.compile(
-        rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL
-    )
+    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
     if pattern.search(text):
         text = pattern.sub(lambda _m: block, text, count=1)
     else:

@@ -65,21 +65,36 @@ def real_time_timing(reads: int) -> None:
         per_read_us.append((time.perf_counter_ns() - t0) / 1000)
     phases_us = [p / 1000 for p in high_phases_ns(board.history(SCK))]
     print(f"real time, this machine, {reads} reads through fake RPi.GPIO + model:")
-    print(f"  one 25-pulse read: p50 {statistics.median(per_read_us):.0f} us, "
-          f"p99 {pct(per_read_us, 0.99):.0f} us, max {max(per_read_us):.0f} us")
-    print(f"  PD_SCK high phase: p50 {statistics.median(phases_us):.1f} us, p99 {pct(phases_us, 0.99):.1f} us, "
-          f"p99.9 {pct(phases_us, 0.999):.1f} us, max {max(phases_us):.1f} us "
-          f"({sum(p > 60 for p in phases_us)} of {len(phases_us)} over 60 us)")
-    print(f"  overruns detected by the driver: {hx.stats.overruns}; model power-downs: {model.power_downs}")
+    print(
+        f"  one 25-pulse read: p50 {statistics.median(per_read_us):.0f} us, "
+        f"p99 {pct(per_read_us, 0.99):.0f} us, max {max(per_read_us):.0f} us"
+    )
+    print(
+        f"  PD_SCK high phase: p50 {statistics.median(phases_us):.1f} us, p99 {pct(phases_us, 0.99):.1f} us, "
+        f"p99.9 {pct(phases_us, 0.999):.1f} us, max {max(phases_us):.1f} us "
+        f"({sum(p > 60 for p in phases_us)} of {len(phases_us)} over 60 us)"
+    )
+    print(
+        f"  overruns detected by the driver: {hx.stats.overruns}; model power-downs: {model.power_downs}"
+    )
 
 
 def faulty_accuracy(readings: int) -> None:
     clock = VirtualClock()
     board = FakeGPIO(clock)
-    model = board.attach(HX711Model(
-        DOUT, SCK, offset_counts=8_000, counts_per_g=10, load_g=5_000,
-        noise_counts=20, spike_fraction=0.05, overrun_fraction=0.05, seed=1,
-    ))
+    model = board.attach(
+        HX711Model(
+            DOUT,
+            SCK,
+            offset_counts=8_000,
+            counts_per_g=10,
+            load_g=5_000,
+            noise_counts=20,
+            spike_fraction=0.05,
+            overrun_fraction=0.05,
+            seed=1,
+        )
+    )
     hx = HX711(Pins(board, "sim"), DOUT, SCK, samples=3, clock=clock)
     expected = model.expected_counts()
     errors, durations, faults = [], [], 0
@@ -91,14 +106,22 @@ def faulty_accuracy(readings: int) -> None:
             faults += 1
         durations.append(clock.monotonic() - start_s)
     s = hx.stats
-    print(f"virtual time, {readings} readings (median of 3) at 10 SPS, noise 20 counts, "
-          "5 % spikes, 5 % overruns:")
-    print(f"  error vs truth: p50 {statistics.median(errors):.0f}, max {max(errors)} counts "
-          f"(noise sigma 20); faults {faults}")
-    print(f"  conversions per reading: {s.conversions / readings:.2f}; time per reading: "
-          f"p50 {statistics.median(durations):.2f} s, p99 {pct(durations, 0.99):.2f} s")
-    print(f"  rejected: {s.spikes} spikes, {s.overruns} overruns (each costs a re-select and "
-          f"0.4 s settling), {s.outliers} outliers, {s.unsettled} unsettled")
+    print(
+        f"virtual time, {readings} readings (median of 3) at 10 SPS, noise 20 counts, "
+        "5 % spikes, 5 % overruns:"
+    )
+    print(
+        f"  error vs truth: p50 {statistics.median(errors):.0f}, max {max(errors)} counts "
+        f"(noise sigma 20); faults {faults}"
+    )
+    print(
+        f"  conversions per reading: {s.conversions / readings:.2f}; time per reading: "
+        f"p50 {statistics.median(durations):.2f} s, p99 {pct(durations, 0.99):.2f} s"
+    )
+    print(
+        f"  rejected: {s.spikes} spikes, {s.overruns} overruns (each costs a re-select and "
+        f"0.4 s settling), {s.outliers} outliers, {s.unsettled} unsettled"
+    )
 
 
 def main() -> None:

@@ -85,7 +85,9 @@ DEGRADATIONS = (
     Degradation("noise", **NOISE),
     Degradation("small label", **SMALL),
     Degradation("all at once", **COMBINED),
-    Degradation("stress: all four at full strength", **ROTATION, **BLUR, **NOISE, **SMALL, in_goal=False),
+    Degradation(
+        "stress: all four at full strength", **ROTATION, **BLUR, **NOISE, **SMALL, in_goal=False
+    ),
     # last, so the frames of the sets above do not depend on it; any noise level of the sets
     Degradation("no label (idle camera)", noise_sd=(3.0, 18.0), in_goal=False, label=False),
 )
@@ -117,7 +119,9 @@ def _background(rng: np.random.Generator) -> np.ndarray:
     """Return an uneven grey scene: a lighting gradient and soft blotches (a bag, a hand)."""
     base = rng.uniform(80, 160)
     ys, xs = np.mgrid[0:FRAME_H, 0:FRAME_W]
-    gradient = (xs / FRAME_W - 0.5) * rng.uniform(-50, 50) + (ys / FRAME_H - 0.5) * rng.uniform(-40, 40)
+    gradient = (xs / FRAME_W - 0.5) * rng.uniform(-50, 50) + (ys / FRAME_H - 0.5) * rng.uniform(
+        -40, 40
+    )
     blotches = Image.fromarray(rng.uniform(-35, 35, (6, 8)).astype(np.float32), mode="F")
     blotches = np.asarray(blotches.resize((FRAME_W, FRAME_H), Image.BICUBIC))
     return base + gradient + blotches
@@ -138,7 +142,9 @@ def _label_image(modules: np.ndarray, module_px: float, rng: np.random.Generator
 def make_frame(payload: str, spec: Degradation, rng: np.random.Generator) -> np.ndarray:
     """Return one 640x480 grey uint8 frame of ``payload`` degraded as ``spec`` says."""
     if not spec.label:
-        scene = np.asarray(_background(rng)) + rng.normal(0, rng.uniform(*spec.noise_sd), (FRAME_H, FRAME_W))
+        scene = np.asarray(_background(rng)) + rng.normal(
+            0, rng.uniform(*spec.noise_sd), (FRAME_H, FRAME_W)
+        )
         return np.ascontiguousarray(np.clip(scene, 0, 255).round().astype(np.uint8))
     label, mask = _label_image(qr_modules(payload), rng.uniform(*spec.module_px), rng)
     angle = rng.uniform(0, 360) if spec.rotate else rng.uniform(-4, 4)
@@ -159,13 +165,17 @@ def make_frame(payload: str, spec: Degradation, rng: np.random.Generator) -> np.
     return np.ascontiguousarray(np.clip(pixels, 0, 255).round().astype(np.uint8))
 
 
-def frame_sets(frames_per_set: int, seed: int) -> list[tuple[Degradation, list[tuple[str, np.ndarray]]]]:
+def frame_sets(
+    frames_per_set: int, seed: int
+) -> list[tuple[Degradation, list[tuple[str, np.ndarray]]]]:
     """Return the frames of every degradation, with the payload each one holds."""
     rng_py = random.Random(seed)
     rng = np.random.default_rng(seed)
     payloads = label_payloads(frames_per_set, rng_py)
-    return [(spec, [(p if spec.label else "", make_frame(p, spec, rng)) for p in payloads])
-            for spec in DEGRADATIONS]
+    return [
+        (spec, [(p if spec.label else "", make_frame(p, spec, rng)) for p in payloads])
+        for spec in DEGRADATIONS
+    ]
 
 
 # -- the decoder benchmark -------------------------------------------------------
@@ -218,8 +228,12 @@ def run_decoder(name: str, frames: list[tuple[str, np.ndarray]]) -> Tally:
     return tally
 
 
-def decoder_benchmark(frames_per_set: int = 50, seed: int = 20240611,
-                      decoders: tuple[str, ...] = ("zxing", "pyzbar"), goal_only: bool = False) -> dict:
+def decoder_benchmark(
+    frames_per_set: int = 50,
+    seed: int = 20240611,
+    decoders: tuple[str, ...] = ("zxing", "pyzbar"),
+    goal_only: bool = False,
+) -> dict:
     """Run every decoder over every set (or the goal sets only); return tallies by set and overall."""
     sets = frame_sets(frames_per_set, seed)
     results: dict[str, dict[str, Tally]] = {}
@@ -263,9 +277,11 @@ def _decoded_cell(t: Tally, label: bool) -> str:
 def format_decoder_report(result: dict) -> str:
     """Return the decoder results as a Markdown table and a verdict on the goals."""
     names = result["decoders"]
-    head = "| frames | " + " | ".join(
-        f"{n} decoded | {n} ms median | {n} ms p90" for n in names
-    ) + " | speed ratio (median) |"
+    head = (
+        "| frames | "
+        + " | ".join(f"{n} decoded | {n} ms median | {n} ms p90" for n in names)
+        + " | speed ratio (median) |"
+    )
     lines = [head, "|" + "---|" * (2 + 3 * len(names))]
     labelled = {spec.name: spec.label for spec in DEGRADATIONS}
     for set_name, tallies in result["sets"].items():
@@ -277,17 +293,29 @@ def format_decoder_report(result: dict) -> str:
             cells.append(f"{t.percentile_ms(0.9):.2f}")
         ratio = _ratio(tallies, names)
         lines.append(f"| {set_name} | " + " | ".join(cells) + f" | {ratio} |")
-    return "\n".join(lines) + "\n\n" + _retry_line(result["sets"], names) + _verdict(result["sets"][OVERALL], names)
+    return (
+        "\n".join(lines)
+        + "\n\n"
+        + _retry_line(result["sets"], names)
+        + _verdict(result["sets"][OVERALL], names)
+    )
 
 
 def _retry_line(sets: dict[str, dict[str, Tally]], names: tuple[str, ...]) -> str:
     """Say how often a decoder with a retry used it, and what a retried frame cost."""
     out = ""
     for name in names:
-        times = [ms for set_name, tallies in sets.items() if set_name != OVERALL for ms in tallies[name].retry_ms]
+        times = [
+            ms
+            for set_name, tallies in sets.items()
+            if set_name != OVERALL
+            for ms in tallies[name].retry_ms
+        ]
         if times:
-            out += (f"{name} retried {len(times)} frames over all sets; a retried frame took "
-                    f"{statistics.median(times):.2f} ms median, {max(times):.2f} ms max (all passes).\n")
+            out += (
+                f"{name} retried {len(times)} frames over all sets; a retried frame took "
+                f"{statistics.median(times):.2f} ms median, {max(times):.2f} ms max (all passes).\n"
+            )
     return out
 
 
@@ -348,8 +376,11 @@ def update_doc_section(path: Path, title: str, body: str) -> None:
 
 def decoder_section(args: argparse.Namespace) -> str:
     """Run the decoder benchmark, print it, and return its Markdown section body."""
-    print(f"decoder benchmark: {len(DEGRADATIONS)} sets x {args.frames} frames, "
-          f"640x480, seed {args.seed}", flush=True)
+    print(
+        f"decoder benchmark: {len(DEGRADATIONS)} sets x {args.frames} frames, "
+        f"640x480, seed {args.seed}",
+        flush=True,
+    )
     result = decoder_benchmark(args.frames, args.seed)
     report = format_decoder_report(result)
     print(report)
@@ -382,7 +413,8 @@ def seed_check(frames_per_set: int, seeds: list[int]) -> str:
 def _decoder_doc(result: dict, report: str, check_seeds: list[int]) -> str:
     """Return the Markdown section: how the figures were made, the tables, what they say."""
     flags = f"--frames {result['frames_per_set']}" + (
-        f" --check-seeds {','.join(map(str, check_seeds))}" if check_seeds else "")
+        f" --check-seeds {','.join(map(str, check_seeds))}" if check_seeds else ""
+    )
     out = io.StringIO()
     out.write(
         f"Measured with `python scripts/bench_kiosk.py --sections decoder {flags} --write-docs` "
@@ -429,7 +461,7 @@ def _decoder_doc(result: dict, report: str, check_seeds: list[int]) -> str:
         "Both decoders fail when blur and noise meet modules under 3 px (stress row), "
         "so the camera must be mounted for at least ~3 px per module (with a 60-degree lens "
         "at 640x480, a 27 mm label within about 10 cm; a narrower lens or a higher "
-        "resolution moves that out). pyzbar stays available (`decoder = \"pyzbar\"`).\n\n"
+        'resolution moves that out). pyzbar stays available (`decoder = "pyzbar"`).\n\n'
         "Measured once on this seed's 100-frame sets with a scratch variant of the decoder, "
         "and not adopted: a blind retry (the 3x3 box mean on every frame where zxing-cpp saw "
         "nothing) read 497/500 goal frames instead of 491, but a frame without a label then "
@@ -463,10 +495,21 @@ def _latency_station(state_dir: Path, doors: dict[int, str]):
     key = generate_private_key()
     raw = {
         "kiosk": {"name": "bench", "state_dir": str(state_dir)},
-        "backend": {"url": f"http://127.0.0.1:{port}", "kiosk_id": "k_bench", "secret": "bench-secret-0123456",
-                    "community": "bench", "label_public_key": public_key_to_text(key), "timeout_s": 2.0},
-        "scanner": {"driver": "fake"}, "scale": {"driver": "fake"}, "indicator": {"driver": "fake"},
-        "doors": [{"number": n, "category": c, "capacity_g": 40_000, "driver": "fake"} for n, c in doors.items()],
+        "backend": {
+            "url": f"http://127.0.0.1:{port}",
+            "kiosk_id": "k_bench",
+            "secret": "bench-secret-0123456",
+            "community": "bench",
+            "label_public_key": public_key_to_text(key),
+            "timeout_s": 2.0,
+        },
+        "scanner": {"driver": "fake"},
+        "scale": {"driver": "fake"},
+        "indicator": {"driver": "fake"},
+        "doors": [
+            {"number": n, "category": c, "capacity_g": 40_000, "driver": "fake"}
+            for n, c in doors.items()
+        ],
         "weighing": {"window_s": 0.5},
     }
     return Station(config_from_dict(raw), threaded=True), key
@@ -510,7 +553,9 @@ def latency_benchmark(runs: int = 500, state_dir: Path | None = None) -> dict:
     times_ms: list[float] = []
     try:
         _wait(lambda: station.monitors["main"].stable_g() is not None)
-        payloads = [encode_label(key, LabelClaims("bench", "H1", new_serial())) for _ in range(runs + 10)]
+        payloads = [
+            encode_label(key, LabelClaims("bench", "H1", new_serial())) for _ in range(runs + 10)
+        ]
         for i, payload in enumerate(payloads):
             unlocked.clear()
             start = time.perf_counter()
@@ -533,8 +578,14 @@ def latency_benchmark(runs: int = 500, state_dir: Path | None = None) -> dict:
     def pct(q: float) -> float:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
-    return {"runs": len(ordered), "p50_ms": pct(0.50), "p99_ms": pct(0.99), "max_ms": ordered[-1],
-            "mean_ms": statistics.fmean(ordered), "fs": _filesystem(folder.parent)}
+    return {
+        "runs": len(ordered),
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+        "max_ms": ordered[-1],
+        "mean_ms": statistics.fmean(ordered),
+        "fs": _filesystem(folder.parent),
+    }
 
 
 def _filesystem(path: Path) -> str:
@@ -551,7 +602,10 @@ def _filesystem(path: Path) -> str:
 
 def latency_section(args: argparse.Namespace) -> str:
     """Run the latency benchmark, print it, and return its Markdown section body."""
-    print(f"scan -> unlock latency: {args.runs} runs, one-door station on fakes, real clock", flush=True)
+    print(
+        f"scan -> unlock latency: {args.runs} runs, one-door station on fakes, real clock",
+        flush=True,
+    )
     r = latency_benchmark(args.runs)
     met = "MET" if r["p99_ms"] < LATENCY_GOAL_MS else "NOT MET"
     report = (
@@ -574,25 +628,38 @@ def latency_section(args: argparse.Namespace) -> str:
         "(the scale is watched continuously, so no settling wait) and the journal's `begin_deposit` commit. "
         "After each run the deposit is cancelled (relock, interrupted) and the kiosk returns to idle. "
         "The first 10 runs warm up and are not counted. The machine is shared (2 cores, other test "
-        "suites running), so the tail (p99, max) is the noisiest figure.\n\n"
-        + report
+        "suites running), so the tail (p99, max) is the noisiest figure.\n\n" + report
     )
 
 
-SECTIONS = {"decoder": (DECODER_SECTION, decoder_section), "latency": (LATENCY_SECTION, latency_section)}
+SECTIONS = {
+    "decoder": (DECODER_SECTION, decoder_section),
+    "latency": (LATENCY_SECTION, latency_section),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the selected benchmark sections; print figures; optionally update the docs."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sections", default=",".join(SECTIONS),
-                        help=f"comma-separated, from: {', '.join(SECTIONS)}")
+    parser.add_argument(
+        "--sections",
+        default=",".join(SECTIONS),
+        help=f"comma-separated, from: {', '.join(SECTIONS)}",
+    )
     parser.add_argument("--frames", type=int, default=50, help="frames per degradation set")
     parser.add_argument("--seed", type=int, default=20240611)
-    parser.add_argument("--check-seeds", default="", metavar="SEEDS",
-                        help="decoder section: comma-separated seeds whose goal sets are rerun as a check")
-    parser.add_argument("--runs", type=int, default=500, help="scan -> unlock runs (latency section)")
-    parser.add_argument("--write-docs", action="store_true", help=f"update {DOC_PATH.relative_to(ROOT)}")
+    parser.add_argument(
+        "--check-seeds",
+        default="",
+        metavar="SEEDS",
+        help="decoder section: comma-separated seeds whose goal sets are rerun as a check",
+    )
+    parser.add_argument(
+        "--runs", type=int, default=500, help="scan -> unlock runs (latency section)"
+    )
+    parser.add_argument(
+        "--write-docs", action="store_true", help=f"update {DOC_PATH.relative_to(ROOT)}"
+    )
     args = parser.parse_args(argv)
     chosen = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in SECTIONS]

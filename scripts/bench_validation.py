@@ -93,9 +93,7 @@ def _item(raw, where):
         raise HandError(f"{where} must be an object")
     try:
         deposit_id = uuid.UUID(_str(raw["id"], where + ".id", 36))
-        at = dt.datetime.fromisoformat(
-            _str(raw["occurred_at"], where + ".occurred_at", 40)
-        )
+        at = dt.datetime.fromisoformat(_str(raw["occurred_at"], where + ".occurred_at", 40))
     except KeyError as exc:
         raise HandError(f"{where} misses {exc}") from None
     except ValueError as exc:
@@ -190,18 +188,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2000)
     parser.add_argument("--items", type=int, default=100)
-    parser.add_argument(
-        "--write-docs", action="store_true", help="update docs/performance.md"
-    )
+    parser.add_argument("--write-docs", action="store_true", help="update docs/performance.md")
     args = parser.parse_args()
     body = make_body(args.items)
     check_equivalent(body)
     rows = []
     for name, fn in CONTENDERS.items():
         samples = measure(fn, body, args.rounds)
-        rows.append(
-            (name, statistics.median(samples), statistics.quantiles(samples, n=10)[-1])
-        )
+        rows.append((name, statistics.median(samples), statistics.quantiles(samples, n=10)[-1]))
     fastest = rows[0][1]
     print(f"{args.items}-item batch ({len(body)} bytes), {args.rounds} rounds each")
     print(f"{'validator':32} {'median us':>10} {'p90 us':>10} {'vs msgspec':>11}")
@@ -215,9 +209,7 @@ def write_docs(rows, args, size: int) -> None:
     from _perfdoc import update_section
 
     table = ["| validator | median per batch | p90 | relative |", "|---|---|---|---|"]
-    table += [
-        f"| {n} | {m:.0f} µs | {p:.0f} µs | {m / rows[0][1]:.1f}x |" for n, m, p in rows
-    ]
+    table += [f"| {n} | {m:.0f} µs | {p:.0f} µs | {m / rows[0][1]:.1f}x |" for n, m, p in rows]
     body = (
         f"Measured with `python scripts/bench_validation.py --write-docs` ({args.rounds} rounds, "
         f"Python {platform.python_version()}, msgspec {msgspec.__version__}, pydantic {pydantic.VERSION}).\n\n"

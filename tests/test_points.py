@@ -59,9 +59,7 @@ def test_score_minimum_cap_and_no_rule():
 def test_rulebook_picks_latest_effective_not_after_the_instant():
     t1 = dt.datetime(2025, 1, 1, tzinfo=UTC)
     t2 = dt.datetime(2025, 2, 1, tzinfo=UTC)
-    book = points.RuleBook(
-        [rule(20, at=t2, version=2, rid=2), rule(10, at=t1, version=1, rid=1)]
-    )
+    book = points.RuleBook([rule(20, at=t2, version=2, rid=2), rule(10, at=t1, version=1, rid=1)])
     assert book.in_force(1, t1 - dt.timedelta(seconds=1)) is None
     assert book.in_force(1, t1).id == 1
     assert book.in_force(1, t2 - dt.timedelta(microseconds=1)).id == 1
@@ -95,9 +93,7 @@ def capped(app):
 
 def test_daily_cap_partial_then_zero_then_next_local_day(capped):
     at = NOW - dt.timedelta(hours=1)
-    items = [
-        deposit_item(label(capped, n=i), net_g=1_000, occurred_at=at) for i in range(4)
-    ]
+    items = [deposit_item(label(capped, n=i), net_g=1_000, occurred_at=at) for i in range(4)]
     out = run(capped, items)
     assert [(o.status, o.points, o.reason) for o in out] == [
         ("accepted", 10, None),
@@ -108,9 +104,7 @@ def test_daily_cap_partial_then_zero_then_next_local_day(capped):
     assert [o.balance for o in out] == [10, 20, 25, 25]
     # 17:00 UTC is already the next day in Shanghai: a fresh cap
     next_day = dt.datetime(2025, 3, 10, 17, 0, tzinfo=UTC)
-    [o] = run(
-        capped, [deposit_item(label(capped, n=4), occurred_at=next_day)], now=next_day
-    )
+    [o] = run(capped, [deposit_item(label(capped, n=4), occurred_at=next_day)], now=next_day)
     assert (o.points, o.balance) == (10, 35)
     with db.session() as s:
         totals = {(t.day, t.points) for t in s.scalars(select(DailyTotal))}
@@ -119,13 +113,9 @@ def test_daily_cap_partial_then_zero_then_next_local_day(capped):
 
 def test_cap_is_per_category_and_per_household(capped):
     at = NOW - dt.timedelta(minutes=5)
-    items = [
-        deposit_item(label(capped, n=i), net_g=3_000, occurred_at=at) for i in range(2)
-    ]
+    items = [deposit_item(label(capped, n=i), net_g=3_000, occurred_at=at) for i in range(2)]
     items.append(
-        deposit_item(
-            label(capped, n=2), door=2, category="paper", net_g=3_000, occurred_at=at
-        )
+        deposit_item(label(capped, n=2), door=2, category="paper", net_g=3_000, occurred_at=at)
     )
     items.append(deposit_item(label(capped, "H002"), net_g=3_000, occurred_at=at))
     out = run(capped, items)
@@ -181,13 +171,9 @@ def test_rule_version_is_chosen_by_occurred_at_and_stored(app):
 def test_no_rule_in_force_earns_zero(app):
     with db.begin() as s:
         world = build_world(s)
-        late = make_rule(
-            s, world.categories["metal"], 50, effective_at=NOW + dt.timedelta(days=1)
-        )
+        late = make_rule(s, world.categories["metal"], 50, effective_at=NOW + dt.timedelta(days=1))
         s.delete(world.rules["plastic"])
         s.flush()
         assert late.version == 2
-    [o] = run(
-        world, [deposit_item(label(world), occurred_at=NOW - dt.timedelta(minutes=1))]
-    )
+    [o] = run(world, [deposit_item(label(world), occurred_at=NOW - dt.timedelta(minutes=1))])
     assert (o.status, o.points, o.reason) == ("accepted", 0, "no_rule")

@@ -46,11 +46,15 @@ def test_any_change_changes_the_signature():
 
 
 def test_signed_headers_carry_kiosk_timestamp_nonce_signature():
-    headers = signing.signed_headers("k_1", "sec", "POST", "/x", b"body", now=1234.9, nonce="z" * 20)
+    headers = signing.signed_headers(
+        "k_1", "sec", "POST", "/x", b"body", now=1234.9, nonce="z" * 20
+    )
     assert headers[signing.HEADER_KIOSK] == "k_1"
     assert headers[signing.HEADER_TIMESTAMP] == "1234"
     assert headers[signing.HEADER_NONCE] == "z" * 20
-    assert headers[signing.HEADER_SIGNATURE] == signing.sign("sec", "POST", "/x", "1234", "z" * 20, b"body")
+    assert headers[signing.HEADER_SIGNATURE] == signing.sign(
+        "sec", "POST", "/x", "1234", "z" * 20, b"body"
+    )
     fresh = signing.signed_headers("k_1", "sec", "POST", "/x", b"body")
     assert len(fresh[signing.HEADER_NONCE]) >= signing.MIN_NONCE_LEN
 

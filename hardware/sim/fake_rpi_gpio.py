@@ -92,7 +92,9 @@ class FakeGPIO:
         """Enable or disable warnings (kept for API parity)."""
         self._warnings = bool(flag)
 
-    def setup(self, channel, direction: int, pull_up_down: int = PUD_OFF, initial: int | None = None):
+    def setup(
+        self, channel, direction: int, pull_up_down: int = PUD_OFF, initial: int | None = None
+    ):
         """Configure one channel or a list of channels as IN or OUT."""
         for pin in self._channels(channel):
             self._setup_one(pin, direction, pull_up_down, initial)
@@ -101,7 +103,9 @@ class FakeGPIO:
         if direction not in (IN, OUT):
             raise ValueError("An invalid direction was passed to setup()")
         if pull not in (PUD_OFF, PUD_DOWN, PUD_UP):
-            raise ValueError("Invalid value for pull_up_down - should be either PUD_OFF, PUD_UP or PUD_DOWN")
+            raise ValueError(
+                "Invalid value for pull_up_down - should be either PUD_OFF, PUD_UP or PUD_DOWN"
+            )
         if direction == IN and initial not in (None, -1):
             raise ValueError("initial parameter is not valid for inputs")
         with self._lock:
@@ -143,7 +147,9 @@ class FakeGPIO:
                 raise RuntimeError("You must setup() the GPIO channel first")
         return self.level(pin)
 
-    def add_event_detect(self, channel: int, edge: int, callback=None, bouncetime: int | None = None):
+    def add_event_detect(
+        self, channel: int, edge: int, callback=None, bouncetime: int | None = None
+    ):
         """Enable edge detection (and optionally a callback) on an input."""
         (pin,) = self._channels(channel)
         if edge not in (RISING, FALLING, BOTH):
@@ -155,10 +161,16 @@ class FakeGPIO:
             if state is None or state.direction != IN:
                 raise RuntimeError("You must setup() the GPIO channel as an input first")
             if state.edge is not None:
-                raise RuntimeError("Conflicting edge detection already enabled for this GPIO channel")
+                raise RuntimeError(
+                    "Conflicting edge detection already enabled for this GPIO channel"
+                )
             state.edge, state.bouncetime_ms = edge, bouncetime
             state.callbacks = [callback] if callback is not None else []
-            state.last_level, state.event_flag, state.last_edge_ns = self._level_locked(pin), False, None
+            state.last_level, state.event_flag, state.last_edge_ns = (
+                self._level_locked(pin),
+                False,
+                None,
+            )
 
     def add_event_callback(self, channel: int, callback: Callable[[int], object]) -> None:
         """Add another callback to a channel with edge detection."""
@@ -166,7 +178,9 @@ class FakeGPIO:
         with self._lock:
             state = self._pins.get(pin)
             if state is None or state.edge is None:
-                raise RuntimeError("Add event detection using add_event_detect first before adding a callback")
+                raise RuntimeError(
+                    "Add event detection using add_event_detect first before adding a callback"
+                )
             state.callbacks.append(callback)
 
     def remove_event_detect(self, channel: int) -> None:
@@ -235,8 +249,11 @@ class FakeGPIO:
             old, state.last_level = state.last_level, new
             if state.edge is None or new == old:
                 return
-            wanted = (state.edge == BOTH or (state.edge == RISING and new == HIGH)
-                      or (state.edge == FALLING and new == LOW))
+            wanted = (
+                state.edge == BOTH
+                or (state.edge == RISING and new == HIGH)
+                or (state.edge == FALLING and new == LOW)
+            )
             if not wanted:
                 return
             now_ns = perf_counter_ns(self.clock)

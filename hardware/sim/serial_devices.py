@@ -157,7 +157,9 @@ class PtyDevice:
 class FakeSerialScanner(PtyDevice):
     """A serial QR scanner: each ``scan`` sends prefix + payload + suffix + terminator."""
 
-    def __init__(self, path, *, terminator: bytes = b"\r", prefix: str = "", suffix: str = "") -> None:
+    def __init__(
+        self, path, *, terminator: bytes = b"\r", prefix: str = "", suffix: str = ""
+    ) -> None:
         self.prefix, self.suffix = prefix, suffix
         super().__init__(path, terminator=terminator)
 
@@ -175,8 +177,15 @@ class FakeScaleIndicator(PtyDevice):
     indicator.
     """
 
-    def __init__(self, path, *, protocol: str = "continuous", unit: str = "kg",
-                 kind: str = "GS", stream_interval_s: float | None = None) -> None:
+    def __init__(
+        self,
+        path,
+        *,
+        protocol: str = "continuous",
+        unit: str = "kg",
+        kind: str = "GS",
+        stream_interval_s: float | None = None,
+    ) -> None:
         if protocol not in ("continuous", "mt-sics"):
             raise ValueError(f"unknown protocol {protocol!r}")
         self.protocol, self.unit, self.kind = protocol, unit, kind
@@ -226,8 +235,10 @@ class FakeScaleIndicator(PtyDevice):
         """Collect command lines (CR, LF or CRLF) and answer each."""
         self._rx_line += data
         while True:
-            cut = min((i for i in (self._rx_line.find(b"\r"), self._rx_line.find(b"\n")) if i >= 0),
-                      default=-1)
+            cut = min(
+                (i for i in (self._rx_line.find(b"\r"), self._rx_line.find(b"\n")) if i >= 0),
+                default=-1,
+            )
             if cut < 0:
                 return
             command = self._rx_line[:cut].decode("ascii", "replace").strip()

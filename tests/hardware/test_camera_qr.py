@@ -153,7 +153,9 @@ class RecordingDecoder:
 
 def live_reader(monkeypatch, sources, decoder, **options) -> CameraQrReader:
     pending = list(sources)
-    monkeypatch.setattr(camera_qr, "open_source", lambda *a: pending.pop(0) if len(pending) > 1 else pending[0])
+    monkeypatch.setattr(
+        camera_qr, "open_source", lambda *a: pending.pop(0) if len(pending) > 1 else pending[0]
+    )
     monkeypatch.setattr(camera_qr, "get_decoder", lambda name: decoder)
     return CameraQrReader(source="picamera2", repeat_suppress_s=0, **options)
 

@@ -45,7 +45,9 @@ def label_payload(community_key):
 
 def qr_image(payload: str, box_px: int = 6) -> Image.Image:
     """Return a QR of ``payload`` the way labels are printed (ECC M, quiet zone)."""
-    code = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, box_size=box_px, border=4)
+    code = qrcode.QRCode(
+        error_correction=qrcode.constants.ERROR_CORRECT_M, box_size=box_px, border=4
+    )
     code.add_data(payload.encode("ascii"))
     code.make(fit=True)
     return code.make_image(fill_color="black", back_color="white").get_image().convert("L")
@@ -102,7 +104,9 @@ def test_decoders_fit_the_protocol_and_read_only_qr(decoder):
     import zxingcpp
 
     ean = zxingcpp.create_barcode("4006381333931", zxingcpp.BarcodeFormat.EAN13)
-    frame = np.pad(np.asarray(zxingcpp.write_barcode_to_image(ean, scale=4)), 40, constant_values=255)
+    frame = np.pad(
+        np.asarray(zxingcpp.write_barcode_to_image(ean, scale=4)), 40, constant_values=255
+    )
     assert [found.text for found in zxingcpp.read_barcodes(frame)] == ["4006381333931"]
     assert chosen.decode(frame) == []  # a readable EAN-13 in view is not a label
 
@@ -140,11 +144,19 @@ def test_to_gray_accepts_pil_gray_bgr_and_bgra(label_payload):
 
 #: a fixed payload as long as a real signed label (124 characters, QR version 7): frames are
 #: generated from it and a seeded RNG, so every run decodes the very same pixels
-FIXED_PAYLOAD = "SP1.greenfield." + "".join("ABCDEFGHJKMNPQRSTVWXYZ0123456789"[i * 7 % 32] for i in range(109))
+FIXED_PAYLOAD = "SP1.greenfield." + "".join(
+    "ABCDEFGHJKMNPQRSTVWXYZ0123456789"[i * 7 % 32] for i in range(109)
+)
 
 
-def camera_frame(payload: str | None, module_px: float, blur_px: float, noise_sd: float, seed: int,
-                 angle: float = 10.0) -> np.ndarray:
+def camera_frame(
+    payload: str | None,
+    module_px: float,
+    blur_px: float,
+    noise_sd: float,
+    seed: int,
+    angle: float = 10.0,
+) -> np.ndarray:
     """Return a 640x480 frame: a grey-ink label (or none) on a grey scene, blurred, with sensor noise."""
     scene = Image.new("F", (640, 480), 120)
     if payload is not None:
@@ -178,8 +190,9 @@ def first_pass(frame: np.ndarray) -> list:
     """Return what zxing-cpp's first pass reports, failed symbols included."""
     import zxingcpp
 
-    return zxingcpp.read_barcodes(frame, formats=zxingcpp.BarcodeFormat.QRCode, try_invert=False,
-                                  return_errors=True)
+    return zxingcpp.read_barcodes(
+        frame, formats=zxingcpp.BarcodeFormat.QRCode, try_invert=False, return_errors=True
+    )
 
 
 def test_retry_smooths_a_noisy_frame_the_first_pass_misses():

@@ -26,11 +26,24 @@ def rig_door(kind: str = "solenoid", active_low: bool = False, travel_s: float =
     rig = make_rig()
     level = door_kw.get("sensor_closed_level", "low")
     model = rig.board.attach(
-        DoorModel(LOCK, SENSOR, kind=kind, active_low=active_low, sensor_closed_level=level, travel_s=travel_s)
+        DoorModel(
+            LOCK,
+            SENSOR,
+            kind=kind,
+            active_low=active_low,
+            sensor_closed_level=level,
+            travel_s=travel_s,
+        )
     )
     door = GpioDoor(
-        gpio="sim", lock_pin=LOCK, sensor_pin=SENSOR, kind=kind, active_low=active_low,
-        pins=rig.pins, clock=rig.clock, **door_kw,
+        gpio="sim",
+        lock_pin=LOCK,
+        sensor_pin=SENSOR,
+        kind=kind,
+        active_low=active_low,
+        pins=rig.pins,
+        clock=rig.clock,
+        **door_kw,
     )
     return rig, model, door
 
@@ -188,7 +201,7 @@ def test_actuator_obstructed_stops_reopens_then_latches(closers):
     with pytest.raises(DoorFault, match="did not close after 3 attempts"):
         door.lock()
     events = [e for _, e in door.events]
-    after_lock = [e for e in events[events.index("lock"):] if e in ("energise", "release")]
+    after_lock = [e for e in events[events.index("lock") :] if e in ("energise", "release")]
     # close, fail, stop and drive back open (reopen), close again...: 3 closes, 2 reopens
     assert after_lock == ["release", "energise", "release", "energise", "release"]
     assert events[-1].startswith("fault: did not close")
@@ -196,7 +209,9 @@ def test_actuator_obstructed_stops_reopens_then_latches(closers):
 
 
 def test_actuator_obstruction_cleared_during_retries_closes(closers):
-    rig, model, door = rig_door(kind="actuator", close_timeout_s=3, retries=2, reopen_s=1.0, travel_s=1.0)
+    rig, model, door = rig_door(
+        kind="actuator", close_timeout_s=3, retries=2, reopen_s=1.0, travel_s=1.0
+    )
     closers.append(door)
     door.unlock()
     model.block()
@@ -207,7 +222,7 @@ def test_actuator_obstruction_cleared_during_retries_closes(closers):
 
 def _moves_since(door, marker):
     events = [e for _, e in door.events]
-    return [e for e in events[events.index(marker):] if e in ("energise", "release")]
+    return [e for e in events[events.index(marker) :] if e in ("energise", "release")]
 
 
 def test_actuator_auto_release_closes_the_door_supervised(closers):
@@ -235,7 +250,13 @@ def test_actuator_auto_release_into_an_obstruction_retries_then_latches(closers)
     model.block()  # a bag stuck in the doorway when the timer runs out
     rig.clock.advance(20)
     # release, fail, stop and reopen, close again...: 3 closes, 2 reopens, then a latched fault
-    assert _moves_since(door, "auto_release") == ["release", "energise", "release", "energise", "release"]
+    assert _moves_since(door, "auto_release") == [
+        "release",
+        "energise",
+        "release",
+        "energise",
+        "release",
+    ]
     assert [e for _, e in door.events][-1].startswith("fault: did not close")
     assert not model.energised and door.fault is not None
     with pytest.raises(DoorFault, match="fault latched"):
@@ -269,10 +290,20 @@ def test_actuator_auto_release_after_the_kiosk_locked_does_nothing(closers):
 
 def test_actuator_max_energise_must_outlast_one_opening():
     rig = make_rig()
-    for kwargs in ({"max_energise_s": 5, "open_timeout_s": 5}, {"max_energise_s": 2, "reopen_s": 3}):
+    for kwargs in (
+        {"max_energise_s": 5, "open_timeout_s": 5},
+        {"max_energise_s": 2, "reopen_s": 3},
+    ):
         with pytest.raises(HardwareConfigError, match="max_energise_s"):
-            GpioDoor(gpio="sim", lock_pin=LOCK, sensor_pin=SENSOR, kind="actuator", pins=rig.pins,
-                     clock=rig.clock, **kwargs)
+            GpioDoor(
+                gpio="sim",
+                lock_pin=LOCK,
+                sensor_pin=SENSOR,
+                kind="actuator",
+                pins=rig.pins,
+                clock=rig.clock,
+                **kwargs,
+            )
         assert rig.pins.in_use() == {}
 
 
@@ -311,7 +342,14 @@ def test_a_failing_sensor_read_during_unlock_leaves_it_locked(closers, monkeypat
 
 def test_sensor_chatter_is_debounced(closers):
     rig = make_rig()
-    door = GpioDoor(gpio="sim", lock_pin=LOCK, sensor_pin=SENSOR, debounce_s=0.05, pins=rig.pins, clock=rig.clock)
+    door = GpioDoor(
+        gpio="sim",
+        lock_pin=LOCK,
+        sensor_pin=SENSOR,
+        debounce_s=0.05,
+        pins=rig.pins,
+        clock=rig.clock,
+    )
     closers.append(door)
     rig.board.drive_high(SENSOR)  # open
     start_s = rig.clock.monotonic()
@@ -354,11 +392,24 @@ def test_close_releases_pins_and_the_exit_hook(monkeypatch):
 
 def test_bad_configuration_is_refused_and_frees_pins():
     rig = make_rig()
-    bad = ({"kind": "gate"}, {"sensor_closed_level": "mid"}, {"retries": -1}, {"max_energise_s": 0},
-           {"open_timeout_s": "3"}, {"sensor_pull": "sideways"})
+    bad = (
+        {"kind": "gate"},
+        {"sensor_closed_level": "mid"},
+        {"retries": -1},
+        {"max_energise_s": 0},
+        {"open_timeout_s": "3"},
+        {"sensor_pull": "sideways"},
+    )
     for kwargs in bad:
         with pytest.raises(HardwareConfigError):
-            GpioDoor(gpio="sim", lock_pin=LOCK, sensor_pin=SENSOR, pins=rig.pins, clock=rig.clock, **kwargs)
+            GpioDoor(
+                gpio="sim",
+                lock_pin=LOCK,
+                sensor_pin=SENSOR,
+                pins=rig.pins,
+                clock=rig.clock,
+                **kwargs,
+            )
         assert rig.pins.in_use() == {}
 
 
@@ -385,7 +436,14 @@ def test_process_exit_leaves_the_door_locked():
         """
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, env=env, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert "unlocked: lock pin 0 energised True" in done.stdout
     assert "at exit: lock pin 1 energised False" in done.stdout

@@ -219,8 +219,13 @@ def test_fake_scale_calibration_maps_raw_counts_to_grams():
     assert (empty, loaded) == (5_000, 105_000)
     # a calibration that is off by 2 % shows up in the grams, as on a real cell
     skewed = FakeScale(
-        settle_s=0, initial_g=1_000, raw_offset_counts=5_000, raw_counts_per_g=100.0,
-        offset_counts=5_000, counts_per_g="102", clock=clock,
+        settle_s=0,
+        initial_g=1_000,
+        raw_offset_counts=5_000,
+        raw_counts_per_g=100.0,
+        offset_counts=5_000,
+        counts_per_g="102",
+        clock=clock,
     )
     assert skewed.read(1.0).grams == 980
     with pytest.raises(HardwareConfigError):

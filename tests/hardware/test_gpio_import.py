@@ -67,7 +67,12 @@ def test_every_gpio_module_imports_without_touching_rpi_gpio():
         """
     )
     done = subprocess.run(
-        [sys.executable, "-c", script], check=False, capture_output=True, text=True, cwd=ROOT, timeout=60
+        [sys.executable, "-c", script],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok False"
@@ -75,11 +80,16 @@ def test_every_gpio_module_imports_without_touching_rpi_gpio():
 
 def test_only_hardware_gpio_imports_rpi_gpio():
     sources = [
-        p for p in ROOT.rglob("*.py")
+        p
+        for p in ROOT.rglob("*.py")
         if not {".venv", ".git", "node_modules", "build"} & set(p.relative_to(ROOT).parts)
     ]
     assert len(sources) > 10
-    importers = {str(p.relative_to(ROOT)) for p in sources if RPI_IMPORT.search(p.read_text(errors="replace"))}
+    importers = {
+        str(p.relative_to(ROOT))
+        for p in sources
+        if RPI_IMPORT.search(p.read_text(errors="replace"))
+    }
     assert importers == {"hardware/gpio.py"}
 
 
@@ -94,13 +104,17 @@ def test_rpi_gpio_refusing_to_run_off_a_pi_is_a_config_error(tmp_path, monkeypat
     package.mkdir()
     (package / "__init__.py").write_text("")
     # what the real package does when imported on x86
-    (package / "GPIO.py").write_text('raise RuntimeError("This module can only be run on a Raspberry Pi!")\n')
+    (package / "GPIO.py").write_text(
+        'raise RuntimeError("This module can only be run on a Raspberry Pi!")\n'
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(HardwareConfigError, match="only be run on a Raspberry Pi"):
         get_pins("rpi")
 
 
-def test_rpi_backend_uses_whatever_module_is_installed_as_rpi_gpio(tmp_path, monkeypatch, no_shared_rpi):
+def test_rpi_backend_uses_whatever_module_is_installed_as_rpi_gpio(
+    tmp_path, monkeypatch, no_shared_rpi
+):
     # rpi-lgpio installs under the same module name; here the simulator plays that part
     package = tmp_path / "RPi"
     package.mkdir()

@@ -20,7 +20,9 @@ def chip(gain: int = 128, samples: int = 3, rate_sps: int = 10, **model_kw):
     model_kw.setdefault("offset_counts", 8_000)
     model_kw.setdefault("counts_per_g", 10)
     model = rig.board.attach(HX711Model(DOUT, SCK, rate_sps=rate_sps, **model_kw))
-    driver = HX711(rig.pins, DOUT, SCK, gain=gain, samples=samples, rate_sps=rate_sps, clock=rig.clock)
+    driver = HX711(
+        rig.pins, DOUT, SCK, gain=gain, samples=samples, rate_sps=rate_sps, clock=rig.clock
+    )
     return rig, model, driver
 
 
@@ -200,7 +202,12 @@ def test_noisy_chip_with_spikes_and_overruns_stays_accurate():
 
 def test_bad_configuration_is_refused():
     rig = make_rig()
-    for kwargs in ({"gain": 100}, {"samples": 2}, {"rate_sps": 20}, {"samples": 5, "max_attempts": 4}):
+    for kwargs in (
+        {"gain": 100},
+        {"samples": 2},
+        {"rate_sps": 20},
+        {"samples": 5, "max_attempts": 4},
+    ):
         with pytest.raises(HardwareConfigError):
             HX711(rig.pins, DOUT, SCK, **kwargs)
     assert rig.pins.in_use() == {}

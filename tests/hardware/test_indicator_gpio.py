@@ -15,8 +15,13 @@ GREEN, RED, BUZZER = 16, 20, 21
 def indicator(active_low: bool = False, buzzer: bool = True):
     rig = make_rig()
     light = GpioIndicator(
-        gpio="sim", green_pin=GREEN, red_pin=RED, buzzer_pin=BUZZER if buzzer else None,
-        active_low=active_low, pins=rig.pins, clock=rig.clock,
+        gpio="sim",
+        green_pin=GREEN,
+        red_pin=RED,
+        buzzer_pin=BUZZER if buzzer else None,
+        active_low=active_low,
+        pins=rig.pins,
+        clock=rig.clock,
     )
     return rig, light
 
@@ -30,8 +35,13 @@ def test_states_light_the_right_leds():
     rig, light = indicator()
     assert isinstance(light, Indicator)
     assert leds(rig) == (False, False)
-    expected = {"idle": (True, False), "busy": (True, True), "ok": (True, False),
-                "error": (False, True), "off": (False, False)}
+    expected = {
+        "idle": (True, False),
+        "busy": (True, True),
+        "ok": (True, False),
+        "error": (False, True),
+        "off": (False, False),
+    }
     for state, pair in expected.items():
         light.show(state)
         assert leds(rig) == pair, state

@@ -18,11 +18,17 @@ from tests.hardware.gpio_rig import make_rig
 DOUT, SCK = 17, 27
 
 
-def platform(model_offset: int = 8_000, model_cpg: Fraction | int | str = Fraction(43, 2), **scale_kw):
+def platform(
+    model_offset: int = 8_000, model_cpg: Fraction | int | str = Fraction(43, 2), **scale_kw
+):
     """Return (rig, model, scale) for a platform whose true calibration the model holds."""
     rig = make_rig()
-    model = rig.board.attach(HX711Model(DOUT, SCK, offset_counts=model_offset, counts_per_g=model_cpg))
-    scale = HX711Scale(gpio="sim", dout_pin=DOUT, sck_pin=SCK, pins=rig.pins, clock=rig.clock, **scale_kw)
+    model = rig.board.attach(
+        HX711Model(DOUT, SCK, offset_counts=model_offset, counts_per_g=model_cpg)
+    )
+    scale = HX711Scale(
+        gpio="sim", dout_pin=DOUT, sck_pin=SCK, pins=rig.pins, clock=rig.clock, **scale_kw
+    )
     return rig, model, scale
 
 
@@ -118,7 +124,9 @@ def test_bad_config_values_stop_construction():
     rig = make_rig()
     for kwargs in ({"gain": 3}, {"offset_counts": "x"}, {"counts_per_g": "nope"}, {"samples": 1}):
         with pytest.raises(HardwareConfigError):
-            HX711Scale(gpio="sim", dout_pin=DOUT, sck_pin=SCK, pins=rig.pins, clock=rig.clock, **kwargs)
+            HX711Scale(
+                gpio="sim", dout_pin=DOUT, sck_pin=SCK, pins=rig.pins, clock=rig.clock, **kwargs
+            )
     with pytest.raises(HardwareConfigError, match="BCM"):
         HX711Scale(gpio="sim", dout_pin=40, sck_pin=SCK, pins=rig.pins, clock=rig.clock)
 
@@ -138,8 +146,14 @@ def test_registry_builds_it_on_the_named_sim_backend():
     try:
         model = board.attach(HX711Model(DOUT, SCK, offset_counts=-300, counts_per_g=7, load_g=900))
         scale = registry.build(
-            "scale", "hx711", gpio="sim", dout_pin=DOUT, sck_pin=SCK,
-            offset_counts=-300, counts_per_g=7, clock=clock,
+            "scale",
+            "hx711",
+            gpio="sim",
+            dout_pin=DOUT,
+            sck_pin=SCK,
+            offset_counts=-300,
+            counts_per_g=7,
+            clock=clock,
         )
         assert scale.chip.pins is get_pins("sim")
         assert scale.read(5).grams == 900

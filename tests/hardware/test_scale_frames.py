@@ -23,8 +23,12 @@ GRAMS = st.integers(min_value=-999_999_999, max_value=999_999_999)
 SEPARATORS = st.sampled_from([",", " ", ", ", ",  ", "  ", ";", ":"])
 
 
-@given(grams=GRAMS, status=st.sampled_from(["ST", "US"]), kind=st.sampled_from(["GS", "NT"]),
-       unit=st.sampled_from(["kg", "g"]))
+@given(
+    grams=GRAMS,
+    status=st.sampled_from(["ST", "US"]),
+    kind=st.sampled_from(["GS", "NT"]),
+    unit=st.sampled_from(["kg", "g"]),
+)
 @example(grams=12345, status="ST", kind="GS", unit="kg")
 def test_formatted_continuous_frame_parses_back(grams, status, kind, unit):
     frame = parse_continuous(format_continuous(grams, status=status, kind=kind, unit=unit))
@@ -57,7 +61,7 @@ def test_formatted_sics_weight_parses_back(grams, stable, unit):
     assert reply == SicsReply("S", "S" if stable else "D", grams)
 
 
-@given(kilograms=st.decimals(min_value=-10**6, max_value=10**6, places=3, allow_nan=False))
+@given(kilograms=st.decimals(min_value=-(10**6), max_value=10**6, places=3, allow_nan=False))
 def test_kilograms_with_three_decimals_are_exact_grams(kilograms):
     line = f"ST,GS,{kilograms:+.3f}kg"
     assert parse_continuous(line).grams == int(kilograms * 1000)
@@ -85,7 +89,9 @@ def test_random_text_raises_only_frame_error(text):
         assert isinstance(result, (ContinuousFrame, SicsReply))
 
 
-@given(prefix=st.sampled_from(["ST", "US", "S S", "Z", "OL"]), junk=st.binary(min_size=1, max_size=20))
+@given(
+    prefix=st.sampled_from(["ST", "US", "S S", "Z", "OL"]), junk=st.binary(min_size=1, max_size=20)
+)
 def test_frames_with_trailing_junk_do_not_crash(prefix, junk):
     for parse in (parse_continuous, parse_sics):
         try:
@@ -120,8 +126,18 @@ def test_continuous_examples(line, expected):
 
 @pytest.mark.parametrize(
     "line",
-    ["", "\r\n", "ST,GS,+ 12.345", "XX,GS,+ 1.000kg", "ST,GS,+ 1.000 stone", "ST,GS,++1kg",
-     "ST,GS,+ 1.2.3kg", "OLD,GS,+ 1kg", "ST,GS,+ 1kg\x07", "ST,GS,+ " + "1" * 70 + "kg"],
+    [
+        "",
+        "\r\n",
+        "ST,GS,+ 12.345",
+        "XX,GS,+ 1.000kg",
+        "ST,GS,+ 1.000 stone",
+        "ST,GS,++1kg",
+        "ST,GS,+ 1.2.3kg",
+        "OLD,GS,+ 1kg",
+        "ST,GS,+ 1kg\x07",
+        "ST,GS,+ " + "1" * 70 + "kg",
+    ],
 )
 def test_continuous_rejects(line):
     with pytest.raises(FrameError):
@@ -161,7 +177,9 @@ def test_sics_examples(line, expected):
     assert reply.is_error is (expected.command in ("ES", "ET", "EL"))
 
 
-@pytest.mark.parametrize("line", ["S", "S A", "S S g", "I4 A \"123\"", "Z", "ZA", "E", "S S 1 furlong"])
+@pytest.mark.parametrize(
+    "line", ["S", "S A", "S S g", 'I4 A "123"', "Z", "ZA", "E", "S S 1 furlong"]
+)
 def test_sics_rejects(line):
     with pytest.raises(FrameError):
         parse_sics(line)

@@ -48,7 +48,14 @@ def make_reader(port):
 
 @pytest.mark.parametrize(
     "sent, configured",
-    [(b"\r", "CR"), (b"\n", "LF"), (b"\r\n", "CRLF"), (b"\r", "any"), (b"\n", "any"), (b"\r\n", "any")],
+    [
+        (b"\r", "CR"),
+        (b"\n", "LF"),
+        (b"\r\n", "CRLF"),
+        (b"\r", "any"),
+        (b"\n", "any"),
+        (b"\r\n", "any"),
+    ],
 )
 def test_lines_with_each_terminator(scanner, make_reader, sent, configured):
     scanner.terminator = sent
@@ -292,7 +299,9 @@ def test_close_wakes_a_waiting_read(scanner, make_reader):
 
     reader = make_reader()
     outcome = []
-    waiter = threading.Thread(target=lambda: outcome.append(pytest.raises(ScannerFault, reader.read, 30.0)))
+    waiter = threading.Thread(
+        target=lambda: outcome.append(pytest.raises(ScannerFault, reader.read, 30.0))
+    )
     waiter.start()
     assert wait_until(lambda: waiter.is_alive())
     reader.close()

@@ -130,7 +130,9 @@ def test_resync_after_garbage_and_a_torn_frame(indicator, scale):
     _connect(driver, device)
     device.send_bytes(b"S,+ 12.3")  # joined mid-frame: the start is lost
     device.send_bytes(b"45kg\r\n\x00\xff\xfe\r\n")
-    device.send_bytes(b"###########################################################################")
+    device.send_bytes(
+        b"###########################################################################"
+    )
     device.send_bytes(b"\r\nST,GS,+  2.000kg\r\n")
     assert driver.read(WAIT_S).grams == 2000
     assert driver.garbage_lines >= 2
@@ -244,7 +246,9 @@ def test_sics_busy_then_ready(indicator, scale):
     assert device.replies[0] == "S I"
 
 
-@pytest.mark.parametrize("attribute, message", [("overload", "overload"), ("underload", "underload")])
+@pytest.mark.parametrize(
+    "attribute, message", [("overload", "overload"), ("underload", "underload")]
+)
 def test_sics_over_and_underload(indicator, scale, attribute, message):
     device = indicator(protocol="mt-sics")
     driver = scale(protocol="mt-sics")
@@ -279,8 +283,11 @@ def test_sics_zero(indicator, scale):
 
 @pytest.mark.parametrize(
     "state, message",
-    [({"stable": False}, "busy or not stable"), ({"overload": True}, "above the zero range"),
-     ({"underload": True}, "below the zero range")],
+    [
+        ({"stable": False}, "busy or not stable"),
+        ({"overload": True}, "above the zero range"),
+        ({"underload": True}, "below the zero range"),
+    ],
 )
 def test_sics_zero_refused(indicator, scale, state, message):
     device = indicator(protocol="mt-sics")

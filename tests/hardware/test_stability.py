@@ -19,7 +19,9 @@ from tests.hardware.gpio_rig import make_rig
 class ScriptedScale:
     """A Scale whose grams are a function of virtual time; one sample every ``period_s``."""
 
-    def __init__(self, clock: VirtualClock, grams_at: Callable[[float], int], period_s: float = 0.1):
+    def __init__(
+        self, clock: VirtualClock, grams_at: Callable[[float], int], period_s: float = 0.1
+    ):
         self.clock, self.grams_at, self.period_s = clock, grams_at, period_s
         self.reads = 0
 
@@ -40,7 +42,9 @@ def samples(values: list[int], period_s: float = 0.1) -> list[WeightSample]:
     return [WeightSample(grams=g, stable=None, at_s=i * period_s) for i, g in enumerate(values)]
 
 
-def feed_all(detector: StabilityDetector, values: list[int], period_s: float = 0.1) -> list[int | None]:
+def feed_all(
+    detector: StabilityDetector, values: list[int], period_s: float = 0.1
+) -> list[int | None]:
     return [detector.feed(s) for s in samples(values, period_s)]
 
 
@@ -82,6 +86,7 @@ def test_swinging_load_never_settles_and_faults_with_why():
 
 def test_wait_stable_returns_once_the_bag_settles():
     clock = VirtualClock()
+
     # lands at 0.5 s, swings until 1.5 s, then rests at 2 340 g
     def grams_at(t: float) -> int:
         if t < 0.5:
@@ -107,7 +112,9 @@ def test_scale_faults_propagate_unchanged():
 
 
 def test_zero_tracking_follows_drift_near_zero_in_small_steps():
-    detector = StabilityDetector(band_g=5, window_s=1.0, filter_len=1, zero_track_band_g=10, zero_track_step_g=1)
+    detector = StabilityDetector(
+        band_g=5, window_s=1.0, filter_len=1, zero_track_band_g=10, zero_track_step_g=1
+    )
     out = feed_all(detector, [4] * 80)
     stable = [v for v in out if v is not None]
     assert stable[0] == 3  # first stable reading: one 1 g step taken
@@ -117,7 +124,9 @@ def test_zero_tracking_follows_drift_near_zero_in_small_steps():
 
 
 def test_zero_tracking_leaves_a_real_load_alone():
-    detector = StabilityDetector(band_g=5, window_s=1.0, filter_len=1, zero_track_band_g=10, zero_track_step_g=1)
+    detector = StabilityDetector(
+        band_g=5, window_s=1.0, filter_len=1, zero_track_band_g=10, zero_track_step_g=1
+    )
     out = feed_all(detector, [250] * 80)
     assert out[-1] == 250 and detector.zero_offset_g == 0
 
@@ -138,10 +147,20 @@ def test_bad_settings_are_refused():
 
 def test_works_over_the_hx711_driver_and_model():
     rig = make_rig()
-    model = rig.board.attach(HX711Model(17, 27, offset_counts=5_000, counts_per_g=20, noise_counts=30, seed=3))
+    model = rig.board.attach(
+        HX711Model(17, 27, offset_counts=5_000, counts_per_g=20, noise_counts=30, seed=3)
+    )
     scale = HX711Scale(
-        gpio="sim", dout_pin=17, sck_pin=27, offset_counts=5_000, counts_per_g=20, pins=rig.pins, clock=rig.clock
+        gpio="sim",
+        dout_pin=17,
+        sck_pin=27,
+        offset_counts=5_000,
+        counts_per_g=20,
+        pins=rig.pins,
+        clock=rig.clock,
     )
     assert abs(wait_stable(scale, timeout_s=10, band_g=10, window_s=1.0, clock=rig.clock)) <= 3
     model.set_load_g(1_500)
-    assert abs(wait_stable(scale, timeout_s=10, band_g=10, window_s=1.0, clock=rig.clock) - 1_500) <= 3
+    assert (
+        abs(wait_stable(scale, timeout_s=10, band_g=10, window_s=1.0, clock=rig.clock) - 1_500) <= 3
+    )

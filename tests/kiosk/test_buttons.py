@@ -131,9 +131,7 @@ def test_poller_building_releases_the_pins_it_took_when_one_fails():
     rig = make_rig()
     rig.pins.setup_output(6, False)
     with pytest.raises(HardwareConfigError):
-        build_button_poller(
-            {"a": (5, "a"), "b": (6, "b")}, print, gpio=rig.pins, clock=rig.clock
-        )
+        build_button_poller({"a": (5, "a"), "b": (6, "b")}, print, gpio=rig.pins, clock=rig.clock)
     assert rig.pins.in_use() == {6: "output"}
 
 
@@ -156,9 +154,7 @@ def test_poller_thread_reports_a_press_in_real_time():
 # -- config ------------------------------------------------------------------------------------
 
 
-def raw_config(
-    state_dir, *, public_key=None, buttons=None, door_pins=DOOR_PINS, **extra
-):
+def raw_config(state_dir, *, public_key=None, buttons=None, door_pins=DOOR_PINS, **extra):
     """Return a raw two-door config on fakes with GPIO buttons on the simulated header."""
     raw = {
         "kiosk": {"name": "button-kiosk", "state_dir": str(state_dir)},
@@ -191,9 +187,7 @@ def raw_config(
 
 def test_config_reads_button_keys(tmp_path):
     config = config_from_dict(
-        raw_config(
-            tmp_path, buttons={"debounce_ms": 50, "active_low": False, "poll_ms": 5}
-        )
+        raw_config(tmp_path, buttons={"debounce_ms": 50, "active_low": False, "poll_ms": 5})
     )
     assert [d.button_pin for d in config.doors] == [5, 6]
     assert (
@@ -206,9 +200,7 @@ def test_config_reads_button_keys(tmp_path):
         5,
     )
     assert config.buttons.cancel_pin is None
-    assert (
-        "button_pin" not in config.doors[0].options
-    )  # a door key, not a driver option
+    assert "button_pin" not in config.doors[0].options  # a door key, not a driver option
 
 
 @pytest.mark.parametrize(
@@ -236,9 +228,7 @@ def test_config_reads_button_keys(tmp_path):
             "buttons.debounce_ms: expected int >= 1",
         ),
         (
-            lambda r: r.update(
-                indicator={"driver": "gpio", "green_pin": 5, "red_pin": 24}
-            ),
+            lambda r: r.update(indicator={"driver": "gpio", "green_pin": 5, "red_pin": 24}),
             "doors[0].button_pin: GPIO 5 is already indicator.green_pin",
         ),
     ],
@@ -282,9 +272,7 @@ def press(session, board, pin: int, steps: int = 4) -> None:
 
 def button_session(tmp_path, keys, **raw_kw) -> Session:
     return Session(
-        config_from_dict(
-            raw_config(tmp_path / "state", public_key=keys.public, **raw_kw)
-        )
+        config_from_dict(raw_config(tmp_path / "state", public_key=keys.public, **raw_kw))
     )
 
 
@@ -304,17 +292,13 @@ def test_a_door_button_in_choosing_picks_that_door(tmp_path, sim_header, keys):
         s.close()
 
 
-def test_a_door_button_in_idle_is_refused_and_the_resident_told(
-    tmp_path, sim_header, keys
-):
+def test_a_door_button_in_idle_is_refused_and_the_resident_told(tmp_path, sim_header, keys):
     s = button_session(tmp_path, keys)
     try:
         mark = s.screen.mark()
         press(s, sim_header, DOOR_PINS[1])
         assert s.state == "idle"
-        assert any(
-            "scan the label on your bag first" in text for text in s.screen.since(mark)
-        )
+        assert any("scan the label on your bag first" in text for text in s.screen.since(mark))
         assert s.door(1).unlock_count == 0 and s.door(2).unlock_count == 0
         assert s.station.hardware.indicator is not None
     finally:

@@ -111,8 +111,10 @@ def test_build_driver_passes_options_and_runtime_clock(tmp_path):
     [
         (lambda t: t + "\n[extra]\nx = 1\n", "extra"),
         (lambda t: t.replace('name = "test kiosk"', 'name = "k"\ncolour = "red"'), "kiosk.colour"),
-        (lambda t: t.replace('community = "green"', 'community = "green"\nretries = 3'),
-         "backend.retries"),
+        (
+            lambda t: t.replace('community = "green"', 'community = "green"\nretries = 3'),
+            "backend.retries",
+        ),
         (lambda t: t + "\n[weighing]\nband_gram = 10\n", "weighing.band_gram"),
         (lambda t: t + "\n[timeouts]\ndoor_s = 10\n", "timeouts.door_s"),
         (lambda t: t + "\n[journal]\nlimit = 10\n", "journal.limit"),
@@ -127,22 +129,40 @@ def test_unknown_key_is_named(tmp_path, edit, key):
 @pytest.mark.parametrize(
     "edit, expected",
     [
-        (lambda t: t.replace("lock_retries = 2", 'lock_retries = "two"'),
-         "doors[1].lock_retries: expected int, got str"),
-        (lambda t: t.replace('community = "green"', 'community = "green"\ntimeout_s = "fast"'),
-         "backend.timeout_s: expected float, got str"),
+        (
+            lambda t: t.replace("lock_retries = 2", 'lock_retries = "two"'),
+            "doors[1].lock_retries: expected int, got str",
+        ),
+        (
+            lambda t: t.replace('community = "green"', 'community = "green"\ntimeout_s = "fast"'),
+            "backend.timeout_s: expected float, got str",
+        ),
         (lambda t: t + "\n[weighing]\nband_g = 1.5\n", "weighing.band_g: expected int, got float"),
-        (lambda t: t.replace("capacity_g = 40000\ndriver = \"fake\"\nlock",
-                             "capacity_g = -1\ndriver = \"fake\"\nlock"),
-         "doors[1].capacity_g: expected int >= 1"),
+        (
+            lambda t: t.replace(
+                'capacity_g = 40000\ndriver = "fake"\nlock',
+                'capacity_g = -1\ndriver = "fake"\nlock',
+            ),
+            "doors[1].capacity_g: expected int >= 1",
+        ),
         (lambda t: t + "\n[backend.extra]\n", "backend.extra: unknown key"),
-        (lambda t: t.replace("settle_s = 0.2", "settle_s = true"),
-         "scale.settle_s: expected float, got bool"),
-        (lambda t: t + "\n[gpio]\nbackend = \"pigpio\"\n", "gpio.backend: invalid enum value 'pigpio'"),
+        (
+            lambda t: t.replace("settle_s = 0.2", "settle_s = true"),
+            "scale.settle_s: expected float, got bool",
+        ),
+        (
+            lambda t: t + '\n[gpio]\nbackend = "pigpio"\n',
+            "gpio.backend: invalid enum value 'pigpio'",
+        ),
         (lambda t: t.replace('url = "http://127.0.0.1:5000"', 'url = "ftp://x"'), "backend.url"),
-        (lambda t: t.replace('secret = "0123456789abcdef0123"', 'secret = "short"'),
-         "backend.secret: expected str of length >= 16"),
-        (lambda t: t.replace('kiosk_id = "k_test"\n', ""), "backend.kiosk_id: required key missing"),
+        (
+            lambda t: t.replace('secret = "0123456789abcdef0123"', 'secret = "short"'),
+            "backend.secret: expected str of length >= 16",
+        ),
+        (
+            lambda t: t.replace('kiosk_id = "k_test"\n', ""),
+            "backend.kiosk_id: required key missing",
+        ),
     ],
 )
 def test_bad_value_is_named(tmp_path, edit, expected):
@@ -164,8 +184,9 @@ def test_runtime_parameters_cannot_be_set_from_the_file(tmp_path):
 
 
 def test_unknown_driver_name_is_named(tmp_path):
-    message = error_of(tmp_path, MINIMAL.replace('[scanner]\ndriver = "fake"',
-                                                 '[scanner]\ndriver = "laser"'))
+    message = error_of(
+        tmp_path, MINIMAL.replace('[scanner]\ndriver = "fake"', '[scanner]\ndriver = "laser"')
+    )
     assert "scanner.driver: unknown scanner driver 'laser'" in message
 
 
@@ -218,11 +239,15 @@ def test_calibration_file_is_merged_over_the_scale_table(tmp_path):
     state = tmp_path / "state"
     state.mkdir()
     (state / "calibration.toml").write_text(
-        '[scale]\noffset_counts = 8123\ncounts_per_g = "429470/1000"\n', encoding="utf-8")
+        '[scale]\noffset_counts = 8123\ncounts_per_g = "429470/1000"\n', encoding="utf-8"
+    )
     config = load_config(write(tmp_path, MINIMAL))
     assert config.calibration_path == state.resolve() / "calibration.toml"
-    assert config.scale.options == {"settle_s": 0.2, "offset_counts": 8123,
-                                    "counts_per_g": "429470/1000"}
+    assert config.scale.options == {
+        "settle_s": 0.2,
+        "offset_counts": 8123,
+        "counts_per_g": "429470/1000",
+    }
     scale = build_driver("scale", config.scale, clock=FakeClock())
     assert scale.offset_counts == 8123
 
@@ -242,17 +267,24 @@ def test_calibration_file_with_anything_else_is_refused(tmp_path):
 def test_sim_config_from_demo(tmp_path):
     key = public_key_to_text(generate_private_key())
     demo = {
-        "backend_url": "http://127.0.0.1:5000", "kiosk_id": "k_demo",
-        "secret": "s" * 43, "community": "demo", "label_public_key": key,
-        "doors": [{"door": 1, "category": "plastic", "capacity_g": 30000},
-                  {"door": 2, "category": "paper", "capacity_g": 40000}],
+        "backend_url": "http://127.0.0.1:5000",
+        "kiosk_id": "k_demo",
+        "secret": "s" * 43,
+        "community": "demo",
+        "label_public_key": key,
+        "doors": [
+            {"door": 1, "category": "plastic", "capacity_g": 30000},
+            {"door": 2, "category": "paper", "capacity_g": 40000},
+        ],
     }
     path = tmp_path / "demo-kiosk.json"
     path.write_text(json.dumps(demo), encoding="utf-8")
     config = sim_config_from_demo(path, tmp_path / "sim-state")
     assert config.backend.kiosk_id == "k_demo" and config.backend.label_public_key == key
     assert [(d.number, d.category, d.capacity_g, d.driver) for d in config.doors] == [
-        (1, "plastic", 30000, "fake"), (2, "paper", 40000, "fake")]
+        (1, "plastic", 30000, "fake"),
+        (2, "paper", 40000, "fake"),
+    ]
     assert config.scanner.driver == config.scale.driver == "fake"
     assert config.gpio.backend == "sim" and config.state_path == (tmp_path / "sim-state")
     del demo["secret"]

@@ -52,9 +52,7 @@ expect-state idle
 @pytest.fixture
 def world(app):
     with db.begin() as s:
-        return build_world(
-            s, households=2, labels_per_household=2, points_per_kg=POINTS_PER_KG
-        )
+        return build_world(s, households=2, labels_per_household=2, points_per_kg=POINTS_PER_KG)
 
 
 @pytest.fixture
@@ -131,9 +129,7 @@ def backend_state(world) -> tuple[dict[str, int], int, int]:
     with db.session() as s:
         deposits = {
             str(d.id): d.net_g
-            for d in s.scalars(
-                select(Deposit).where(Deposit.kiosk_id == world.kiosk.id)
-            )
+            for d in s.scalars(select(Deposit).where(Deposit.kiosk_id == world.kiosk.id))
         }
         household_id = world.households["H001"].id
         entries = s.scalar(
@@ -141,9 +137,7 @@ def backend_state(world) -> tuple[dict[str, int], int, int]:
             .select_from(LedgerEntry)
             .where(LedgerEntry.household_id == household_id)
         )
-        balance = s.scalar(
-            select(Account.balance).where(Account.household_id == household_id)
-        )
+        balance = s.scalar(select(Account.balance).where(Account.household_id == household_id))
     return deposits, entries, balance
 
 
@@ -167,31 +161,23 @@ def test_sigkill_at_each_state_loses_and_duplicates_nothing(
 ):
     config = write_kiosk(tmp_path, world, backend)
     label = world.labels["H001"][0]
-    crashed = run_kiosk(
-        tmp_path, config, SESSION.format(label=label, grams=GRAMS), crash_at
-    )
+    crashed = run_kiosk(tmp_path, config, SESSION.format(label=label, grams=GRAMS), crash_at)
     assert crashed.returncode == -9, crashed.stdout + crashed.stderr
     assert "crash hook: SIGKILL at" in crashed.stderr
     restarted = run_kiosk(tmp_path, config, RESTART, None)
     assert restarted.returncode == 0, restarted.stdout + restarted.stderr
     rows = assert_exactly_once(tmp_path, world, expected)
-    if (
-        crash_at == "upload"
-    ):  # the lost answer: sent again, answered duplicate, credited once
+    if crash_at == "upload":  # the lost answer: sent again, answered duplicate, credited once
         assert [r.sync_status for r in rows] == ["duplicate"]
     if crash_at in ("door_open", "weighing_after"):
         assert "recovered deposit" in restarted.stderr
 
 
 @pytest.mark.slow
-def test_a_crash_during_recovery_is_recovered_by_the_next_start(
-    tmp_path, world, backend
-):
+def test_a_crash_during_recovery_is_recovered_by_the_next_start(tmp_path, world, backend):
     config = write_kiosk(tmp_path, world, backend)
     label = world.labels["H001"][0]
-    first = run_kiosk(
-        tmp_path, config, SESSION.format(label=label, grams=GRAMS), "door_open"
-    )
+    first = run_kiosk(tmp_path, config, SESSION.format(label=label, grams=GRAMS), "door_open")
     assert first.returncode == -9
     second = run_kiosk(tmp_path, config, RESTART, "recovering")
     assert second.returncode == -9, second.stdout + second.stderr
@@ -221,13 +207,9 @@ def assert_exactly_once(tmp_path: Path, world, expected: int) -> list:
         rows = journal.deposits(limit=100)
     finally:
         journal.close()
-    assert not [r for r in rows if r.state == "open"], (
-        "an open deposit was left unresolved"
-    )
+    assert not [r for r in rows if r.state == "open"], "an open deposit was left unresolved"
     credited = {r.id: r.net_g for r in rows if r.state == "synced"}
-    assert not [r for r in rows if r.state == "recorded"], (
-        "a recorded deposit was never uploaded"
-    )
+    assert not [r for r in rows if r.state == "recorded"], "a recorded deposit was never uploaded"
     deposits, entries, balance = backend_state(world)
     assert deposits == credited  # the same ids and weights on both sides: nothing lost
     assert len(deposits) == expected  # and nothing twice

@@ -132,9 +132,7 @@ def test_wrong_category_is_refused_and_the_resident_chooses_again(make_session, 
 
 def test_no_choice_in_time_goes_back_to_idle(make_session, keys):
     s = make_session()
-    s.run(
-        f"{keys.label()}\nwait 21\nexpect No bin was chosen in time\nexpect-state idle"
-    )
+    s.run(f"{keys.label()}\nwait 21\nexpect No bin was chosen in time\nexpect-state idle")
     assert deposits(s) == []
 
 
@@ -171,9 +169,7 @@ def test_door_left_open_alarms_faults_and_clears_when_shut(make_session, keys):
         expect Out of order: door 2 was left open
         expect-state fault
     """)
-    assert all(
-        s.door(n).locked for n in (1, 2)
-    )  # the bolt is out: it latches when shut
+    assert all(s.door(n).locked for n in (1, 2))  # the bolt is out: it latches when shut
     assert "long" in s.station.hardware.indicator.beeps  # the alarm
     assert [r.state for r in deposits(s)] == ["open"]
     s.run(f"{keys.label()}\nexpect Out of order")  # scans are refused while in fault
@@ -224,9 +220,7 @@ def test_weight_never_settles_after_the_deposit_then_recovers(make_session, keys
 
 def test_weight_never_settles_before_the_door_unlocks(make_session, keys):
     s = make_session()
-    s.run(
-        f"unstable\n{keys.label()}\nplastic\nexpect the weight never settled\nexpect-state fault"
-    )
+    s.run(f"unstable\n{keys.label()}\nplastic\nexpect the weight never settled\nexpect-state fault")
     assert deposits(s) == [] and s.door(1).unlock_count == 0
     s.run("unstable off\nwait 3\nexpect-state idle")
     assert deposits(s) == []
@@ -266,9 +260,7 @@ def test_revoked_label_is_refused_offline_from_the_cached_config(make_session, k
         },
     )
     s.station.refresh_config()
-    s.run(
-        f"{keys.label(serial='REV0000001')}\nexpect Label refused: this label has been revoked"
-    )
+    s.run(f"{keys.label(serial='REV0000001')}\nexpect Label refused: this label has been revoked")
     s.run(f"{keys.label(serial='F1NE000001')}\nexpect choose a bin")
     assert [r.serial for r in deposits(s)] == []
 
@@ -344,9 +336,7 @@ def test_every_waiting_state_has_a_timeout_except_idle_and_fault():
 
 
 def test_points_estimate_matches_the_backend_rounding():
-    assert (
-        points_estimate(1234, 25, 100) == 30
-    )  # floor(1234 * 25 / 1000) = floor(30.85)
+    assert points_estimate(1234, 25, 100) == 30  # floor(1234 * 25 / 1000) = floor(30.85)
     assert points_estimate(99, 25, 100) == 0
     assert points_estimate(0, 25, 0) == 0
     assert points_estimate(1000, 7, 0) == 7
@@ -369,9 +359,7 @@ def test_script_failure_class_is_raised_for_unknown_weights(make_session):
 
 def test_an_unplugged_scanner_is_a_fault_that_clears_on_replug(make_session, keys):
     s = make_session()
-    s.run(
-        "unplug\nexpect Out of order: scanner fault: scanner unplugged\nexpect-state fault"
-    )
+    s.run("unplug\nexpect Out of order: scanner fault: scanner unplugged\nexpect-state fault")
     assert all(s.door(n).locked for n in (1, 2))
     s.run(f"replug\nwait 2\nexpect-state idle\n{keys.label()}\nexpect choose a bin")
 
@@ -389,14 +377,10 @@ def test_a_dead_scale_mid_deposit_faults_and_the_deposit_is_resolved_when_it_ans
     assert (row.state, row.net_g) == ("recorded", 450)
 
 
-def test_a_locked_door_that_opens_is_a_forced_door_fault_needing_a_reset(
-    make_session, keys
-):
+def test_a_locked_door_that_opens_is_a_forced_door_fault_needing_a_reset(make_session, keys):
     s = make_session()
     door = s.door(1)
-    door.is_closed = lambda: (
-        False
-    )  # the sensor says open although the bolt is out: a broken lock
+    door.is_closed = lambda: False  # the sensor says open although the bolt is out: a broken lock
     s.run("wait 1\nexpect Out of order: door 1 opened while locked\nexpect-state fault")
     s.run("wait 30\nexpect-state fault")  # never clears by itself
     del door.is_closed  # the technician mends it
@@ -406,9 +390,7 @@ def test_a_locked_door_that_opens_is_a_forced_door_fault_needing_a_reset(
 def test_cancel_before_the_door_opens_records_nothing(make_session, keys):
     s = make_session()
     s.run(f"{keys.label()}\ncancel\nexpect Cancelled\nexpect-state idle")
-    s.run(
-        f"{keys.label()}\nplastic\nexpect-state door_unlocked\ncancel\nexpect-state idle"
-    )
+    s.run(f"{keys.label()}\nplastic\nexpect-state door_unlocked\ncancel\nexpect-state idle")
     [row] = deposits(s)
     assert row.state == "interrupted" and s.door(1).locked
 
@@ -438,9 +420,7 @@ def test_label_command_scans_from_the_labels_list(make_session, keys):
     assert "there are 1" in s.expect_fails("label 2")
 
 
-def test_doors_on_separate_scales_are_weighed_and_recovered_on_their_own(
-    tmp_path, keys
-):
+def test_doors_on_separate_scales_are_weighed_and_recovered_on_their_own(tmp_path, keys):
     from kiosk.config import config_from_dict
 
     raw = {
@@ -477,9 +457,7 @@ def test_doors_on_separate_scales_are_weighed_and_recovered_on_their_own(
     config = config_from_dict(raw)
     first = Session(config)
     first.run(f"{keys.label()}\npaper\ndrop 700\nclose\nexpect 700 g of paper")
-    assert (
-        first.station.hardware.scales["left"].load_g == 2000
-    )  # the other bin did not move
+    assert first.station.hardware.scales["left"].load_g == 2000  # the other bin did not move
     first.run(f"{keys.label(serial='NEXT000001')}\npaper\ndrop 300")
     first.station.journal.close()  # the process dies with the door open and the bag in
     second = Session(config)
@@ -497,15 +475,11 @@ def test_doors_on_separate_scales_are_weighed_and_recovered_on_their_own(
 def test_a_reset_with_a_door_standing_open_stays_in_fault(make_session, keys):
     s = make_session()
     s.run(f"{keys.label()}\npaper\ndrop 500\nblock\nclose\nexpect-state fault")
-    s.run(
-        "repair 2\nopen 2\nreset\nexpect door 2 stands open: close it first\nexpect-state fault"
-    )
+    s.run("repair 2\nopen 2\nreset\nexpect door 2 stands open: close it first\nexpect-state fault")
     s.run("close 2\nreset\nexpect-state idle")
 
 
-def test_the_unlock_window_is_no_longer_than_the_lock_stays_energised(
-    make_session, keys
-):
+def test_the_unlock_window_is_no_longer_than_the_lock_stays_energised(make_session, keys):
     s = make_session()
     s.door(2).max_energise_s = 3.0  # as a GpioDoor solenoid releases itself after 3 s
     s.run(

@@ -34,8 +34,12 @@ class Ticker:
 
 def begin(journal: Journal, door: int = 1, serial: str = "ABC123", before_g: int = 100) -> str:
     return journal.begin_deposit(
-        label=f"SP1.demo.H1.{serial}.sig", household="H1", serial=serial, door=door,
-        category="paper", before_g=before_g,
+        label=f"SP1.demo.H1.{serial}.sig",
+        household="H1",
+        serial=serial,
+        door=door,
+        category="paper",
+        before_g=before_g,
     )
 
 
@@ -72,8 +76,12 @@ def test_deposit_life_cycle_open_recorded_synced(journal):
     assert journal.open_deposits() == []
     assert [d.id for d in journal.outbox(10)] == [deposit_id]
     assert row.to_upload() == {
-        "id": deposit_id, "label": "SP1.demo.H1.ABC123.sig", "door": 1, "category": "paper",
-        "net_g": 750, "occurred_at": "2025-06-01T08:30:00+08:00",
+        "id": deposit_id,
+        "label": "SP1.demo.H1.ABC123.sig",
+        "door": 1,
+        "category": "paper",
+        "net_g": 750,
+        "occurred_at": "2025-06-01T08:30:00+08:00",
     }
 
     counts = journal.record_results(
@@ -126,10 +134,20 @@ def test_every_answer_status(journal):
         {"id": ids[0], "status": "accepted", "points": 10, "balance": 10, "error": None},
         {"id": ids[1], "status": "flagged", "points": 0, "balance": 10, "error": None},
         {"id": ids[2], "status": "duplicate", "points": 5, "balance": 15, "error": None},
-        {"id": ids[3], "status": "rejected", "points": 0, "balance": None,
-         "error": {"code": "label_revoked", "message": "label revoked"}},
-        {"id": ids[4], "status": "conflict", "points": 0, "balance": None,
-         "error": {"code": "conflict", "message": "different content"}},
+        {
+            "id": ids[3],
+            "status": "rejected",
+            "points": 0,
+            "balance": None,
+            "error": {"code": "label_revoked", "message": "label revoked"},
+        },
+        {
+            "id": ids[4],
+            "status": "conflict",
+            "points": 0,
+            "balance": None,
+            "error": {"code": "conflict", "message": "different content"},
+        },
     ]
     counts = journal.record_results(results)
     assert counts == {"accepted": 1, "flagged": 1, "duplicate": 1, "rejected": 1, "conflict": 1}
@@ -143,24 +161,29 @@ def test_every_answer_status(journal):
     assert [f["key"] for f in faults] == [f"conflict:{ids[4]}"]
     assert "different content" in faults[0]["message"]
     # a repeated answer (a retried batch) changes nothing
-    again = journal.record_results([{"id": ids[0], "status": "accepted", "points": 99,
-                                     "balance": 99, "error": None}])
+    again = journal.record_results(
+        [{"id": ids[0], "status": "accepted", "points": 99, "balance": 99, "error": None}]
+    )
     assert again == {"ignored": 1} and journal.get(ids[0]).points == 10
 
 
 def test_unknown_status_changes_nothing(journal):
     ids = [record(journal, serial=f"SER{n:03d}") for n in range(2)]
     with pytest.raises(JournalError, match="unknown deposit status"):
-        journal.record_results([
-            {"id": ids[0], "status": "accepted", "points": 1, "balance": 1, "error": None},
-            {"id": ids[1], "status": "maybe", "points": 1, "balance": 1, "error": None},
-        ])
+        journal.record_results(
+            [
+                {"id": ids[0], "status": "accepted", "points": 1, "balance": 1, "error": None},
+                {"id": ids[1], "status": "maybe", "points": 1, "balance": 1, "error": None},
+            ]
+        )
     # the whole answer was applied in one transaction, so none of it stuck
     assert [d.id for d in journal.outbox(10)] == ids
 
 
 def test_outbox_bound_refuses_new_deposits_and_warns_long_before(tmp_path):
-    journal = Journal(tmp_path / "j.sqlite3", outbox_limit=10, outbox_warn_ratio=0.5, clock=Ticker())
+    journal = Journal(
+        tmp_path / "j.sqlite3", outbox_limit=10, outbox_warn_ratio=0.5, clock=Ticker()
+    )
     for n in range(4):
         record(journal, serial=f"SER{n:03d}")
     assert journal.capacity_fault() is None
@@ -174,8 +197,10 @@ def test_outbox_bound_refuses_new_deposits_and_warns_long_before(tmp_path):
     with pytest.raises(OutboxFull, match="limit 10"):
         begin(journal, serial="SER010")
     journal.finish_deposit(last_open, after_g=200, net_g=100, occurred_at=WHEN)
-    answers = [{"id": d.id, "status": "accepted", "points": 1, "balance": 1, "error": None}
-               for d in journal.outbox(3)]
+    answers = [
+        {"id": d.id, "status": "accepted", "points": 1, "balance": 1, "error": None}
+        for d in journal.outbox(3)
+    ]
     journal.record_results(answers)
     begin(journal, serial="SER011")  # room again once the backend answered
     journal.close()
@@ -223,7 +248,9 @@ def test_outbox_survives_restart(tmp_path):
     open_id = begin(first, serial="SER999")
     first.close()
     again = Journal(path, clock=Ticker())
-    assert [(d.id, d.net_g) for d in again.outbox(10)] == list(zip(ids, [100, 101, 102], strict=True))
+    assert [(d.id, d.net_g) for d in again.outbox(10)] == list(
+        zip(ids, [100, 101, 102], strict=True)
+    )
     assert [d.id for d in again.open_deposits()] == [open_id]
     again.close()
 
@@ -249,8 +276,17 @@ def test_held_deposit_leaves_the_queue_until_requeued(journal):
 
 def test_requeue_a_conflict_clears_its_fault_and_forgets_the_answer(journal):
     deposit_id = record(journal)
-    journal.record_results([{"id": deposit_id, "status": "conflict", "points": 0, "balance": None,
-                             "error": {"code": "conflict", "message": "differs"}}])
+    journal.record_results(
+        [
+            {
+                "id": deposit_id,
+                "status": "conflict",
+                "points": 0,
+                "balance": None,
+                "error": {"code": "conflict", "message": "differs"},
+            }
+        ]
+    )
     assert journal.faults()
     journal.requeue(deposit_id)
     row = journal.get(deposit_id)
@@ -260,12 +296,28 @@ def test_requeue_a_conflict_clears_its_fault_and_forgets_the_answer(journal):
 
 def test_answer_reason_and_original_status_are_kept(journal):
     flagged, dup = record(journal, serial="SER001"), record(journal, serial="SER002")
-    journal.record_results([
-        {"id": flagged, "status": "flagged", "points": 0, "balance": 5, "reason": "label_reused",
-         "original_status": None, "error": None},
-        {"id": dup, "status": "duplicate", "points": 7, "balance": 12, "reason": None,
-         "original_status": "accepted", "error": None},
-    ])
+    journal.record_results(
+        [
+            {
+                "id": flagged,
+                "status": "flagged",
+                "points": 0,
+                "balance": 5,
+                "reason": "label_reused",
+                "original_status": None,
+                "error": None,
+            },
+            {
+                "id": dup,
+                "status": "duplicate",
+                "points": 7,
+                "balance": 12,
+                "reason": None,
+                "original_status": "accepted",
+                "error": None,
+            },
+        ]
+    )
     assert journal.get(flagged).sync_reason == "label_reused"
     assert journal.get(dup).original_status == "accepted"
 
@@ -324,7 +376,9 @@ def test_committed_row_survives_sigkill(tmp_path, step, state):
     path = tmp_path / "journal.sqlite3"
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(path), step],
-        stdout=subprocess.PIPE, text=True, cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
     )
     try:
         deposit_id = child.stdout.readline().strip()

@@ -24,9 +24,7 @@ from tests.kiosk.stations import SECRET, Keys, Session, free_port
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def write_config(
-    tmp_path: Path, keys: Keys, *, url: str | None = None, doors=None
-) -> Path:
+def write_config(tmp_path: Path, keys: Keys, *, url: str | None = None, doors=None) -> Path:
     """Write an all-fake kiosk TOML config and return its path."""
     doors = doors or {1: "plastic", 2: "paper"}
     door_tables = "".join(
@@ -78,9 +76,7 @@ def test_calibrate_writes_counts_that_reload_to_true_grams(tmp_path, keys, monke
     )
     assert result.exit_code == 0, result.output
     calibration = (tmp_path / "state" / "calibration.toml").read_text()
-    assert (
-        "offset_counts = 8000" in calibration and "counts_per_g = 420.0" in calibration
-    )
+    assert "offset_counts = 8000" in calibration and "counts_per_g = 420.0" in calibration
     config = load_config(config_path)  # merged over [scale]
     assert config.scale.options == {"offset_counts": 8000, "counts_per_g": 420.0}
     reloaded = FakeScale(settle_s=0.0, initial_g=1_234, **config.scale.options)
@@ -99,12 +95,8 @@ def test_calibrate_without_the_mass_fails_and_writes_nothing(tmp_path, keys):
 
 def test_calibrate_uses_the_load_cell_helpers_of_an_hx711():
     rig = make_rig()
-    model = rig.board.attach(
-        HX711Model(17, 27, offset_counts=8_000, counts_per_g=Fraction(43, 2))
-    )
-    scale = HX711Scale(
-        gpio="sim", dout_pin=17, sck_pin=27, pins=rig.pins, clock=rig.clock
-    )
+    model = rig.board.attach(HX711Model(17, 27, offset_counts=8_000, counts_per_g=Fraction(43, 2)))
+    scale = HX711Scale(gpio="sim", dout_pin=17, sck_pin=27, pins=rig.pins, clock=rig.clock)
     result = calibrate_scale(scale, 5_000, lambda: model.set_load_g(5_000))
     assert result.method == "load-cell"
     assert result.values == {"offset_counts": 8_000, "counts_per_g": "43/2"}
@@ -116,10 +108,7 @@ def test_calibration_file_round_trips_exact_fraction(tmp_path):
     path = write_calibration(
         tmp_path / "calibration.toml", {"offset_counts": -12, "counts_per_g": "43/2"}
     )
-    assert (
-        'counts_per_g = "43/2"' in path.read_text()
-        and "offset_counts = -12" in path.read_text()
-    )
+    assert 'counts_per_g = "43/2"' in path.read_text() and "offset_counts = -12" in path.read_text()
 
 
 class GramsOnlyScale:
@@ -151,9 +140,7 @@ def test_grams_only_scale_is_zeroed_and_checked(reads_g, ok):
 
 def test_selftest_reports_each_part_and_fails_when_the_backend_is_down(tmp_path, keys):
     config_path = write_config(tmp_path, keys)
-    result = CliRunner().invoke(
-        main, ["selftest", "--config", str(config_path), "--json"]
-    )
+    result = CliRunner().invoke(main, ["selftest", "--config", str(config_path), "--json"])
     assert result.exit_code == 1, result.output
     checks = {c["name"]: c for c in json.loads(result.output)}
     assert set(checks) == {
@@ -181,10 +168,7 @@ def test_status_reads_the_journal_and_the_status_file(tmp_path, keys):
     session.station._write_status(force=True)
     live = CliRunner().invoke(main, ["status", "--config", str(config_path), "--json"])
     report = json.loads(live.output)
-    assert (
-        report["station"]["state"] == "showing_result"
-        and report["station"]["running"] is True
-    )
+    assert report["station"]["state"] == "showing_result" and report["station"]["running"] is True
     assert report["journal"]["outbox_depth"] == 1
     assert report["journal"]["states"]["recorded"] == 1
     session.close()
@@ -196,9 +180,7 @@ def test_reset_request_clears_a_fault_once_repaired(tmp_path, keys):
     config_path = write_config(tmp_path, keys)
     session = Session(load_config(config_path))
     try:
-        session.run(
-            f"{keys.label()}\npaper\ndrop 300\nblock\nclose\nexpect-state fault"
-        )
+        session.run(f"{keys.label()}\npaper\ndrop 300\nblock\nclose\nexpect-state fault")
         session.door(2).repair()
         result = CliRunner().invoke(main, ["reset", "--config", str(config_path)])
         assert result.exit_code == 0 and "reset requested" in result.output
@@ -214,9 +196,7 @@ def test_a_reset_request_outside_a_fault_is_dropped(tmp_path, keys):
     try:
         CliRunner().invoke(main, ["reset", "--config", str(config_path)])
         session.run("wait 1\nexpect-state idle")
-        assert not (
-            tmp_path / "state" / "reset-request"
-        ).exists()  # not left for a later fault
+        assert not (tmp_path / "state" / "reset-request").exists()  # not left for a later fault
     finally:
         session.close()
 
@@ -263,9 +243,7 @@ def test_run_sim_script_exit_status_follows_its_expectations(tmp_path, keys):
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "ok: 'balance pending'" in ok.stdout
     bad = tmp_path / "bad.txt"
-    bad.write_text(
-        "expect Scan the label\nexpect something else entirely\nexpect never reached\n"
-    )
+    bad.write_text("expect Scan the label\nexpect something else entirely\nexpect never reached\n")
     failed = run_kiosk(
         "run", "--sim", "--config", str(config_path), "--script", str(bad), cwd=tmp_path
     )
@@ -282,9 +260,7 @@ def test_run_sim_without_a_demo_file_says_what_to_do(tmp_path):
         env={"SORTPOINT_INSTANCE_PATH": str(tmp_path / "nothing")},
     )
     assert result.returncode == 1
-    assert (
-        "demo-kiosk.json not found" in result.stderr and "scripts/demo" in result.stderr
-    )
+    assert "demo-kiosk.json not found" in result.stderr and "scripts/demo" in result.stderr
 
 
 def test_run_with_a_bad_config_names_the_key(tmp_path, keys):

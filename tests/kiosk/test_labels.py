@@ -19,8 +19,9 @@ KEY = generate_private_key()
 OTHER_KEY = generate_private_key()
 
 
-def label(community: str = "maple", household: str = "B1-101", serial: str = "ABCDEF1234",
-          key=KEY) -> str:
+def label(
+    community: str = "maple", household: str = "B1-101", serial: str = "ABCDEF1234", key=KEY
+) -> str:
     return encode_label(key, LabelClaims(community, household, serial))
 
 
@@ -64,18 +65,30 @@ def test_forged_label_with_a_revoked_serial_reports_the_forgery(verifier):
         verifier.verify(label(serial="RVKD000001", key=OTHER_KEY))
 
 
-@pytest.mark.parametrize("payload", ["", "hello", "SP1.maple.B1.ABCDEF.xyz", "SP2." + "a" * 20,
-                                     "SP1.maple.B1-101.ABCDEF1234." + "é" * 86])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "",
+        "hello",
+        "SP1.maple.B1.ABCDEF.xyz",
+        "SP2." + "a" * 20,
+        "SP1.maple.B1-101.ABCDEF1234." + "é" * 86,
+    ],
+)
 def test_garbage_is_a_format_error(verifier, payload):
     with pytest.raises(LabelFormatError):
         verifier.verify(payload)
 
 
 def test_from_backend_config_prefers_the_fetched_key_and_revocations():
-    cached = {"label_public_key": public_key_to_text(KEY), "community": "maple",
-              "revoked_serials": ["ABCDEF1234"]}
+    cached = {
+        "label_public_key": public_key_to_text(KEY),
+        "community": "maple",
+        "revoked_serials": ["ABCDEF1234"],
+    }
     verifier = LabelVerifier.from_backend_config(
-        cached, community="maple", fallback_public_key=public_key_to_text(OTHER_KEY))
+        cached, community="maple", fallback_public_key=public_key_to_text(OTHER_KEY)
+    )
     with pytest.raises(LabelRevoked):
         verifier.verify(label())
     assert verifier.verify(label(serial="ZZZZZZ9999")).household == "B1-101"
@@ -83,7 +96,8 @@ def test_from_backend_config_prefers_the_fetched_key_and_revocations():
 
 def test_from_backend_config_falls_back_to_the_bootstrap_key():
     verifier = LabelVerifier.from_backend_config(
-        None, community="maple", fallback_public_key=public_key_to_text(KEY))
+        None, community="maple", fallback_public_key=public_key_to_text(KEY)
+    )
     assert verifier.verify(label()).serial == "ABCDEF1234"
     with pytest.raises(ValueError, match="no label public key"):
         LabelVerifier.from_backend_config({}, community="maple", fallback_public_key=None)

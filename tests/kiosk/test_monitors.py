@@ -22,11 +22,20 @@ def hx711_platform(*, samples: int = 3, rate_sps: int = 10, load_g: int = 2_000)
     """Return (rig, model, scale): a calibrated HX711Scale on the simulated chip."""
     rig = make_rig()
     model = rig.board.attach(
-        HX711Model(DOUT, SCK, offset_counts=8_000, counts_per_g=10, rate_sps=rate_sps, load_g=load_g)
+        HX711Model(
+            DOUT, SCK, offset_counts=8_000, counts_per_g=10, rate_sps=rate_sps, load_g=load_g
+        )
     )
     scale = HX711Scale(
-        gpio="sim", dout_pin=DOUT, sck_pin=SCK, pins=rig.pins, clock=rig.clock,
-        offset_counts=8_000, counts_per_g=10, samples=samples, rate_sps=rate_sps,
+        gpio="sim",
+        dout_pin=DOUT,
+        sck_pin=SCK,
+        pins=rig.pins,
+        clock=rig.clock,
+        offset_counts=8_000,
+        counts_per_g=10,
+        samples=samples,
+        rate_sps=rate_sps,
     )
     return rig, model, scale
 

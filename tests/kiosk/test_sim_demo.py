@@ -31,9 +31,7 @@ def documented_script() -> str:
     return re.search(r"```\n(.*?)```", section, re.DOTALL).group(1)
 
 
-def run_sim(
-    instance: Path, *args: str, stdin: str | None = None
-) -> subprocess.CompletedProcess:
+def run_sim(instance: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     kiosk = Path(sys.executable).with_name("kiosk")
     return subprocess.run(
         [str(kiosk), "run", "--sim", *args],
@@ -86,9 +84,7 @@ def test_interactive_sim_takes_a_bag_to_credited_points(app, runner, tmp_path):
     try:
         result = run_sim(instance, stdin="label 2\nmetal\n400\nclose\nwait 2\nquit\n")
         assert result.returncode == 0, result.stdout + result.stderr
-        household = (
-            (instance / "demo-labels.txt").read_text().splitlines()[1].split("\t")[0]
-        )
+        household = (instance / "demo-labels.txt").read_text().splitlines()[1].split("\t")[0]
         assert "Door 3 (metal) is open" in result.stdout
         assert "+16 points - balance 16" in result.stdout  # demo metal: 40 points a kg
         assert balance(household) == 16

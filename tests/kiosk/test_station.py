@@ -33,9 +33,7 @@ def keys():
 @pytest.fixture
 def notify_socket():
     """A datagram socket standing in for systemd's notify socket."""
-    folder = tempfile.mkdtemp(
-        prefix="sdn"
-    )  # short: AF_UNIX paths are limited to 108 bytes
+    folder = tempfile.mkdtemp(prefix="sdn")  # short: AF_UNIX paths are limited to 108 bytes
     path = os.path.join(folder, "notify")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(path)
@@ -90,9 +88,7 @@ def test_notifier_is_silent_outside_systemd():
 
 def test_watchdog_meant_for_another_process_is_ignored(notify_socket):
     path, _ = notify_socket
-    notifier = Notifier(
-        {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000", "WATCHDOG_PID": "1"}
-    )
+    notifier = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000", "WATCHDOG_PID": "1"})
     assert notifier.watchdog_interval_s() is None
 
 
@@ -127,9 +123,7 @@ def test_sigterm_locks_every_door_and_exits_cleanly(tmp_path, keys, notify_socke
 
 
 def test_an_unhandled_exception_leaves_every_door_locked(tmp_path, keys):
-    session = Session(
-        offline_config(tmp_path / "s", keys.public)
-    )
+    session = Session(offline_config(tmp_path / "s", keys.public))
     session.run(f"{keys.label()}\npaper\nexpect-state door_unlocked")
     door = session.door(2)
     assert not door.locked
@@ -140,15 +134,11 @@ def test_an_unhandled_exception_leaves_every_door_locked(tmp_path, keys):
     session.station._feed_flow = broken
     with pytest.raises(RuntimeError, match="a bug in the loop"):
         session.station.run(install_signals=False)
-    assert door.locked and all(
-        s.door.locked for s in session.station.hardware.doors.values()
-    )
+    assert door.locked and all(s.door.locked for s in session.station.hardware.doors.values())
 
 
 def test_an_action_error_takes_the_flow_to_fault_with_doors_locked(tmp_path, keys):
-    session = Session(
-        offline_config(tmp_path / "s", keys.public)
-    )
+    session = Session(offline_config(tmp_path / "s", keys.public))
     try:
         session.door(1).fail_unlock()
         session.run(
@@ -166,15 +156,11 @@ def test_a_full_outbox_puts_the_kiosk_out_of_order_until_it_drains(tmp_path, key
     config.journal.outbox_limit = 1
     session = Session(config)
     try:
-        session.run(
-            f"{keys.label()}\npaper\ndrop 100\nclose\nwait 6\nexpect-state idle"
-        )
+        session.run(f"{keys.label()}\npaper\ndrop 100\nclose\nwait 6\nexpect-state idle")
         session.run(
             f"{keys.label(serial='NEXT000001')}\npaper\nexpect the deposit journal is full\nexpect-state fault"
         )
-        assert (
-            session.door(2).unlock_count == 1
-        )  # the refused deposit never unlocked a door
+        assert session.door(2).unlock_count == 1  # the refused deposit never unlocked a door
         [row] = session.journal.outbox(10)
         session.journal.record_results(
             [{"id": row.id, "status": "accepted", "points": 1, "balance": 1}]
@@ -226,9 +212,7 @@ def test_install_script_uses_rpi_lgpio_on_a_pi_5(tmp_path):
     out = install_dry_run(tmp_path, "Raspberry Pi 5 Model B Rev 1.0")
     assert "GPIO module: rpi-lgpio" in out
     [pip_line] = [
-        line
-        for line in out.splitlines()
-        if "pip install" in line and "upgrade" not in line
+        line for line in out.splitlines() if "pip install" in line and "upgrade" not in line
     ]
     assert "rpi-lgpio" in pip_line and "sdnotify" in pip_line and "[pi]" not in pip_line
     assert "RPi.GPIO" not in pip_line
@@ -237,9 +221,7 @@ def test_install_script_uses_rpi_lgpio_on_a_pi_5(tmp_path):
 def test_install_script_uses_the_pi_extra_on_a_pi_4(tmp_path):
     out = install_dry_run(tmp_path, "Raspberry Pi 4 Model B Rev 1.5")
     assert "GPIO module: RPi.GPIO" in out and f"pip install {ROOT}\\[pi\\]" in out
-    assert (
-        f"sortpoint-kiosk.service {tmp_path / 'units'}/sortpoint-kiosk.service" in out
-    )
+    assert f"sortpoint-kiosk.service {tmp_path / 'units'}/sortpoint-kiosk.service" in out
     assert "99-sortpoint-scanner.rules" in out and "kiosk/example.toml" in out
     assert "systemctl enable sortpoint-kiosk.service" in out
 
@@ -264,26 +246,20 @@ def test_install_script_leaves_what_is_already_in_place(tmp_path):
         "sortpoint-kiosk.service is up to date" in out
         and "99-sortpoint-scanner.rules is up to date" in out
     )
-    assert (
-        "kiosk.toml exists (left as it is)" in out and "venv" in out and "exists" in out
-    )
+    assert "kiosk.toml exists (left as it is)" in out and "venv" in out and "exists" in out
     assert (
         "+ install" not in out
         and "udevadm" not in out
         and "daemon-reload" not in out
         and "-m venv" not in out
     )
-    assert (
-        tmp_path / "etc" / "kiosk.toml"
-    ).read_text() == "# edited by the technician\n"
+    assert (tmp_path / "etc" / "kiosk.toml").read_text() == "# edited by the technician\n"
 
 
 def test_scanner_udev_rule_keeps_modemmanager_off_every_scanner_line():
     text = (ROOT / "deploy" / "99-sortpoint-scanner.rules").read_text()
     rules = [
-        line.lstrip("#")
-        for line in text.splitlines()
-        if 'SYMLINK+="sortpoint-scanner"' in line
+        line.lstrip("#") for line in text.splitlines() if 'SYMLINK+="sortpoint-scanner"' in line
     ]
     active = [line for line in text.splitlines() if line.startswith("SUBSYSTEM")]
     assert len(rules) == 6 and len(active) == 3
@@ -322,9 +298,7 @@ def test_example_config_state_dir_is_the_units_state_directory():
     assert config.kiosk.state_dir == "/var/lib/sortpoint-kiosk"
 
 
-def test_a_real_door_left_open_does_not_stall_the_loop_nor_count_as_a_jam(
-    tmp_path, keys
-):
+def test_a_real_door_left_open_does_not_stall_the_loop_nor_count_as_a_jam(tmp_path, keys):
     """A GpioDoor (on the simulated header) waits for its sensor in lock(): never in the loop."""
     import threading
 
@@ -354,7 +328,9 @@ def test_a_real_door_left_open_does_not_stall_the_loop_nor_count_as_a_jam(
         doors={1: DoorSlot(1, "plastic", 40_000, door)},
         indicator=FakeIndicator(),
     )
-    config = offline_config(tmp_path / "s", keys.public,
+    config = offline_config(
+        tmp_path / "s",
+        keys.public,
         doors={1: "plastic"},
         timeouts={"door_close_s": 1.0},
         weighing={"window_s": 0.3},
@@ -372,14 +348,9 @@ def test_a_real_door_left_open_does_not_stall_the_loop_nor_count_as_a_jam(
         entered = time.monotonic()
         station.hardware.scanner.present(keys.label(serial="NEXT000001"))
         wait_for(
-            lambda: (
-                "Out of order" in station.screen.text
-                and station.hardware.scanner.pending == 0
-            )
+            lambda: "Out of order" in station.screen.text and station.hardware.scanner.pending == 0
         )
-        assert (
-            time.monotonic() - entered < 2.0
-        )  # the loop answered while the door stood open
+        assert time.monotonic() - entered < 2.0  # the loop answered while the door stood open
         assert station.flow.fault_kind == "door_left_open"  # an open door is not a jam
         assert model.close_by_hand()
         wait_for(lambda: station.flow.state == "idle")

@@ -21,9 +21,7 @@ POINTS_PER_KG = 20
 @pytest.fixture
 def world(app):
     with db.begin() as s:
-        return build_world(
-            s, households=3, labels_per_household=4, points_per_kg=POINTS_PER_KG
-        )
+        return build_world(s, households=3, labels_per_household=4, points_per_kg=POINTS_PER_KG)
 
 
 @pytest.fixture
@@ -41,9 +39,7 @@ def backend_deposits(kiosk_id: str) -> list[Deposit]:
 def balance(world, household: str) -> int:
     with db.session() as s:
         return s.scalar(
-            select(Account.balance).where(
-                Account.household_id == world.households[household].id
-            )
+            select(Account.balance).where(Account.household_id == world.households[household].id)
         )
 
 
@@ -123,9 +119,7 @@ def test_backend_down_for_the_whole_session_then_back_uploads_exactly_once(
                 f"{label}\npaper\ndrop {grams}\nclose\nexpect {grams} g of paper\nwait 3\nexpect balance pending"
             )
             s.run("wait 3\nexpect-state idle")
-        s.run(
-            "sync\nwait 60"
-        )  # retries with backoff against a dead backend: nothing lost
+        s.run("sync\nwait 60")  # retries with backoff against a dead backend: nothing lost
         assert s.journal.outbox_depth() == 3
         assert backend_deposits(world.kiosk.id) == []
         backend.start()
@@ -166,9 +160,7 @@ def test_a_label_revoked_at_the_backend_is_refused_after_the_config_refresh(
             )
         s.station.refresh_config()
         backend.stop()  # refused offline, from the cached config
-        s.run(
-            f"{label}\nexpect Label refused: this label has been revoked\nexpect-state idle"
-        )
+        s.run(f"{label}\nexpect Label refused: this label has been revoked\nexpect-state idle")
         assert s.journal.deposits(limit=5) == []
     finally:
         s.close()
@@ -179,9 +171,7 @@ def test_selftest_passes_against_a_live_backend(tmp_path, world, backend, monkey
     from tests.kiosk.stations import Keys
 
     config_path = write_config(tmp_path, Keys("green"), url=backend.url)
-    text = config_path.read_text().replace(
-        'kiosk_id = "k_cli"', f'kiosk_id = "{world.kiosk.id}"'
-    )
+    text = config_path.read_text().replace('kiosk_id = "k_cli"', f'kiosk_id = "{world.kiosk.id}"')
     text = text.replace('secret = "s3cret-s3cret-s3cret"', f'secret = "{world.secret}"')
     config_path.write_text(text)
     result = CliRunner().invoke(main, ["selftest", "--config", str(config_path)])
@@ -206,14 +196,10 @@ def test_a_kiosk_that_never_reached_the_backend_is_out_of_order_until_it_does(
         s.close()
 
 
-def test_a_scan_before_any_label_key_is_a_self_clearing_config_fault(
-    tmp_path, world, backend
-):
+def test_a_scan_before_any_label_key_is_a_self_clearing_config_fault(tmp_path, world, backend):
     s = session_for(tmp_path, world, backend, sync_interval_s=10.0)
     try:
-        s.station.flow.send(
-            "cleared"
-        )  # leave the start-up fault, as if the check had not run yet
+        s.station.flow.send("cleared")  # leave the start-up fault, as if the check had not run yet
         s.flow.send("scan", payload=world.labels["H001"][0])
         assert s.state == "fault" and s.flow.fault_kind == "config"
         backend.start()

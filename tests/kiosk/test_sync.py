@@ -64,8 +64,12 @@ class ServedBackend(stations.ServedBackend):
         self.world = world
 
     def client(self, **kwargs) -> BackendClient:
-        args = {"url": self.url, "kiosk_id": self.world.kiosk.id, "secret": self.world.secret,
-                "timeout_s": 30.0}
+        args = {
+            "url": self.url,
+            "kiosk_id": self.world.kiosk.id,
+            "secret": self.world.secret,
+            "timeout_s": 30.0,
+        }
         args.update(kwargs)
         return BackendClient(**args)
 
@@ -77,8 +81,7 @@ class ServedBackend(stations.ServedBackend):
 @pytest.fixture
 def served(app):
     with db.begin() as s:
-        world = build_world(s, households=20, labels_per_household=100,
-                            points_per_kg=POINTS_PER_KG)
+        world = build_world(s, households=20, labels_per_household=100, points_per_kg=POINTS_PER_KG)
     backend = ServedBackend(app, world)
     backend.start()
     yield backend
@@ -93,20 +96,33 @@ def journal(tmp_path):
 
 
 def all_labels(world: World) -> list[tuple[str, str]]:
-    return [(household, label) for household, labels in sorted(world.labels.items())
-            for label in labels]
+    return [
+        (household, label) for household, labels in sorted(world.labels.items()) for label in labels
+    ]
 
 
-def journal_deposits(journal: Journal, world: World, n: int, *, start: int = 0,
-                     spread_s: float = 0.0, net_g: int = 1_000) -> list[str]:
+def journal_deposits(
+    journal: Journal,
+    world: World,
+    n: int,
+    *,
+    start: int = 0,
+    spread_s: float = 0.0,
+    net_g: int = 1_000,
+) -> list[str]:
     """Record ``n`` deposits with distinct labels, occurring over the last ``spread_s`` seconds."""
-    labels = all_labels(world)[start:start + n]
+    labels = all_labels(world)[start : start + n]
     now = dt.datetime.now(UTC) - dt.timedelta(seconds=5)
     ids = []
     for i, (household, label) in enumerate(labels):
         deposit_id = journal.begin_deposit(
-            label=label, household=household, serial=label.split(".")[3], door=1,
-            category="plastic", before_g=200)
+            label=label,
+            household=household,
+            serial=label.split(".")[3],
+            door=1,
+            category="plastic",
+            before_g=200,
+        )
         at = now - dt.timedelta(seconds=spread_s * (n - i) / max(n, 1))
         journal.finish_deposit(deposit_id, after_g=200 + net_g, net_g=net_g, occurred_at=at)
         ids.append(deposit_id)
@@ -160,8 +176,15 @@ def test_max_batches_bounds_one_pass_and_says_go_again(served, journal):
 def test_two_thousand_deposits_offline_then_uploaded_exactly_once(served, journal):
     served.stop()
     clock = FakeClock()
-    sync = syncer(journal, served.client(timeout_s=5.0), clock=clock, batch_size=100,
-                  max_batches=100, base_delay_s=1, max_delay_s=300)
+    sync = syncer(
+        journal,
+        served.client(timeout_s=5.0),
+        clock=clock,
+        batch_size=100,
+        max_batches=100,
+        base_delay_s=1,
+        max_delay_s=300,
+    )
     ids = journal_deposits(journal, served.world, 2_000, spread_s=3 * 86_400)
     for _ in range(12):  # days of failed attempts: nothing lost, nothing duplicated
         report = sync.sync_once()
@@ -207,11 +230,20 @@ def test_reused_label_is_flagged_with_its_reason(served, journal):
     household, label = all_labels(served.world)[0]
     ids = []
     for _ in range(2):
-        deposit_id = journal.begin_deposit(label=label, household=household,
-                                           serial=label.split(".")[3], door=1,
-                                           category="plastic", before_g=0)
-        journal.finish_deposit(deposit_id, after_g=800, net_g=800,
-                               occurred_at=dt.datetime.now(UTC) - dt.timedelta(seconds=60))
+        deposit_id = journal.begin_deposit(
+            label=label,
+            household=household,
+            serial=label.split(".")[3],
+            door=1,
+            category="plastic",
+            before_g=0,
+        )
+        journal.finish_deposit(
+            deposit_id,
+            after_g=800,
+            net_g=800,
+            occurred_at=dt.datetime.now(UTC) - dt.timedelta(seconds=60),
+        )
         ids.append(deposit_id)
     report = syncer(journal, served.client()).sync_once()
     assert report.counts == {"accepted": 1, "flagged": 1}
@@ -225,8 +257,14 @@ def test_undecodable_deposit_is_held_and_the_rest_go_up(served, journal):
     # a kiosk bug: a category longer than the protocol allows makes the whole batch a 400
     before, after = journal_deposits(journal, served.world, 2)
     _, label = all_labels(served.world)[50]
-    bad = journal.begin_deposit(label=label, household="H001", serial=label.split(".")[3],
-                                door=1, category="x" * 100, before_g=0)
+    bad = journal.begin_deposit(
+        label=label,
+        household="H001",
+        serial=label.split(".")[3],
+        door=1,
+        category="x" * 100,
+        before_g=0,
+    )
     journal.finish_deposit(bad, after_g=500, net_g=500, occurred_at=dt.datetime.now(UTC))
     sync = syncer(journal, served.client())
     report = sync.sync_once()
@@ -243,17 +281,22 @@ def test_undecodable_deposit_is_held_and_the_rest_go_up(served, journal):
     assert bad not in served.deposits()
 
 
-
 def test_rejected_is_stored_and_never_retried(served, journal):
     world = served.world
     with db.begin() as s:
         community = s.merge(world.community)
         household = s.merge(world.households["H001"])
-        revoked = make_label(s, community, household, world.private_key,
-                             revoked_at=dt.datetime.now(UTC))
-    deposit_id = journal.begin_deposit(label=revoked, household="H001",
-                                       serial=revoked.split(".")[3], door=1,
-                                       category="plastic", before_g=0)
+        revoked = make_label(
+            s, community, household, world.private_key, revoked_at=dt.datetime.now(UTC)
+        )
+    deposit_id = journal.begin_deposit(
+        label=revoked,
+        household="H001",
+        serial=revoked.split(".")[3],
+        door=1,
+        category="plastic",
+        before_g=0,
+    )
     journal.finish_deposit(deposit_id, after_g=900, net_g=900, occurred_at=dt.datetime.now(UTC))
     good = journal_deposits(journal, world, 1)[0]
     sync = syncer(journal, served.client())
@@ -331,12 +374,14 @@ def test_backoff_is_exponential_with_full_jitter_and_bounded(journal):
         probe.bind(("127.0.0.1", 0))
         dead_port = probe.getsockname()[1]
     client = BackendClient(f"http://127.0.0.1:{dead_port}", "k_x", "s" * 32, timeout_s=5)
-    deposit_id = journal.begin_deposit(label="x", household="H", serial="S", door=1,
-                                       category="c", before_g=0)
+    deposit_id = journal.begin_deposit(
+        label="x", household="H", serial="S", door=1, category="c", before_g=0
+    )
     journal.finish_deposit(deposit_id, after_g=10, net_g=10, occurred_at=dt.datetime.now(UTC))
     clock = FakeClock()
-    sync = Syncer(journal, client, base_delay_s=2, max_delay_s=60, clock=clock,
-                  rng=random.Random(99))
+    sync = Syncer(
+        journal, client, base_delay_s=2, max_delay_s=60, clock=clock, rng=random.Random(99)
+    )
     delays = []
     for _ in range(10):
         report = sync.sync_once()
@@ -345,7 +390,7 @@ def test_backoff_is_exponential_with_full_jitter_and_bounded(journal):
         delays.append(report.next_delay_s)
         clock.advance(report.next_delay_s)
     expected_rng = random.Random(99)
-    ceilings = [min(60, 2 * 2 ** k) for k in range(10)]
+    ceilings = [min(60, 2 * 2**k) for k in range(10)]
     assert delays == [expected_rng.uniform(0, c) for c in ceilings]
     assert all(0 <= d <= c for d, c in zip(delays, ceilings, strict=True))
     assert ceilings[-4:] == [60, 60, 60, 60]  # bounded
@@ -357,7 +402,19 @@ def test_backoff_delay_function():
             return high
 
     assert [backoff_delay_s(n, 1, 300, Top()) for n in range(0, 12)] == [
-        0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]
+        0,
+        1,
+        2,
+        4,
+        8,
+        16,
+        32,
+        64,
+        128,
+        256,
+        300,
+        300,
+    ]
     assert backoff_delay_s(10_000, 1, 300, Top()) == 300
 
 
@@ -378,7 +435,8 @@ def test_refresh_config_is_cached_and_feeds_the_label_verifier(served, journal, 
         cached = reopened.get_meta("backend_config")
         assert cached == config
         verifier = LabelVerifier.from_backend_config(
-            cached, community=world.community.slug, fallback_public_key=None)
+            cached, community=world.community.slug, fallback_public_key=None
+        )
         assert verifier.verify(world.labels["H001"][0]).household == "H001"
         with pytest.raises(LabelRevoked):
             verifier.verify(world.labels["H002"][0])

@@ -89,9 +89,7 @@ def request(server, method, path, body=None, headers=None):
         response = conn.getresponse()
         raw = response.read()
         content_type = response.getheader("Content-Type", "")
-        decoded = (
-            json.loads(raw) if content_type == "application/json" else raw.decode()
-        )
+        decoded = json.loads(raw) if content_type == "application/json" else raw.decode()
         return response.status, dict(response.getheaders()), decoded
     finally:
         conn.close()
@@ -101,9 +99,7 @@ def test_serves_the_page_and_its_files_with_strict_headers(served):
     _, server = served
     status, headers, body = request(server, "GET", "/")
     assert status == 200 and headers["Content-Type"].startswith("text/html")
-    assert '<script src="/app.js"' in body and "http" not in body.replace(
-        "http-equiv", ""
-    )
+    assert '<script src="/app.js"' in body and "http" not in body.replace("http-equiv", "")
     assert "default-src 'self'" in headers["Content-Security-Policy"]
     assert headers["Cache-Control"] == "no-store"
     status, headers, body = request(server, "GET", "/app.js")
@@ -123,9 +119,7 @@ def test_state_is_the_station_snapshot(served):
 
 def test_a_known_category_is_posted_to_the_station(served):
     stub, server = served
-    status, _, body = request(
-        server, "POST", "/api/choose", {"category": "paper", "door": 2}
-    )
+    status, _, body = request(server, "POST", "/api/choose", {"category": "paper", "door": 2})
     assert status == 202 and body["queued"] == "choose"
     status, _, _ = request(server, "POST", "/api/choose", {"category": "plastic"})
     assert status == 202
@@ -173,13 +167,9 @@ def test_a_known_category_is_posted_to_the_station(served):
         ),
     ],
 )
-def test_bad_input_gets_a_json_400_and_nothing_is_posted(
-    served, body, headers, status, code
-):
+def test_bad_input_gets_a_json_400_and_nothing_is_posted(served, body, headers, status, code):
     stub, server = served
-    got_status, got_headers, answer = request(
-        server, "POST", "/api/choose", body, headers
-    )
+    got_status, got_headers, answer = request(server, "POST", "/api/choose", body, headers)
     assert (got_status, answer["error"]["code"]) == (status, code)
     assert got_headers["Content-Type"] == "application/json"
     assert answer["error"]["message"]
@@ -193,9 +183,7 @@ def test_other_sites_and_rebinding_hosts_are_refused(served):
         server, "POST", "/api/choose", body, {"Origin": "http://evil.example"}
     )
     assert (status, answer["error"]["code"]) == (403, "bad_origin")
-    status, _, answer = request(
-        server, "GET", "/api/state", headers={"Host": "evil.example:80"}
-    )
+    status, _, answer = request(server, "GET", "/api/state", headers={"Host": "evil.example:80"})
     assert (status, answer["error"]["code"]) == (403, "bad_host")
     status, _, _ = request(
         server,
@@ -242,7 +230,9 @@ def test_cancel_is_offered_exactly_where_the_chart_allows_it():
 
 
 def ui_config(state_dir, keys, port: int, **kw):
-    config = offline_config(state_dir, keys.public,
+    config = offline_config(
+        state_dir,
+        keys.public,
         **kw,
     )
     return msgspec.structs.replace(
@@ -255,9 +245,7 @@ def test_the_snapshot_follows_the_flow(tmp_path, keys):
     try:
         ui = s.station.ui
         view = ui.view.current()
-        assert (
-            view["state"] == "idle" and view["prompt"] == "Scan the label on your bag"
-        )
+        assert view["state"] == "idle" and view["prompt"] == "Scan the label on your bag"
         assert view["doors"] == [
             {"number": 1, "category": "plastic", "name": "Plastic", "button": False},
             {"number": 2, "category": "paper", "name": "Paper", "button": False},
@@ -266,10 +254,7 @@ def test_the_snapshot_follows_the_flow(tmp_path, keys):
         s.run(f"{keys.label(household='H042')}\nexpect-state choosing")
         view = ui.view.current()
         assert view["choosing"] and view["can_cancel"]
-        assert (
-            view["deposit"]["household"] == "H042"
-            and view["deposit"]["status"] == "in_progress"
-        )
+        assert view["deposit"]["household"] == "H042" and view["deposit"]["status"] == "in_progress"
         assert view["limit_s"] == 20 and 0 < view["remaining_s"] <= 20
         s.run("paper\ndrop 700\nclose\nexpect-state showing_result")
         s.station.step()
@@ -380,10 +365,7 @@ def test_seq_moves_only_when_the_page_must_redraw(tmp_path, keys):
         first = s.station.ui.view.current()
         s.run("wait 2")  # only the countdown moved
         second = s.station.ui.view.current()
-        assert (
-            second["seq"] == first["seq"]
-            and second["remaining_s"] < first["remaining_s"]
-        )
+        assert second["seq"] == first["seq"] and second["remaining_s"] < first["remaining_s"]
         s.run("cancel")
         assert s.station.ui.view.current()["seq"] > first["seq"]
     finally:
@@ -459,9 +441,7 @@ class PointsBackend:
 @pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists():
-        pytest.fail(
-            f"{CHROMIUM} is missing: run scripts/apt-deps.sh (Debian package chromium)"
-        )
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/apt-deps.sh (Debian package chromium)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -499,9 +479,7 @@ def open_page(browser, station):
 
     page = browser.new_page(viewport={"width": 800, "height": 480})
     page.goto(station.ui.url)
-    expect(page.locator("#prompt")).to_have_text(
-        "Scan the label on your bag", timeout=15_000
-    )
+    expect(page.locator("#prompt")).to_have_text("Scan the label on your bag", timeout=15_000)
     return page
 
 
@@ -524,9 +502,7 @@ def test_a_deposit_through_the_touch_screen(browser, running, keys):
     door, other = station.hardware.doors[1].door, station.hardware.doors[2].door
     assert not door.locked and door.unlock_count == 1
     assert other.locked and other.unlock_count == 0
-    expect(page.locator("#prompt")).to_contain_text(
-        "Door 1 (plastic) is open", timeout=15_000
-    )
+    expect(page.locator("#prompt")).to_contain_text("Door 1 (plastic) is open", timeout=15_000)
     expect(page.locator("#choices")).to_be_hidden()
     shot(page, "door_unlocked")
     assert door.open_by_hand()
@@ -596,9 +572,7 @@ def test_a_retried_flagged_deposit_shows_as_held_on_the_page(browser, tmp_path, 
         page = browser.new_page(viewport={"width": 800, "height": 480})
         page.goto(s.station.ui.url)
         expect(page.locator("#points")).to_have_text("0 points", timeout=15_000)
-        expect(page.locator("#balance")).to_have_text(
-            f"Held for review: {REASONS['label_reused']}"
-        )
+        expect(page.locator("#balance")).to_have_text(f"Held for review: {REASONS['label_reused']}")
         expect(page.locator("#weighed")).to_have_text("700 g of paper")
         shot(page, "result_duplicate_flagged")
         page.close()
@@ -656,9 +630,7 @@ button_pin = 6
 def test_run_sim_serves_the_page_on_ui_port_with_a_pi_config(tmp_path, keys):
     config_path = pi_like_config(tmp_path, keys)
     script = tmp_path / "script.txt"
-    script.write_text(
-        f"{keys.label()}\nplastic\ndrop 300\nclose\nexpect 300 g of plastic\n"
-    )
+    script.write_text(f"{keys.label()}\nplastic\ndrop 300\nclose\nexpect 300 g of plastic\n")
     port = free_port()
     result = run_kiosk(
         "run",
@@ -732,9 +704,7 @@ def test_the_ui_unit_runs_chromium_in_kiosk_mode_on_the_local_page():
 
 def test_install_script_installs_the_ui_unit_only_when_asked(tmp_path):
     def dry_run(*args):
-        return install_dry_run(
-            tmp_path, PI_4, *args, USER_UNIT_DIR=str(tmp_path / "user")
-        )
+        return install_dry_run(tmp_path, PI_4, *args, USER_UNIT_DIR=str(tmp_path / "user"))
 
     assert "sortpoint-kiosk-ui" not in dry_run()
     out = dry_run("--with-ui")

@@ -22,8 +22,12 @@ AT = dt.datetime(2025, 6, 1, 8, 0, tzinfo=dt.UTC)
 def deposit(journal: Journal, serial: str, net_g: int = 500) -> str:
     """Return the id of a weighed deposit ("recorded", or "empty" for net_g <= 0)."""
     deposit_id = journal.begin_deposit(
-        label=f"SP1.green.H001.{serial}.sig", household="H001", serial=serial, door=1,
-        category="plastic", before_g=0,
+        label=f"SP1.green.H001.{serial}.sig",
+        household="H001",
+        serial=serial,
+        door=1,
+        category="plastic",
+        before_g=0,
     )
     journal.finish_deposit(deposit_id, after_g=max(net_g, 0), net_g=net_g, occurred_at=AT)
     return deposit_id
@@ -31,26 +35,55 @@ def deposit(journal: Journal, serial: str, net_g: int = 500) -> str:
 
 def every_kind(journal: Journal) -> dict[str, str]:
     """Write one deposit in each state that pruning must tell apart; return kind -> id."""
-    ids = {kind: deposit(journal, f"SER{n:03d}") for n, kind in enumerate(
-        ("synced", "flagged", "waiting", "held", "rejected", "conflict"))}
+    ids = {
+        kind: deposit(journal, f"SER{n:03d}")
+        for n, kind in enumerate(("synced", "flagged", "waiting", "held", "rejected", "conflict"))
+    }
     ids["empty"] = deposit(journal, "SER100", net_g=0)
     ids["interrupted"] = journal.begin_deposit(
-        label="SP1.green.H001.SER101.sig", household="H001", serial="SER101", door=1,
-        category="plastic", before_g=0)
+        label="SP1.green.H001.SER101.sig",
+        household="H001",
+        serial="SER101",
+        door=1,
+        category="plastic",
+        before_g=0,
+    )
     journal.interrupt(ids["interrupted"], "door never opened")
     ids["open"] = journal.begin_deposit(
-        label="SP1.green.H001.SER102.sig", household="H001", serial="SER102", door=1,
-        category="plastic", before_g=0)
+        label="SP1.green.H001.SER102.sig",
+        household="H001",
+        serial="SER102",
+        door=1,
+        category="plastic",
+        before_g=0,
+    )
     journal.hold(ids["held"], "backend answered 400")
-    journal.record_results([
-        {"id": ids["synced"], "status": "accepted", "points": 5, "balance": 5},
-        {"id": ids["flagged"], "status": "flagged", "points": 0, "balance": 5,
-         "reason": "label_reused"},
-        {"id": ids["rejected"], "status": "rejected", "points": 0, "balance": None,
-         "error": {"code": "label_revoked", "message": "revoked"}},
-        {"id": ids["conflict"], "status": "conflict", "points": 0, "balance": None,
-         "error": {"code": "conflict", "message": "different content"}},
-    ])
+    journal.record_results(
+        [
+            {"id": ids["synced"], "status": "accepted", "points": 5, "balance": 5},
+            {
+                "id": ids["flagged"],
+                "status": "flagged",
+                "points": 0,
+                "balance": 5,
+                "reason": "label_reused",
+            },
+            {
+                "id": ids["rejected"],
+                "status": "rejected",
+                "points": 0,
+                "balance": None,
+                "error": {"code": "label_revoked", "message": "revoked"},
+            },
+            {
+                "id": ids["conflict"],
+                "status": "conflict",
+                "points": 0,
+                "balance": None,
+                "error": {"code": "conflict", "message": "different content"},
+            },
+        ]
+    )
     return ids
 
 
@@ -124,9 +157,14 @@ def test_keep_synced_days_is_checked_in_the_config(tmp_path):
     assert config.journal.keep_synced_days == 30
     raw = {
         "kiosk": {"name": "k", "state_dir": str(tmp_path)},
-        "backend": {"url": "http://127.0.0.1:9", "kiosk_id": "k_1", "secret": "s" * 16,
-                    "community": "green"},
-        "scanner": {"driver": "fake"}, "scale": {"driver": "fake"},
+        "backend": {
+            "url": "http://127.0.0.1:9",
+            "kiosk_id": "k_1",
+            "secret": "s" * 16,
+            "community": "green",
+        },
+        "scanner": {"driver": "fake"},
+        "scale": {"driver": "fake"},
         "doors": [{"number": 1, "category": "plastic", "capacity_g": 1000, "driver": "fake"}],
         "journal": {"keep_synced_days": 0},
     }
