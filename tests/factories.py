@@ -114,9 +114,7 @@ def make_household(
     unit: str = "",
 ) -> Household:
     """Create a household and its (empty) account."""
-    household = Household(
-        community_id=community.id, building_id=building.id, code=code, unit=unit
-    )
+    household = Household(community_id=community.id, building_id=building.id, code=code, unit=unit)
     session.add(household)
     session.flush()
     session.add(Account(household_id=household.id, balance=0, entry_count=0))
@@ -169,9 +167,7 @@ def make_rule(
 ) -> PointsRule:
     """Append a points-rule version for ``category``."""
     latest = session.scalar(
-        select(func.max(PointsRule.version)).where(
-            PointsRule.category_id == category.id
-        )
+        select(func.max(PointsRule.version)).where(PointsRule.category_id == category.id)
     )
     rule = PointsRule(
         community_id=category.community_id,
@@ -239,16 +235,13 @@ def build_world(
         capacity_g=capacity_g,
     )
     rules = {
-        code: make_rule(
-            session, cat, points_per_kg, min_net_g=min_net_g, daily_cap=daily_cap
-        )
+        code: make_rule(session, cat, points_per_kg, min_net_g=min_net_g, daily_cap=daily_cap)
         for code, cat in cats.items()
     }
     world = World(community, key, cats, building, homes, kiosk, secret, rules)
     for code, household in homes.items():
         world.labels[code] = [
-            make_label(session, community, household, key)
-            for _ in range(labels_per_household)
+            make_label(session, community, household, key) for _ in range(labels_per_household)
         ]
     return world
 
@@ -306,9 +299,7 @@ def signed(
         signing,  # imported here: the contract test must not load it via us
     )
 
-    headers = signing.signed_headers(
-        kiosk_id, secret, method, path, body, now=now, nonce=nonce
-    )
+    headers = signing.signed_headers(kiosk_id, secret, method, path, body, now=now, nonce=nonce)
     if body:
         headers["Content-Type"] = "application/json"
     return headers
@@ -317,7 +308,5 @@ def signed(
 def post_deposits(client, world: World, items: list[dict], **sign_kwargs):
     """POST a signed batch with a Flask test client; return the response."""
     body = jsonlib.dumps({"deposits": items}).encode()
-    headers = signed(
-        world.kiosk.id, world.secret, "POST", "/api/v1/deposits", body, **sign_kwargs
-    )
+    headers = signed(world.kiosk.id, world.secret, "POST", "/api/v1/deposits", body, **sign_kwargs)
     return client.post("/api/v1/deposits", data=body, headers=headers)

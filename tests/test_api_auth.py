@@ -84,9 +84,7 @@ def test_unsigned_request(client, world):
 def test_wrong_secret(client, world):
     body = body_for(world)
     assert_401(
-        post(
-            client, body, signed(world.kiosk.id, world.secret + "x", "POST", PATH, body)
-        ),
+        post(client, body, signed(world.kiosk.id, world.secret + "x", "POST", PATH, body)),
         "signature_invalid",
     )
     assert deposits_recorded() == 0
@@ -111,9 +109,7 @@ def test_body_tampered(client, world):
 
 def test_path_tampered(client, world):
     headers = signed(world.kiosk.id, world.secret, "GET", "/api/v1/kiosk/config?v=1")
-    assert_401(
-        client.get("/api/v1/kiosk/config?v=2", headers=headers), "signature_invalid"
-    )
+    assert_401(client.get("/api/v1/kiosk/config?v=2", headers=headers), "signature_invalid")
     assert client.get("/api/v1/kiosk/config?v=1", headers=headers).status_code == 200
 
 
@@ -130,9 +126,7 @@ def test_method_tampered(client, world):
 )
 def test_timestamp_skew(client, world, skew_s, ok):
     body = body_for(world)
-    headers = signed(
-        world.kiosk.id, world.secret, "POST", PATH, body, now=time.time() + skew_s
-    )
+    headers = signed(world.kiosk.id, world.secret, "POST", PATH, body, now=time.time() + skew_s)
     response = post(client, body, headers)
     if ok:
         assert response.status_code == 200
@@ -206,9 +200,7 @@ def test_last_seen_is_recorded(client, world):
     assert client.get("/api/v1/kiosk/config", headers=headers).status_code == 200
     with db.session() as s:
         seen = s.get(Kiosk, world.kiosk.id).last_seen_at
-    assert (
-        seen is not None and abs((dt.datetime.now(dt.UTC) - seen).total_seconds()) < 600
-    )
+    assert seen is not None and abs((dt.datetime.now(dt.UTC) - seen).total_seconds()) < 600
 
 
 def test_old_nonces_are_purged_and_fresh_ones_kept(world):
@@ -239,19 +231,14 @@ def _doc_value(label: str) -> str:
 
 def test_worked_example_in_protocol_doc_is_right():
     text = DOC.read_text()
-    body = re.search(
-        r"body \(one line, exactly these bytes\):\n\n```json\n(.+)\n```", text
-    ).group(1)
+    body = re.search(r"body \(one line, exactly these bytes\):\n\n```json\n(.+)\n```", text).group(
+        1
+    )
     args = [_doc_value(k) for k in ("secret", "method", "path", "timestamp", "nonce")]
     expected = _doc_value("`X-Signature`")
     assert signing.sign(*args, body.encode()) == expected
-    assert (
-        _doc_value("SHA-256 of body")
-        == __import__("hashlib").sha256(body.encode()).hexdigest()
-    )
-    get_sig = re.search(
-        r"empty body\) has the signature\n`([0-9a-f]{64})`", text
-    ).group(1)
+    assert _doc_value("SHA-256 of body") == __import__("hashlib").sha256(body.encode()).hexdigest()
+    get_sig = re.search(r"empty body\) has the signature\n`([0-9a-f]{64})`", text).group(1)
     assert (
         signing.sign(
             args[0],
@@ -275,15 +262,11 @@ def test_label_example_in_protocol_doc_verifies():
     )
 
 
-@pytest.mark.parametrize(
-    "offset_s, ok", [(300, True), (301, False), (-300, True), (-301, False)]
-)
+@pytest.mark.parametrize("offset_s, ok", [(300, True), (301, False), (-300, True), (-301, False)])
 def test_skew_boundary_is_exactly_300_seconds(world, offset_s, ok):
     """The window is inclusive: 300 s either way passes, 301 s does not."""
     sent_at = 1_750_000_000
-    headers = signed(
-        world.kiosk.id, world.secret, "GET", "/api/v1/kiosk/config", now=sent_at
-    )
+    headers = signed(world.kiosk.id, world.secret, "GET", "/api/v1/kiosk/config", now=sent_at)
     now = dt.datetime.fromtimestamp(sent_at + offset_s, dt.UTC)
 
     def check():

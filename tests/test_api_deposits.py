@@ -78,10 +78,7 @@ def test_accepted_credits_points_and_balance(client, world):
             19,
             world.rules["plastic"].id,
         )
-        assert (
-            s.get(Label, plabels.parse_label(lab(world))[0].serial).first_deposit_id
-            == dep.id
-        )
+        assert s.get(Label, plabels.parse_label(lab(world))[0].serial).first_deposit_id == dep.id
         entry = s.scalar(select(LedgerEntry))
         assert (entry.kind, entry.amount, entry.source_id) == (
             "deposit",
@@ -123,9 +120,7 @@ def test_label_reused_within_one_batch(client, world):
 
 def test_label_reuse_across_two_kiosks(client, world):
     with db.begin() as s:
-        other, other_secret = make_kiosk(
-            s, world.community, world.categories, {1: "plastic"}
-        )
+        other, other_secret = make_kiosk(s, world.community, world.categories, {1: "plastic"})
     assert one(client, world, deposit_item(lab(world))).status == "accepted"
     body = json.dumps({"deposits": [deposit_item(lab(world))]}).encode()
     response = client.post(
@@ -145,9 +140,7 @@ def test_label_reuse_across_two_kiosks(client, world):
 
 
 def test_implausible_weight_is_flagged_and_keeps_the_label(client, world):
-    heavy = one(
-        client, world, deposit_item(lab(world), net_g=10_001)
-    )  # plastic max 10 kg
+    heavy = one(client, world, deposit_item(lab(world), net_g=10_001))  # plastic max 10 kg
     assert (heavy.status, heavy.points, heavy.reason) == (
         "flagged",
         0,
@@ -163,9 +156,7 @@ def test_duplicate_returns_original_status_points_and_current_balance(client, wo
         deposit_item(lab(world, n=0), net_g=700),
     ]
     first = send(client, world, items)
-    one(
-        client, world, deposit_item(lab(world, n=1), net_g=1_000)
-    )  # balance moves on to 30
+    one(client, world, deposit_item(lab(world, n=1), net_g=1_000))  # balance moves on to 30
     again = send(client, world, items)
     assert [(r.status, r.original_status, r.points, r.reason) for r in again] == [
         ("duplicate", "accepted", 20, None),
@@ -177,9 +168,7 @@ def test_duplicate_returns_original_status_points_and_current_balance(client, wo
 
 
 def test_duplicate_with_another_offset_is_the_same_content(client, world):
-    item = deposit_item(
-        lab(world), occurred_at=dt.datetime.now(UTC) - dt.timedelta(minutes=1)
-    )
+    item = deposit_item(lab(world), occurred_at=dt.datetime.now(UTC) - dt.timedelta(minutes=1))
     one(client, world, item)
     shanghai = dt.datetime.fromisoformat(item["occurred_at"]).astimezone(
         dt.timezone(dt.timedelta(hours=8))
@@ -215,12 +204,7 @@ def test_conflict_changes_nothing(client, world, change):
     )
     with db.session() as s:
         assert s.get(Deposit, uuid.UUID(item["id"])).net_g == 1_000
-        assert (
-            s.get(
-                Label, plabels.parse_label(lab(world, n=1))[0].serial
-            ).first_deposit_id
-            is None
-        )
+        assert s.get(Label, plabels.parse_label(lab(world, n=1))[0].serial).first_deposit_id is None
     assert count(LedgerEntry) == 1
 
 
@@ -242,9 +226,7 @@ def revoke(payload, at):
     serial = plabels.parse_label(payload)[0].serial
     with db.begin() as s:
         s.execute(
-            update(Label)
-            .where(Label.serial == serial)
-            .values(revoked_at=at, revoked_reason="lost")
+            update(Label).where(Label.serial == serial).values(revoked_at=at, revoked_reason="lost")
         )
 
 
@@ -264,9 +246,7 @@ def tampered_label(world) -> str:
 def test_every_rejection_code(client, world):
     now = dt.datetime.now(UTC)
     with db.begin() as s:
-        unknown_serial = make_label(
-            s, world.community, world.households["H003"], world.private_key
-        )
+        unknown_serial = make_label(s, world.community, world.households["H003"], world.private_key)
         s.execute(
             update(Label)
             .where(Label.serial == plabels.parse_label(unknown_serial)[0].serial)
@@ -278,9 +258,7 @@ def test_every_rejection_code(client, world):
     never_issued = plabels.encode_label(
         world.private_key, plabels.LabelClaims("green", "H001", "ZZZZZZZZ")
     )
-    other = plabels.encode_label(
-        other_key, plabels.LabelClaims("other", "H001", "ABCDEFGH")
-    )
+    other = plabels.encode_label(other_key, plabels.LabelClaims("other", "H001", "ABCDEFGH"))
     revoked = lab(world, "H003", 0)
     revoke(revoked, now - dt.timedelta(minutes=10))
     cases = {
@@ -296,9 +274,7 @@ def test_every_rejection_code(client, world):
         "occurred_at_in_future": deposit_item(
             lab(world), occurred_at=now + dt.timedelta(minutes=6)
         ),
-        "occurred_at_too_old": deposit_item(
-            lab(world), occurred_at=now - dt.timedelta(days=31)
-        ),
+        "occurred_at_too_old": deposit_item(lab(world), occurred_at=now - dt.timedelta(days=31)),
     }
     assert set(cases) == set(ingest.CHECK_CODES)
     items = list(cases.values()) + [deposit_item(lab(world, "H002", 3))]
@@ -312,9 +288,7 @@ def test_every_rejection_code(client, world):
 
 
 def test_tampered_label_earns_nothing(client, world):
-    assert_rejected(
-        one(client, world, deposit_item(tampered_label(world))), "label_bad_signature"
-    )
+    assert_rejected(one(client, world, deposit_item(tampered_label(world))), "label_bad_signature")
     assert count(LedgerEntry) == 0
 
 
@@ -324,9 +298,7 @@ def test_tampered_label_earns_nothing(client, world):
 def test_net_g_bounds_follow_the_door_capacity(app, client, net_g, ok):
     with db.begin() as s:
         world = build_world(s, capacity_g=30_000, doors={1: "paper"})
-    r = one(
-        client, world, deposit_item(lab(world), door=1, category="paper", net_g=net_g)
-    )
+    r = one(client, world, deposit_item(lab(world), door=1, category="paper", net_g=net_g))
     if ok:
         assert r.status in ("accepted", "flagged")
     else:
@@ -353,9 +325,7 @@ def test_revocation_applies_from_its_time(client, world):
 
 def test_backlog_limit_comes_from_config(app, client, world):
     app.config["DEPOSIT_MAX_AGE_S"] = 3600
-    old = deposit_item(
-        lab(world), occurred_at=dt.datetime.now(UTC) - dt.timedelta(hours=2)
-    )
+    old = deposit_item(lab(world), occurred_at=dt.datetime.now(UTC) - dt.timedelta(hours=2))
     assert_rejected(one(client, world, old), "occurred_at_too_old")
 
 
@@ -410,19 +380,13 @@ def test_oversized_body_is_a_json_413(app, client, world):
     app.config["MAX_CONTENT_LENGTH"] = 2_000
     items = [deposit_item(lab(world)) for _ in range(20)]
     response = raw_post(client, world, json.dumps({"deposits": items}).encode())
-    assert (
-        response.status_code == 413
-        and response.json["error"]["code"] == "payload_too_large"
-    )
+    assert response.status_code == 413 and response.json["error"]["code"] == "payload_too_large"
 
 
 def test_other_errors_are_json_too(client):
     assert client.get("/api/v1/nothing").json["error"]["code"] == "not_found"
     response = client.get("/api/v1/deposits")
-    assert (
-        response.status_code == 405
-        and response.json["error"]["code"] == "method_not_allowed"
-    )
+    assert response.status_code == 405 and response.json["error"]["code"] == "method_not_allowed"
 
 
 # ------------------------------------------------------------ config, docs
@@ -443,9 +407,7 @@ def test_kiosk_config(client, world):
     assert {(r.category, r.points_per_kg) for r in config.rules} == {
         (c, 10) for c in world.categories
     }
-    assert config.revoked_serials == [
-        plabels.parse_label(lab(world, "H002", 1))[0].serial
-    ]
+    assert config.revoked_serials == [plabels.parse_label(lab(world, "H002", 1))[0].serial]
     key = plabels.public_key_from_text(config.label_public_key)
     assert plabels.verify_label(lab(world), key).household == "H001"
     assert abs(config.server_time_unix - dt.datetime.now(UTC).timestamp()) < 600

@@ -33,9 +33,7 @@ class DocClient:
     def headers(self, method: str, path: str, body: bytes) -> dict:
         timestamp = str(int(time.time()))
         nonce = secrets.token_hex(16)
-        message = "\n".join(
-            [method, path, timestamp, nonce, hashlib.sha256(body).hexdigest()]
-        )
+        message = "\n".join([method, path, timestamp, nonce, hashlib.sha256(body).hexdigest()])
         signature = hmac.new(
             self.secret.encode("utf-8"), message.encode("utf-8"), hashlib.sha256
         ).hexdigest()
@@ -47,9 +45,7 @@ class DocClient:
             "Content-Type": "application/json",
         }
 
-    def send(
-        self, method: str, path: str, body: bytes = b"", headers: dict | None = None
-    ):
+    def send(self, method: str, path: str, body: bytes = b"", headers: dict | None = None):
         """Send a request; return (status, decoded JSON body)."""
         headers = headers if headers is not None else self.headers(method, path, body)
         self.last_request = (method, path, body, headers)
@@ -159,9 +155,7 @@ def test_client_from_the_document(runner, community, base_url):
 
     # credited with the documented rounding: 1,250 g at 10 points/kg = 12 points
     first_id = str(uuid.uuid4())
-    status, body = client.deposit(
-        first_id, labels[0], 1, "plastic", 1250, now_rfc3339()
-    )
+    status, body = client.deposit(first_id, labels[0], 1, "plastic", 1250, now_rfc3339())
     assert status == 200
     [result] = body["results"]
     assert (result["id"], result["status"], result["points"], result["balance"]) == (
@@ -196,17 +190,13 @@ def test_client_from_the_document(runner, community, base_url):
         other_household,
         "SP1.demo.A-101.ABCDEFGHJK." + "A" * 86,
     ):
-        status, body = client.deposit(
-            str(uuid.uuid4()), bad, 1, "plastic", 3000, now_rfc3339()
-        )
+        status, body = client.deposit(str(uuid.uuid4()), bad, 1, "plastic", 3000, now_rfc3339())
         [result] = body["results"]
         assert (status, result["status"], result["points"]) == (200, "rejected", 0)
         assert result["error"]["code"] in ("label_bad_signature", "label_malformed")
 
     # the label used once already credits nothing more
-    status, body = client.deposit(
-        str(uuid.uuid4()), labels[0], 1, "plastic", 3000, now_rfc3339()
-    )
+    status, body = client.deposit(str(uuid.uuid4()), labels[0], 1, "plastic", 3000, now_rfc3339())
     [result] = body["results"]
     assert (result["status"], result["reason"], result["balance"]) == (
         "flagged",
@@ -223,16 +213,12 @@ def test_client_from_the_document(runner, community, base_url):
 
     # a wrong secret is refused too
     impostor = DocClient(base_url, kiosk["kiosk_id"], kiosk["secret"] + "x")
-    status, body = impostor.deposit(
-        str(uuid.uuid4()), labels[2], 1, "plastic", 3000, now_rfc3339()
-    )
+    status, body = impostor.deposit(str(uuid.uuid4()), labels[2], 1, "plastic", 3000, now_rfc3339())
     assert (status, body["error"]["code"]) == (401, "signature_invalid")
 
     # the ledger agrees: one credit of 12 points
     shown = cli(runner, "ledger", "verify")
     assert shown["ok"] is True
-    result = runner.invoke(
-        args=["ledger", "show", "A-101", "--community", "demo", "--json"]
-    )
+    result = runner.invoke(args=["ledger", "show", "A-101", "--community", "demo", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["balance"] == 12

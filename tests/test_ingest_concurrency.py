@@ -33,10 +33,7 @@ def overlapping_items(world, count=30, seed=7):
     """Deposits where several share a label (so reuse races too), all distinct ids."""
     rng = random.Random(seed)
     payloads = [p for labels in world.labels.values() for p in labels]
-    return [
-        deposit_item(rng.choice(payloads), net_g=rng.randint(100, 5_000))
-        for _ in range(count)
-    ]
+    return [deposit_item(rng.choice(payloads), net_g=rng.randint(100, 5_000)) for _ in range(count)]
 
 
 def in_threads(worker, count=THREADS):
@@ -87,10 +84,7 @@ def check_exactly_once(items, outcomes_by_worker):
                     firsts[0]["points"],
                 )
     credited = sum(
-        a["points"]
-        for answers in by_id.values()
-        for a in answers
-        if a["status"] == "accepted"
+        a["points"] for answers in by_id.values() for a in answers if a["status"] == "accepted"
     )
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(Deposit)) == len(items)
@@ -106,9 +100,7 @@ def check_exactly_once(items, outcomes_by_worker):
         ).all()
         assert all(n == 1 for _, n in per_label)
         claimed = s.scalar(
-            select(func.count())
-            .select_from(Label)
-            .where(Label.first_deposit_id.is_not(None))
+            select(func.count()).select_from(Label).where(Label.first_deposit_id.is_not(None))
         )
         assert claimed == len(per_label)
         assert ledger.verify(s) == []
@@ -126,10 +118,7 @@ def test_overlapping_batches_through_the_service(world, caplog):
     def worker(i):
         out = []
         for batch in shuffled_batches(items, seed=i):
-            out += [
-                o.to_json()
-                for o in ingest.ingest(db, world.kiosk.id, as_deposits(batch))
-            ]
+            out += [o.to_json() for o in ingest.ingest(db, world.kiosk.id, as_deposits(batch))]
         return out
 
     check_exactly_once(items, in_threads(worker))
@@ -144,9 +133,7 @@ def test_two_kiosks_racing_with_one_label(world):
     items = [[deposit_item(label) for label in labels] for _ in kiosks]
 
     def worker(i):
-        return [
-            ingest.ingest(db, kiosks[i], as_deposits([item]))[0] for item in items[i]
-        ]
+        return [ingest.ingest(db, kiosks[i], as_deposits([item]))[0] for item in items[i]]
 
     first, second = in_threads(worker, count=2)
     for a, b in zip(first, second, strict=True):
@@ -177,9 +164,7 @@ def test_overlapping_batches_through_http(world, server, caplog):
         with requests.Session() as http:
             for batch in shuffled_batches(items, seed=100 + i, size=8):
                 body = json.dumps({"deposits": batch}).encode()
-                headers = signed(
-                    world.kiosk.id, world.secret, "POST", "/api/v1/deposits", body
-                )
+                headers = signed(world.kiosk.id, world.secret, "POST", "/api/v1/deposits", body)
                 response = http.post(
                     server + "/api/v1/deposits", data=body, headers=headers, timeout=60
                 )
@@ -267,9 +252,7 @@ def test_claim_labels_reports_only_the_claims_that_held(world):
             serials[0]: earlier
         }
     with db.begin() as s:
-        won = ingest_store.claim_labels(
-            s.connection(), {serial: mine for serial in serials}
-        )
+        won = ingest_store.claim_labels(s.connection(), {serial: mine for serial in serials})
     assert won == {serials[1]: mine, serials[2]: mine}
     with db.session() as s:
         assert s.get(Label, serials[0]).first_deposit_id == earlier

@@ -37,9 +37,7 @@ def homes(app):
     with db.begin() as s:
         community, _, _ = make_community(s)
         building = make_building(s, community)
-        return [
-            make_household(s, community, building, code).id for code in ("A1", "A2")
-        ]
+        return [make_household(s, community, building, code).id for code in ("A1", "A2")]
 
 
 def credit(s, household_id, amount, **kw):
@@ -140,7 +138,9 @@ CAP_NOW = dt.datetime(2025, 3, 10, 4, 0, tzinfo=dt.UTC)  # 12:00 in Asia/Shangha
 
 def _ingest(world, label, net_g, at):
     [out] = ingest.ingest(
-        db, world.kiosk.id, as_deposits([deposit_item(label, net_g=net_g, occurred_at=at)]),
+        db,
+        world.kiosk.id,
+        as_deposits([deposit_item(label, net_g=net_g, occurred_at=at)]),
         now=CAP_NOW,
     )
     return out
@@ -148,8 +148,11 @@ def _ingest(world, label, net_g, at):
 
 def _deposit_entry(deposit_id):
     with db.session() as s:
-        return s.scalar(select(LedgerEntry.id).where(
-            LedgerEntry.source_type == "deposit", LedgerEntry.source_id == deposit_id))
+        return s.scalar(
+            select(LedgerEntry.id).where(
+                LedgerEntry.source_type == "deposit", LedgerEntry.source_id == deposit_id
+            )
+        )
 
 
 def _day_totals():
@@ -166,7 +169,10 @@ def test_a_reversed_deposit_no_longer_counts_toward_its_daily_cap(app):
     first = _ingest(world, labels[0], 1_000, at)
     capped = [_ingest(world, labels[i], 1_000, at) for i in (1, 2)]
     assert [(o.points, o.reason) for o in (first, *capped)] == [
-        (10, None), (10, None), (5, "daily_cap")]
+        (10, None),
+        (10, None),
+        (5, "daily_cap"),
+    ]
     assert _day_totals()[(home, day)] == 25
     with db.begin() as s:
         rev = ledger.reverse(s, _deposit_entry(first.id), "bag was contaminated")
@@ -300,9 +306,7 @@ def test_verify_streams_in_small_batches(homes):
             credit(s, a if i % 2 else b, 3)
     with db.begin() as s:
         assert ledger.verify(s, batch_size=4) == []
-        s.execute(
-            text("UPDATE accounts SET balance = 1 WHERE household_id = :h"), {"h": b}
-        )
+        s.execute(text("UPDATE accounts SET balance = 1 WHERE household_id = :h"), {"h": b})
         assert [m.problem for m in ledger.verify(s, batch_size=4)] == ["balance"]
         assert len(ledger.verify(s, batch_size=4, limit=1)) == 1
 
@@ -324,9 +328,7 @@ def test_post_many_property_all_or_nothing(homes, moves):
     for idx, amount in moves:
         running[homes[idx]] += amount
         ok = ok and running[homes[idx]] >= 0
-    postings = [
-        ledger.Posting(homes[i], "adjustment", a, "prop", "test", "p") for i, a in moves
-    ]
+    postings = [ledger.Posting(homes[i], "adjustment", a, "prop", "test", "p") for i, a in moves]
     try:
         with db.begin() as s:
             ledger.post_many(s, postings)
@@ -352,9 +354,7 @@ class LedgerMachine(RuleBasedStateMachine):
         with db.begin() as s:
             community, _, _ = make_community(s, f"sm{LedgerMachine.runs}")
             building = make_building(s, community)
-            self.households = [
-                make_household(s, community, building, c).id for c in ("A", "B")
-            ]
+            self.households = [make_household(s, community, building, c).id for c in ("A", "B")]
         self.model = {h: 0 for h in self.households}
         self.entries: list[tuple[int, int, str]] = []  # (entry id, amount, kind)
         self.reversed: set[int] = set()
@@ -369,9 +369,7 @@ class LedgerMachine(RuleBasedStateMachine):
         h = self.households[idx]
         try:
             with db.begin() as s:
-                entry = credit(
-                    s, h, amount, idempotency_key=key and f"{id(self)}-{key}"
-                )
+                entry = credit(s, h, amount, idempotency_key=key and f"{id(self)}-{key}")
         except InsufficientBalance:
             assert self.model[h] + amount < 0
             return

@@ -7,8 +7,8 @@ deterministic, so a label's payload can be rebuilt from its row at any time.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import qrcode
 import qrcode.constants

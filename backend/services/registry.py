@@ -13,8 +13,8 @@ import re
 import secrets
 import string
 import zoneinfo
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, selectinload

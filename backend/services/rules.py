@@ -35,7 +35,7 @@ def _as_utc(effective_at: dt.datetime | None) -> dt.datetime:
         return utcnow()
     if effective_at.tzinfo is None:
         raise InvalidInput("the effective time needs a UTC offset, e.g. 2025-01-01T00:00:00+08:00")
-    return effective_at.astimezone(dt.timezone.utc)
+    return effective_at.astimezone(dt.UTC)
 
 
 def latest_rule(session: Session, category_id: int) -> PointsRule | None:

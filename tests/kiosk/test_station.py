@@ -350,7 +350,7 @@ def test_a_real_door_left_open_does_not_stall_the_loop_nor_count_as_a_jam(tmp_pa
         wait_for(
             lambda: "Out of order" in station.screen.text and station.hardware.scanner.pending == 0
         )
-        assert time.monotonic() - entered < 2.0  # the loop answered while the door stood open
+        assert time.monotonic() - entered < 5.0  # a blocked loop would wait out the door timeout
         assert station.flow.fault_kind == "door_left_open"  # an open door is not a jam
         assert model.close_by_hand()
         wait_for(lambda: station.flow.state == "idle")

@@ -5,7 +5,7 @@ Revises:
 Create Date: 2026-11-26
 
 """
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
@@ -14,9 +14,9 @@ from backend.schema import APPEND_ONLY_TABLES, append_only_ddl
 
 # revision identifiers, used by Alembic.
 revision: str = "0001"
-down_revision: Union[str, Sequence[str], None] = None
-branch_labels: Union[str, Sequence[str], None] = None
-depends_on: Union[str, Sequence[str], None] = None
+down_revision: str | Sequence[str] | None = None
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
 
 # Spelled out rather than imported from backend.models so that this revision
 # keeps creating the same columns if the models' types change later.
