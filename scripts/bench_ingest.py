@@ -557,114 +557,73 @@ class Raw:
 class RawApp:
     """PostgreSQL: the single-deposit path's own SQL through the bare driver.
 
-    The nonce INSERT, the locking read and the one-statement write that a
-    one-item request sends (compiled from the app's statements), then COMMIT:
-    the database's share of a request, without HTTP, Flask, SQLAlchemy's
-    execution layer or any Python logic.
+    One call of the ``sortpoint_ingest_one`` function in autocommit, what a
+    one-item request sends (nonce, account lock, label claim, daily total,
+    ledger entry, account, deposit, COMMIT): the database's share of a
+    request, without HTTP, Flask, the pool or any Python logic.
     """
 
     def __init__(self, url: str, seeded: Seeded):
-        from backend.api import auth
-        from backend.services import ingest_store
+        from backend.services import ingest_fn, ingest_store
 
         self.engine = make_engine(url)
         self.seeded = seeded
         with self.engine.connect() as conn:
             self.kiosk = ingest_store.kiosk_context(conn, seeded.kiosk_id, None)
-        dialect = self.engine.dialect
-        self.nonce_sql = str(auth._insert_nonce_if_current("postgresql").compile(dialect=dialect))
-        self.lock_sql = str(ingest_store._lock_one("postgresql").compile(dialect=dialect))
-        self.write = ingest_store._write_one
-        self.dialect = dialect
-        self._write_sql: dict[tuple, str] = {}  # compiled on first use (a warm-up round)
-        self.conn = self.engine.raw_connection()
+        self.call_sql = ingest_fn.CALL_SQL
+        self.arg_names = ingest_fn.ARG_NAMES
+        self.raw = self.engine.raw_connection()
+        self.conn = self.raw.driver_connection
+        self.conn.autocommit = True
 
     def close(self) -> None:
-        self.conn.close()
+        self.conn.autocommit = False
+        self.raw.close()
         self.engine.dispose()
 
     def transaction(self, n: int) -> float:
-        """Credit one deposit with the app's statements; return seconds."""
-        from backend.services import ledger
+        """Credit one deposit with the app's function call; return seconds."""
+        assert n == 1, "the app's function is for one deposit"
+        from protocol.labels import parse_label
 
-        assert n == 1, "the app's fused statements are for one deposit"
-        [(serial, household, _)] = self.seeded.take(1, "raw_app")
+        [(serial, _household, payload)] = self.seeded.take(1, "raw_app")
         k = self.kiosk
         now = dt.datetime.now(UTC)
         did, net_g = uuid.uuid4(), 1_500
-        points = net_g * POINTS_PER_KG // 1000
+        args = {
+            "p_kiosk_id": k.ref.kiosk_id,
+            "p_nonce": secrets.token_hex(12),
+            "p_now": now,
+            "p_secret": k.secret,
+            "p_timezone": k.ref.timezone,
+            "p_label_key": k.ref.label_public_key,
+            "p_rules_mark": k.rules_mark,
+            "p_serial": serial,
+            "p_household_code": parse_label(payload)[0].household,
+            "p_community_id": k.ref.community_id,
+            "p_deposit_id": did,
+            "p_door": 1,
+            "p_category_id": self.seeded.category_ids["plastic"],
+            "p_net_g": net_g,
+            "p_occurred_at": now,
+            "p_local_day": now.date(),
+            "p_content_hash": hashlib.sha256(str(did).encode()).hexdigest(),
+            "p_rule_id": self.seeded.rule_ids["plastic"],
+            "p_points": net_g * POINTS_PER_KG // 1000,
+            "p_reason": None,
+            "p_daily_cap": None,
+            "p_entry_kind": "deposit",
+            "p_entry_reason": f"{net_g} g plastic",
+            "p_source_type": "deposit",
+            "p_source_id": str(did),
+            "p_idempotency_key": f"deposit:{did}",
+        }
+        values = tuple(args[name] for name in self.arg_names)
         start = time.perf_counter()
-        cur = self.conn.cursor()
-        cur.execute(
-            self.nonce_sql,
-            {
-                "kiosk_id": k.ref.kiosk_id,
-                "nonce": secrets.token_hex(12),
-                "seen_at": now,
-                "secret": k.secret,
-                "timezone": k.ref.timezone,
-                "label_key": k.ref.label_public_key,
-                "rules_mark": k.rules_mark,
-            },
-        )
-        assert cur.fetchone() is not None
-        cur.execute(self.lock_sql, {"serial": serial, "deposit_id": did})
-        row = cur.fetchone()
-        state = ledger.AccountState(row[6], row[7])
-        entry = ledger.stage(
-            ledger.Posting(
-                household,
-                "deposit",
-                points,
-                f"{net_g} g plastic",
-                "deposit",
-                str(did),
-                idempotency_key=f"deposit:{did}",
-            ),
-            state,
-            now,
-        )
-        deposit = {
-            "id": did,
-            "kiosk_id": k.ref.kiosk_id,
-            "community_id": k.ref.community_id,
-            "household_id": household,
-            "label_serial": serial,
-            "door": 1,
-            "category_id": self.seeded.category_ids["plastic"],
-            "net_g": net_g,
-            "occurred_at": now,
-            "local_day": now.date(),
-            "received_at": now,
-            "status": "accepted",
-            "points": points,
-            "rule_id": self.seeded.rule_ids["plastic"],
-            "reason": None,
-            "content_hash": hashlib.sha256(str(did).encode()).hexdigest(),
-        }
-        values = {"d_" + c: v for c, v in deposit.items()}
-        values |= {"e_" + c: v for c, v in entry.items()}
-        values |= {
-            "c_serial": serial,
-            "c_deposit": did,
-            "a_household": household,
-            "a_balance": state.balance,
-            "a_count": state.entry_count,
-            "a_at": now,
-            "t_household_id": household,
-            "t_category_id": deposit["category_id"],
-            "t_day": now.date(),
-            "t_points": points,
-        }
-        key = (tuple(entry), tuple(deposit))
-        if key not in self._write_sql:
-            stmt = self.write(True, *key)
-            self._write_sql[key] = str(stmt.compile(dialect=self.dialect))
-        cur.execute(self._write_sql[key], values)
-        assert cur.fetchone() == (1, 1)
-        self.conn.commit()
-        cur.close()
-        return time.perf_counter() - start
+        row = self.conn.execute(self.call_sql, values).fetchone()
+        elapsed = time.perf_counter() - start
+        assert row is not None and row[0] > 0, row
+        return elapsed
 
 
 # ---------------------------------------------------------------------- main
@@ -790,8 +749,7 @@ def print_summary(database: str, s: dict, args) -> None:
     if s["single_raw_app"]:
         print(
             f"the app's own single-deposit SQL through the bare driver: "
-            f"{1000 / s['single_raw_app']:.2f} ms (nonce INSERT, locking read, one-statement "
-            f"write, COMMIT); + the HTTP floor = {1000 / s['single_raw_app'] + s['floor_http_ms']:.2f} ms"
+            f"{1000 / s['single_raw_app']:.2f} ms (one call of the ingest function in autocommit); + the HTTP floor = {1000 / s['single_raw_app'] + s['floor_http_ms']:.2f} ms"
         )
 
 

@@ -67,7 +67,9 @@ def test_function_path_answers_exactly_as_the_batch_path(app):
             for item in as_deposits(_scenario(fn_world, general.labels["H001"][3]))
         )
     ]
-    general_answers = _answers(general, _scenario(general, fn_world.labels["H001"][3]), general=True)
+    general_answers = _answers(
+        general, _scenario(general, fn_world.labels["H001"][3]), general=True
+    )
     assert fn_answers == general_answers
     # every new accepted deposit went through the function; everything else fell back
     assert taken == [s == "accepted" for s, *_ in fn_answers]
