@@ -841,11 +841,12 @@ def _single_lines(database: str, s: dict) -> str:
     if s.get("single_raw_app"):
         app_ms = 1000 / s["single_raw_app"]
         line += (
-            f" The app's own SQL for one deposit through the bare driver (nonce INSERT, locking "
-            f"read, one-statement write, COMMIT): {app_ms:.2f} ms. With the HTTP floor that is "
+            f" The app's own SQL for one deposit through the bare driver (one call of "
+            f"`sortpoint_ingest_one` in autocommit): {app_ms:.2f} ms. With the HTTP floor that is "
             f"{app_ms + s['floor_http_ms']:.2f} ms before the view's own Python runs, against "
             f"{2 * raw_ms:.2f} ms for 50 %; the remaining {api_ms - app_ms - s['floor_http_ms']:.2f}"
-            f" ms are the request's own Python: SQLAlchemy's execution layer and session, the checks, the JSON."
+            f" ms are the request's own Python (signature, checks, Ed25519, the pool, the JSON) "
+            f"and the contention of client, server and database on the same cores."
         )
     return line
 
@@ -881,19 +882,37 @@ of many rows are executemany calls, which psycopg pipelines; id and serial lists
 parameter on PostgreSQL (`= ANY(:ids)`), because psycopg parses statements over 4 KiB or 50
 parameters afresh each time. Label signatures are checked with libsodium (PyNaCl).
 
-**One-deposit requests**, the common case (a kiosk uploads each bag as it goes in), use the same
-checks, claim plan and scoring with fused statements: the nonce INSERT; one read that locks the
-household's account and also finds a recorded id (`LEFT JOIN deposits`), so a duplicate costs
-nothing more; then on PostgreSQL one statement of data-modifying CTEs that claims the label, adds
-to the daily total, appends the ledger entry, updates the account and inserts the deposit, and
-returns how many claims held and how many deposits went in. Whatever the read could not see
-because it waited for the lock (a label claimed or an id recorded by a transaction that committed
-meanwhile) makes a count come back short: the transaction is rolled back and retried on the batch
-path, which sees it (tests/test_ingest_single.py forces both cases and races threads on both
-databases). With a daily cap the day's total is read after the lock, one statement more. A
-rejected item, an unknown label or a household without an account take the batch path. On SQLite,
-which has no data-modifying CTEs, the writes are the batch path's statements. PostgreSQL: five
-round trips (BEGIN, nonce, read, write, COMMIT) instead of twelve.
+**One-deposit requests**, the common case (a kiosk uploads each bag as it goes in). On
+PostgreSQL, when the request is signed by a kiosk the worker keeps and no upkeep is due
+(`last_seen_at`, the nonce purge), a new deposit is one round trip: one call of the PL/pgSQL
+function `sortpoint_ingest_one` (`backend/services/ingest_fn.py`, created by Alembic revision
+0002) on a pooled connection in autocommit, through the bare psycopg cursor. Python decides
+everything it can first (the same checks, the rule in force, the points before the cap via
+`points.score`, the local day, the content hash, the ledger entry's reason and keys); the function
+records the nonce only while the kept kiosk copy is current (the same test as below), locks the
+household's account `FOR NO KEY UPDATE`, claims the label, applies the daily cap against the
+locked day's total with `points.score`'s formula, and writes the daily total, ledger entry,
+account and deposit. Anything else (a replayed nonce, a stale copy, a rejected item, an unknown
+or revoked label, a label claimed before, an id recorded before, an implausible weight, a lock or
+uniqueness race, a database not upgraded yet) raises a fallback SQLSTATE: the statement rolls
+back whole, the nonce too, and the request takes the general path below, which answers it as
+before. tests/test_ingest_fn.py runs every status of tests/test_ingest_single.py's scenario both
+ways and compares the answers, daily totals and ledger entries, and races threads on labels and
+on a daily cap.
+
+The general path for one item uses the same checks, claim plan and scoring with fused
+statements: the nonce INSERT; one read that locks the household's account and also finds a
+recorded id (`LEFT JOIN deposits`), so a duplicate costs nothing more; then on PostgreSQL one
+statement of data-modifying CTEs that claims the label, adds to the daily total, appends the
+ledger entry, updates the account and inserts the deposit, and returns how many claims held and
+how many deposits went in. Whatever the read could not see because it waited for the lock (a label
+claimed or an id recorded by a transaction that committed meanwhile) makes a count come back
+short: the transaction is rolled back and retried on the batch path, which sees it
+(tests/test_ingest_single.py forces both cases and races threads on both databases). With a daily
+cap the day's total is read after the lock, one statement more. A rejected item, an unknown label
+or a household without an account take the batch path. On SQLite, which has no data-modifying
+CTEs, the writes are the batch path's statements (five round trips on PostgreSQL: BEGIN, nonce,
+read, write, COMMIT).
 
 **The kiosk cache** (`backend/api/kiosk_cache.py`): each worker keeps a kiosk's set-up for
 `SORTPOINT_KIOSK_CACHE_TTL_S` seconds (default 60; 0 turns it off), at most 1,024 kiosks, least
@@ -920,23 +939,23 @@ nothing (health, the kiosk config after its nonce, `ledger verify`, the list com
 as found (sync workers, a new connection each; 19 % of the raw transaction). In-process, through
 Flask's test client, profiled with pyinstrument and per-function timers: 4.0 ms as found,
 twelve round trips; 3.8 ms without the pre-ping and with the kiosk cache; 2.3-2.6 ms with the
-fused read and write. Over HTTP, keep-alive alone saves 0.4-1.2 ms a request.
+fused read and write. Over HTTP, keep-alive alone saves 0.4-1.2 ms a request. The one-call
+function took the kept-alive request from 3.0 ms (28 %) to 2.1-2.2 ms (38-39 %) in the same
+benchmark; in-process it spends about 0.88 ms in the function call, 0.09 ms in the label checks
+(Ed25519 0.05-0.07 ms), 0.04 ms in the signature and 0.05 ms preparing the call.
 
-**The single-deposit goal (>= 50 %) is not met on PostgreSQL, and is out of reach on this stack
-without giving up a guarantee.** The lines above show why, from the same run: the HTTP floor plus
-the app's own SQL through the bare driver already comes to about twice the raw transaction (in
-other runs 1.8 ms against 1.56 ms), which leaves nothing for the request's own Python. That SQL is the least the guarantees need: the nonce row (replay
-protection across app servers), the account lock (exactly-once crediting and balance chains under
-concurrency), the label claim and the daily total, beside the raw path's deposit, entry and
-account update, all durable at COMMIT (fsync). The rest of a request is Flask, SQLAlchemy's
-execution layer (measured at about 75 us a statement over the bare psycopg cursor for the same
-prepared statement) and the checks. Running the one-deposit statements on the bare driver would
-save perhaps 0.3-0.5 ms and still leave the request short of 50 %, at the price of a second,
-driver-level code path outside SQLAlchemy's error handling; it was not done. The figure that sets
-the kiosk's throughput is the batch one (kiosks upload their journal in batches of up to 100); a
-single deposit is the resident's latency: a few milliseconds against the 10 s deposit budget. On
-SQLite the raw transaction does not even sync (WAL, `synchronous=NORMAL`) and takes less than the
-HTTP floor, so its ratio says little.
+**The single-deposit goal (>= 50 %) is still not met on PostgreSQL.** The lines above show why,
+from the same run: the function call alone through the bare driver (one round trip, durable at
+COMMIT) costs about as much as the raw transaction, because it does more than it: the nonce row
+(replay protection across app servers), the account lock (exactly-once crediting and balance
+chains under concurrency), the label claim and the daily total, beside the raw path's deposit,
+entry and account update. Add the HTTP floor and 50 % leaves under 0.2 ms for everything the
+request itself must do in Python (HMAC, label parse, Ed25519, checks, JSON), while Flask and
+gunicorn share two cores with the client and the database. The figure that sets the kiosk's
+throughput is the batch one (kiosks upload their journal in batches of up to 100); a single
+deposit is the resident's latency: a few milliseconds against the 10 s deposit budget. On SQLite
+the raw transaction does not even sync (WAL, `synchronous=NORMAL`) and takes less than the HTTP
+floor, so its ratio says little.
 """
 
 

@@ -162,6 +162,15 @@ DROP_SQL = f"DROP FUNCTION IF EXISTS {NAME}({_SIGNATURE})"
 CALL_SQL = f"SELECT * FROM {NAME}({', '.join(f'%s::{t}' for _, t in _ARGS)})"
 
 
+_missing_logged = False
+
+
+def _note_missing() -> None:
+    global _missing_logged
+    _missing_logged = True
+    log.warning("%s is missing: run `sortpoint db upgrade`; one-deposit requests are slower", NAME)
+
+
 def install(conn) -> None:
     """Create (or replace) the function on a PostgreSQL connection; nothing on SQLite."""
     if conn.dialect.name == "postgresql":
@@ -191,8 +200,11 @@ def call(engine, args: dict) -> tuple[int, str | None, int] | None:
         try:
             return pg.execute(CALL_SQL, values).fetchone()
         except psycopg.Error as exc:
-            if getattr(exc, "sqlstate", None) in FALLBACK_SQLSTATES:
-                log.debug("one-deposit function fell back: %s", exc.sqlstate)
+            sqlstate = getattr(exc, "sqlstate", None)
+            if sqlstate == "42883" and not _missing_logged:
+                _note_missing()
+            if sqlstate in FALLBACK_SQLSTATES:
+                log.debug("one-deposit function fell back: %s", sqlstate)
                 return None
             raise
         finally:
