@@ -77,8 +77,10 @@ def create_schema(engine: Engine) -> None:
     """
     from backend.migrations import stamp
     from backend.models import Base
+    from backend.services import ingest_fn
 
     with engine.begin() as conn:
         Base.metadata.create_all(conn)
         install_append_only(conn)
+        ingest_fn.install(conn)
         stamp(conn, "head")

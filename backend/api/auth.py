@@ -133,6 +133,36 @@ def authenticate(
     return kiosk
 
 
+def kept_kiosk(
+    *,
+    headers,
+    method: str,
+    target: str,
+    body: bytes,
+    now: dt.datetime,
+    max_skew_s: int,
+    cache: KioskCache | None,
+) -> tuple[KioskContext, str] | None:
+    """Return (kept kiosk copy, nonce) when the request is signed by a kept copy with no upkeep due.
+
+    For the one-round-trip deposit (``ingest.apply_one_fn``), which records the
+    nonce itself while the copy is current.  None: authenticate as usual.
+    Malformed or stale headers raise Unauthorized, as ``authenticate`` would.
+    """
+    kiosk_id, timestamp, nonce, signature = _check_headers(headers, now, max_skew_s)
+    kept = cache.get(kiosk_id) if cache is not None and cache.enabled else None
+    if kept is None or _touch_due(kept.last_seen_at, now):
+        return None
+    if not _signed_by(kept.secret, (method, target, timestamp, nonce, body), signature):
+        return None
+    return kept, nonce
+
+
+def purge_due() -> bool:
+    """Count one authenticated request; True on every ``PURGE_EVERY``-th (``purge_nonces``)."""
+    return next(_requests) % PURGE_EVERY == 0
+
+
 def _signed_by(secret: str, signed: tuple, signature: str) -> bool:
     return signing.signatures_match(signing.sign(secret, *signed), signature)
 
@@ -148,7 +178,7 @@ def _after_nonce(
     touched = _touch(session.connection(), kiosk.ref.kiosk_id, kiosk.last_seen_at, now)
     if touched and cache is not None:
         cache.seen(kiosk.ref.kiosk_id, now)
-    if next(_requests) % PURGE_EVERY == 0:
+    if purge_due():
         purge_nonces(session, now, max_skew_s)
 
 
@@ -212,10 +242,14 @@ def _record_nonce_if_current(
     return conn.execute(stmt, params).first() is not None
 
 
+def _touch_due(last_seen: dt.datetime | None, now: dt.datetime) -> bool:
+    return last_seen is None or (now - last_seen).total_seconds() >= LAST_SEEN_RESOLUTION_S
+
+
 def _touch(
     conn: Connection, kiosk_id: str, last_seen: dt.datetime | None, now: dt.datetime
 ) -> bool:
-    if last_seen is None or (now - last_seen).total_seconds() >= LAST_SEEN_RESOLUTION_S:
+    if _touch_due(last_seen, now):
         conn.execute(_TOUCH, {"kiosk_id": kiosk_id, "seen_at": now})
         return True
     return False

@@ -50,6 +50,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from backend.errors import NotFound, SortpointError, Unauthorized
+from backend.services import ingest_fn as store_fn
 from backend.services import ingest_store as store
 from backend.services import ledger, points
 from protocol import labels as plabels
@@ -627,3 +628,62 @@ def _write_one(session: Session, accounts, writes: _Writes, plan: dict, now) -> 
     )
     if claimed != len(plan) or inserted != 1:
         raise _RaceLost("the label or the deposit id was taken concurrently")
+
+
+# ------------------------------------------- one deposit, one round trip (PostgreSQL)
+
+
+def apply_one_fn(
+    engine, kiosk: KioskContext, nonce: str, item: DepositIn, *, limits: Limits, now
+) -> Outcome | None:
+    """Record ``nonce`` and apply one new deposit in one call of ``ingest_fn``; None: general path.
+
+    ``kiosk`` is a kept copy (every rule version); the function records the
+    nonce only while that copy is current.  Python decides everything it can
+    (the checks, the rule, the points before the cap: ``points.score`` with
+    nothing credited yet); the function applies the cap against the locked
+    day's total with the same formula.  Whatever is not a new, plausible
+    deposit that claims its label goes to the general path, which answers it.
+    """
+    checked = _check(kiosk.ref, kiosk.setup, item, now, limits)
+    if isinstance(checked, Outcome) or item.net_g > checked.category.max_plausible_g:
+        return None
+    ref = kiosk.ref
+    rule = kiosk.setup.rules.in_force(checked.category.id, item.occurred_at)
+    base = points.score(rule, item.net_g, 0)
+    posting = _posting(checked, 0)
+    done = store_fn.call(
+        engine,
+        {
+            "p_kiosk_id": ref.kiosk_id,
+            "p_nonce": nonce,
+            "p_now": now,
+            "p_secret": kiosk.secret,
+            "p_timezone": ref.timezone,
+            "p_label_key": ref.label_public_key,
+            "p_rules_mark": kiosk.rules_mark,
+            "p_serial": checked.serial,
+            "p_household_code": checked.household_code,
+            "p_community_id": ref.community_id,
+            "p_deposit_id": item.id,
+            "p_door": item.door,
+            "p_category_id": checked.category.id,
+            "p_net_g": item.net_g,
+            "p_occurred_at": item.occurred_at,
+            "p_local_day": points.local_day(item.occurred_at, ref.timezone),
+            "p_content_hash": content_hash(item),
+            "p_rule_id": base.rule_id,
+            "p_points": base.points,
+            "p_reason": base.reason,
+            "p_daily_cap": rule.daily_cap if rule is not None else None,
+            "p_entry_kind": posting.kind,
+            "p_entry_reason": posting.reason,
+            "p_source_type": posting.source_type,
+            "p_source_id": posting.source_id,
+            "p_idempotency_key": posting.idempotency_key,
+        },
+    )
+    if done is None:
+        return None
+    awarded, reason, balance = done
+    return Outcome(str(item.id), "accepted", awarded, balance, reason)
