@@ -940,7 +940,7 @@ as found (sync workers, a new connection each; 19 % of the raw transaction). In-
 Flask's test client, profiled with pyinstrument and per-function timers: 4.0 ms as found,
 twelve round trips; 3.8 ms without the pre-ping and with the kiosk cache; 2.3-2.6 ms with the
 fused read and write. Over HTTP, keep-alive alone saves 0.4-1.2 ms a request. The one-call
-function took the kept-alive request from 3.0 ms (28 %) to 2.1-2.2 ms (38-39 %) in the same
+function took the kept-alive request from 3.0 ms (28 %) to 1.9-2.2 ms (38-41 %) in the same
 benchmark; in-process it spends about 0.88 ms in the function call, 0.09 ms in the label checks
 (Ed25519 0.05-0.07 ms), 0.04 ms in the signature and 0.05 ms preparing the call.
 
@@ -949,7 +949,7 @@ from the same run: the function call alone through the bare driver (one round tr
 COMMIT) costs about as much as the raw transaction, because it does more than it: the nonce row
 (replay protection across app servers), the account lock (exactly-once crediting and balance
 chains under concurrency), the label claim and the daily total, beside the raw path's deposit,
-entry and account update. Add the HTTP floor and 50 % leaves under 0.2 ms for everything the
+entry and account update. Add the HTTP floor and 50 % leaves about 0.2 ms for everything the
 request itself must do in Python (HMAC, label parse, Ed25519, checks, JSON), while Flask and
 gunicorn share two cores with the client and the database. The figure that sets the kiosk's
 throughput is the batch one (kiosks upload their journal in batches of up to 100); a single
