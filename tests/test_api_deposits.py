@@ -419,6 +419,14 @@ def test_health_is_unsigned(client):
     assert response.status_code == 200 and response.json["status"] == "ok"
 
 
+def test_health_writes_server_time_in_utc_with_z_like_every_answer(client):
+    server_time = client.get("/api/v1/health").json["server_time"]
+    assert server_time.endswith("Z") and "+00:00" not in server_time
+    parsed = dt.datetime.fromisoformat(server_time)
+    assert parsed.utcoffset() == dt.timedelta(0)
+    assert abs((parsed - dt.datetime.now(UTC)).total_seconds()) < 600
+
+
 def test_openapi_document_comes_from_the_schemas(client):
     doc = client.get("/api/openapi.json").json
     assert doc["openapi"].startswith("3.1")

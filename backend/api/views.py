@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, request
 from sqlalchemy import text
 from werkzeug.exceptions import HTTPException
 
@@ -43,7 +43,8 @@ def health():
     """Answer 200 when the app can reach its database (unsigned)."""
     with db.read() as session:  # never queues behind SQLite's writer
         session.execute(text("SELECT 1"))
-    return jsonify({"status": "ok", "database": db.dialect, "server_time": _now().isoformat()})
+    health = schemas.Health(status="ok", database=db.dialect, server_time=_now())
+    return _json(schemas.encode(health))  # the same encoder as every answer: UTC as `Z`
 
 
 @bp.post("/v1/deposits")
