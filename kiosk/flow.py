@@ -27,7 +27,8 @@ Rules the chart keeps (python-statemachine ``StateChart``):
 * the deposit id is journalled before a door unlocks and the result before it locks.
 
 The flow does no I/O of its own beyond the objects it is given (doors, journal, screen,
-indicator); the station (``kiosk.station``) feeds it events from the hardware.
+indicator); the station (``kiosk.station``) feeds it events from the hardware.  What the
+resident reads (prompts, hints, the words for the backend's answers) is in ``kiosk.texts``.
 """
 
 from __future__ import annotations
@@ -44,15 +45,24 @@ from hardware import DoorFault, HardwareFault, ScaleFault
 from hardware.interfaces import Door, Indicator
 from kiosk import KioskError, OutboxFull
 from kiosk.doors import DoorLocker
-from protocol.labels import (
-    LabelClaims,
-    LabelError,
-    LabelFormatError,
-    LabelSignatureError,
+from kiosk.texts import (
+    CHOICE_IMPOSSIBLE,
+    LABEL_UNUSABLE,
+    NOTICES,
+    PROMPTS,
+    answer_outcome,
+    busy_hint,
+    choose_prompt,
+    label_refusal,
+    reason_text,
+    rejection_text,
+    result_text,
 )
+from protocol.labels import LabelClaims, LabelError
 
 log = logging.getLogger(__name__)
 
+# answer_outcome, reason_text and rejection_text live in kiosk.texts; re-exported for callers
 __all__ = [
     "DepositFlow",
     "DoorSlot",
@@ -78,29 +88,6 @@ TIMEOUTS: dict[str, str] = {
 
 #: fault kinds that clear when their condition clears; every other kind needs a reset
 SELF_CLEARING_FAULTS = frozenset({"door_left_open", "scale", "outbox_full", "scanner", "config"})
-
-#: the backend's reasons for fewer points than the weight is worth (docs/protocol.md,
-#: "Reasons"), as a resident reads them; ``reason_text`` makes them more precise
-REASONS = {
-    "below_minimum": "too light to earn points",
-    "daily_cap": "your household reached today's points limit for this kind of waste",
-    "no_rule": "this kind of waste earns no points at the moment",
-    "label_reused": "this label was already used for an earlier bag",
-    "implausible_weight": "the weight is unusually high for this bin",
-}
-
-#: the backend's rejection codes (docs/protocol.md): why a deposit was not credited at all
-REJECTIONS = {
-    "label_revoked": "this label has been revoked",
-    "label_unknown": "this label is not registered here",
-    "label_bad_signature": "this label is not genuine (forged or damaged)",
-    "label_wrong_community": "this label belongs to another community",
-    "label_malformed": "this is not a sortpoint label",
-    "occurred_at_too_old": "it reached the server too late",
-    "net_g_out_of_range": "the weight is outside what this bin takes",
-}
-#: what to say for a rejection that is the kiosk's fault (set-up, clock): nothing the resident did
-KIOSK_PROBLEM = "a problem with this kiosk, please tell the staff"
 
 
 class NoLabelKey(KioskError):
@@ -194,58 +181,6 @@ def points_estimate(net_g: int, points_per_kg: int, min_net_g: int) -> int:
     return net_g * points_per_kg // 1000
 
 
-def reason_text(
-    code: str | None,
-    *,
-    category: str | None = None,
-    net_g: int | None = None,
-    min_net_g: int | None = None,
-) -> str | None:
-    """Return in plain words why a deposit earned fewer points than its weight (None: it did not)."""
-    if not code:
-        return None
-    if code == "below_minimum" and min_net_g and net_g is not None and net_g < min_net_g:
-        return f"under the {min_net_g} g minimum for points"
-    if code == "daily_cap" and category:
-        return f"your household reached today's points limit for {category}"
-    if code == "no_rule" and category:
-        return f"{category} earns no points at the moment"
-    # a reason newer than this release still says something rather than nothing
-    return REASONS.get(code) or code.replace("_", " ")
-
-
-def rejection_text(answer: dict) -> str:
-    """Return in plain words why the backend did not credit a deposit (rejected or conflict)."""
-    code = (answer.get("error") or {}).get("code")
-    if answer.get("status") == "conflict" or code not in REJECTIONS:
-        return KIOSK_PROBLEM
-    return REJECTIONS[code]
-
-
-def answer_outcome(
-    answer: dict,
-    *,
-    category: str | None = None,
-    net_g: int | None = None,
-    min_net_g: int | None = None,
-) -> tuple[str, str | None]:
-    """Return (status, why in plain words) for a backend answer; a duplicate is its first outcome.
-
-    The status is ``accepted``, ``flagged``, ``rejected`` or ``conflict``: a retried upload
-    answers ``duplicate`` and is shown as what it was recorded as (``original_status``).
-    ``why`` is None for full points; a flagged deposit or an uncredited one always says why.
-    """
-    status = answer.get("status")
-    if status == "duplicate":
-        status = answer.get("original_status") or "accepted"
-    if status not in ("accepted", "flagged"):
-        return str(status or "rejected"), rejection_text(answer)
-    why = reason_text(answer.get("reason"), category=category, net_g=net_g, min_net_g=min_net_g)
-    if status == "flagged":
-        why = why or "it needs a check"
-    return status, why
-
-
 def resolve_choice(doors: dict[int, DoorSlot], choice: str | int) -> DoorSlot:
     """Return the door a resident's choice means; raise ValueError with the reason shown."""
     text = str(choice).strip().lower().replace(":", " ")
@@ -262,20 +197,6 @@ def resolve_choice(doors: dict[int, DoorSlot], choice: str | int) -> DoorSlot:
         if slot.category.lower() == text:
             return slot
     raise ValueError(f"no bin here takes {text or 'that'}")
-
-
-def label_refusal(error: Exception) -> str:
-    """Return the resident-facing reason a label was refused."""
-    code = getattr(error, "code", "")
-    if "revoked" in code:
-        return "this label has been revoked"
-    if "community" in code:
-        return "this label belongs to another community"
-    if isinstance(error, LabelSignatureError):
-        return "this label is not genuine (forged or damaged)"
-    if isinstance(error, LabelFormatError):
-        return "this is not a sortpoint label"
-    return f"this label cannot be used ({error})"
 
 
 class DepositFlow(StateChart):
@@ -397,18 +318,7 @@ class DepositFlow(StateChart):
 
     def busy_hint(self) -> str:
         """Return what to tell a resident whose action is not possible now."""
-        hints = {
-            "idle": "That is not possible now: scan the label on your bag first",
-            "showing_result": "That is not possible now: scan the label on your bag first",
-            "choosing": "Choose a bin first (or cancel)",
-            "weighing_before": "Please wait: weighing",
-            "door_unlocked": "Please open the door and put the bag in",
-            "door_open": "Please put the bag in and close the door first",
-            "weighing_after": "Please wait: weighing your deposit",
-            "recovering": "Please wait: finishing an interrupted deposit",
-            "fault": f"Out of order: {self.fault_reason}",
-        }
-        return hints.get(self.state, "That is not possible now")
+        return busy_hint(self.state, self.fault_reason)
 
     # -- entry actions: what the resident sees ---------------------------------
 
@@ -428,37 +338,32 @@ class DepositFlow(StateChart):
         self.current = None
         self.fault_kind = self.fault_reason = None
         self.ctx.indicator.show("idle")
-        self._show("Scan the label on your bag")
+        self._show(PROMPTS["idle"])
 
     def on_enter_choosing(self) -> None:
         """Offer the bins."""
-        options = ", ".join(
-            f"{s.number} {s.category}"
-            for s in sorted(self.ctx.doors.values(), key=lambda s: s.number)
-        )
+        doors = sorted(self.ctx.doors.values(), key=lambda s: s.number)
         household = self.current.claims.household if self.current else "?"
         self.ctx.indicator.show("busy")
-        self._show(f"Household {household}: choose a bin: {options}")
+        self._show(choose_prompt(household, [(s.number, s.category) for s in doors]))
 
     def on_enter_weighing_before(self) -> None:
         """Tell the resident to wait while the platform settles."""
         self.ctx.indicator.show("busy")
-        self._show("Please wait: weighing")
+        self._show(PROMPTS["weighing_before"])
 
     def on_enter_door_unlocked(self) -> None:
         """Invite the resident to open the unlocked door."""
         slot = self.active_door()
-        self._show(
-            f"Door {slot.number} ({slot.category}) is open: put the bag in and close the door"
-        )
+        self._show(PROMPTS["door_unlocked"].format(door=slot.number, category=slot.category))
 
     def on_enter_door_open(self) -> None:
         """Ask for the door to be closed."""
-        self._show("Put the bag in and close the door")
+        self._show(PROMPTS["door_open"])
 
     def on_enter_weighing_after(self) -> None:
         """Tell the resident the deposit is being weighed."""
-        self._show("Please wait: weighing your deposit")
+        self._show(PROMPTS["weighing_after"])
 
     def on_enter_showing_result(self) -> None:
         """Show the net weight and the estimate until the backend answers."""
@@ -470,7 +375,7 @@ class DepositFlow(StateChart):
         """Lock every door and explain the wait."""
         self.lock_all_doors()
         self.ctx.indicator.show("busy")
-        self._show("Please wait: finishing an interrupted deposit")
+        self._show(PROMPTS["recovering"])
 
     def on_enter_fault(self) -> None:
         """Lock every door, raise the alarm and say why."""
@@ -481,7 +386,7 @@ class DepositFlow(StateChart):
         self.ctx.indicator.show("error")
         self.ctx.indicator.beep("long" if self.fault_kind == "door_left_open" else "error")
         log.error("fault (%s): %s", self.fault_kind, self.fault_reason)
-        self.ctx.screen.show(f"Out of order: {self.fault_reason}. Doors are locked", tone="error")
+        self.ctx.screen.show(PROMPTS["fault"].format(reason=self.fault_reason), tone="error")
 
     # -- guards ----------------------------------------------------------------
 
@@ -532,10 +437,10 @@ class DepositFlow(StateChart):
 
     def refuse_label(self, payload: str) -> None:
         """Say why the label was refused; the chart stays in (or returns to) idle."""
-        reason = self._pending_claims[2] if self._pending_claims else "this label cannot be used"
+        reason = self._pending_claims[2] if self._pending_claims else LABEL_UNUSABLE
         self._pending_claims = None
         self.ctx.indicator.beep("error")
-        self.notice = f"Label refused: {reason}"
+        self.notice = NOTICES["label_refused"].format(reason=reason)
 
     def take_choice(self, choice: str | int) -> None:
         """Attach the chosen door to the deposit."""
@@ -545,19 +450,19 @@ class DepositFlow(StateChart):
         """Say why the choice was refused; the resident chooses again."""
         try:
             resolve_choice(self.ctx.doors, choice)
-            reason = "that choice is not possible"
+            reason = CHOICE_IMPOSSIBLE
         except ValueError as exc:
             reason = str(exc)
         self.ctx.indicator.beep("error")
-        self.notice = f"Refused: {reason}"
+        self.notice = NOTICES["choice_refused"].format(reason=reason)
 
     def note_cancelled(self) -> None:
         """Acknowledge a cancel."""
-        self.notice = "Cancelled"
+        self.notice = NOTICES["cancelled"]
 
     def note_no_choice(self) -> None:
         """Explain why the kiosk went back to idle."""
-        self.notice = "No bin was chosen in time"
+        self.notice = NOTICES["no_choice"]
 
     def begin_and_unlock(self, grams: int) -> None:
         """Journal the deposit (before the door unlocks), then unlock its door."""
@@ -613,7 +518,7 @@ class DepositFlow(StateChart):
         deposit = self.current
         deposit.slot.door.lock()
         self.ctx.journal.interrupt(deposit.deposit_id, "door never opened")
-        self.notice = "The door was not opened: nothing was recorded"
+        self.notice = NOTICES["door_not_opened"]
 
     def take_answer(self, result: dict) -> None:
         """Show the backend's answer (points, balance) for this deposit."""
@@ -638,12 +543,14 @@ class DepositFlow(StateChart):
                 self.ctx.journal, row, after_g, self.ctx.settings, self.ctx.now()
             )
             log.warning("recovered deposit %s: %s", row.id, outcome)
-        self.notice = "Ready again"
+        self.notice = NOTICES["recovered"]
 
     def ask_to_close_doors(self, grams: int, weights: dict | None = None) -> None:
         """Recovery waits for every door to be shut before it weighs."""
         open_doors = [str(s.number) for s in self.ctx.doors.values() if not s.door.is_closed()]
-        self.ctx.screen.show(f"Please close door {', '.join(open_doors)}", tone="warn")
+        self.ctx.screen.show(
+            PROMPTS["close_doors"].format(doors=", ".join(open_doors)), tone="warn"
+        )
 
     def secure_doors(self) -> None:
         """Lock every door; a door that stands open or will not lock keeps the kiosk in fault."""
@@ -694,20 +601,8 @@ class DepositFlow(StateChart):
     def result_text(self) -> str:
         """Return the result screen: what was weighed, the points and why fewer, the balance."""
         deposit = self.current
-        if deposit.net_g is None or deposit.net_g <= 0:
-            return "No deposit was detected: nothing was recorded"
-        weighed = f"{deposit.net_g} g of {deposit.slot.category}"
-        answer = deposit.answer
-        if answer is None:
-            return self._estimate_text(deposit, weighed)
-        status, why = self.outcome()
-        if status not in ("accepted", "flagged"):
-            return f"Recorded {weighed}, but not credited: {why}"
-        balance = answer.get("balance")
-        if status == "flagged":
-            return f"Thank you: {weighed}. 0 points for now ({why}): held for staff review - balance {balance}"
-        because = f" ({why})" if why else ""
-        return f"Thank you: {weighed}. +{answer.get('points') or 0} points{because} - balance {balance}"
+        min_net_g = self._min_net_g(deposit) if deposit.slot else None
+        return result_text(deposit, self.outcome(), min_net_g)
 
     def outcome(self) -> tuple[str, str | None] | None:
         """Return the answered deposit's (status, why) as ``answer_outcome`` words it (None: no answer)."""
@@ -720,18 +615,6 @@ class DepositFlow(StateChart):
             net_g=deposit.net_g,
             min_net_g=self._min_net_g(deposit) if deposit.slot else None,
         )
-
-    def _estimate_text(self, deposit: Deposit, weighed: str) -> str:
-        balance = "pending" if deposit.answered else "..."
-        if deposit.estimate is None:  # no points rules cached yet: nothing to estimate with
-            return f"Thank you: {weighed}. Points pending - balance {balance}"
-        min_g = self._min_net_g(deposit)
-        if deposit.estimate == 0 and min_g and deposit.net_g < min_g:
-            return (
-                f"Thank you: {weighed}. +0 points (estimate: under the {min_g} g minimum"
-                f" for points) - balance {balance}"
-            )
-        return f"Thank you: {weighed}. +{deposit.estimate} points (estimate) - balance {balance}"
 
     def _min_net_g(self, deposit: Deposit) -> int | None:
         rule = self.ctx.rules().get(deposit.slot.category)

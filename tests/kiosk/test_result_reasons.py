@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from backend.db import db
-from kiosk.flow import KIOSK_PROBLEM, REASONS, REJECTIONS, reason_text
 from kiosk.station import BACKEND_CONFIG_META
+from kiosk.texts import KIOSK_PROBLEM, REASONS, REJECTIONS, reason_text
 from tests.factories import build_world
 from tests.kiosk.stations import Keys, ServedBackend, Session, kiosk_config, offline_config
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from kiosk.flow import REASONS, REJECTIONS
 from kiosk.station import Station
+from kiosk.texts import REASONS, REJECTIONS
 from kiosk.ui import CANCELLABLE, UiServer, parse_choice
 from tests.kiosk.commands import ROOT, install_dry_run, run_kiosk
 from tests.kiosk.stations import (
