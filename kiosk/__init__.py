@@ -2,8 +2,8 @@
 
 Modules: ``config`` (the typed TOML config), ``journal`` (the durable SQLite
 deposit journal and its bounded outbox), ``sync`` (the signed backend client
-and the background uploader), ``labels`` (offline label verification), and the
-flow, station and command line built on them.
+and the background uploader), ``labels`` (offline label verification), ``texts``
+(what the resident reads), and the flow, station and command line built on them.
 
 Every error the kiosk raises on purpose derives from ``KioskError``; the
 subclasses live here so each module and the command line can catch them
