@@ -48,6 +48,17 @@ def _load(config_path: str):
         raise click.ClickException(str(exc)) from None
 
 
+def _open_journal(config):
+    """Open the configured journal with its configured outbox limit and warn ratio."""
+    from kiosk.journal import Journal
+
+    return Journal(
+        config.journal_path,
+        outbox_limit=config.journal.outbox_limit,
+        outbox_warn_ratio=config.journal.outbox_warn_ratio,
+    )
+
+
 def _instance_dir() -> Path:
     return Path(os.environ.get("SORTPOINT_INSTANCE_PATH") or "var")
 
@@ -258,7 +269,6 @@ def _refuse_if_running(config) -> None:
 def selftest(ctx, config_path, as_json) -> None:
     """Test each door, the scanner, the scale, the backend and the journal: PASS/FAIL each."""
     _setup_logging(ctx.obj["verbose"], logging.WARNING)
-    from kiosk.journal import Journal
     from kiosk.parts import build_hardware
     from kiosk.selftest import run_selftest
     from kiosk.sync import BackendClient
@@ -273,7 +283,7 @@ def selftest(ctx, config_path, as_json) -> None:
     client = BackendClient(
         backend.url, backend.kiosk_id, backend.secret, min(backend.timeout_s, 5.0)
     )
-    journal = Journal(config.journal_path, outbox_limit=config.journal.outbox_limit)
+    journal = _open_journal(config)
     try:
         checks = run_selftest(hardware, client, journal)
     finally:
@@ -293,15 +303,13 @@ def selftest(ctx, config_path, as_json) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status(config_path, as_json) -> None:
     """Show the state, outbox depth, last sync and faults (works while the kiosk runs)."""
-    from kiosk.journal import Journal
     from kiosk.status import read_status
 
     config = _load(config_path)
     station = read_status(config.state_path) or {}
-    journal_path = config.journal_path
     journal_status = {}
-    if journal_path.exists():
-        journal = Journal(journal_path, outbox_limit=config.journal.outbox_limit)
+    if config.journal_path.exists():
+        journal = _open_journal(config)  # its outbox_capacity fault uses the configured ratio
         try:
             journal_status = journal.status()
         finally:

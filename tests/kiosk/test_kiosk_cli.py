@@ -17,6 +17,7 @@ from hardware.sim.hx711_model import HX711Model
 from kiosk.calibrate import calibrate_scale, write_calibration
 from kiosk.cli import main
 from kiosk.config import load_config
+from kiosk.journal import Journal
 from tests.hardware.gpio_rig import make_rig
 from tests.kiosk.commands import run_kiosk
 from tests.kiosk.stations import SECRET, Keys, Session, free_port
@@ -174,6 +175,45 @@ def test_status_reads_the_journal_and_the_status_file(tmp_path, keys):
     session.close()
     after = CliRunner().invoke(main, ["status", "--config", str(config_path)])
     assert "NOT running" in after.output and "outbox: 1 of 100000" in after.output
+
+
+def record_deposits(config_path: Path, keys: Keys, n: int) -> list[str]:
+    """Journal ``n`` recorded deposits straight into the configured journal; return their ids."""
+    import datetime as dt
+
+    config = load_config(config_path)
+    ids = []
+    with Journal(config.journal_path) as journal:
+        for _ in range(n):
+            deposit_id = journal.begin_deposit(
+                label=keys.label(),
+                household="H001",
+                serial="S",
+                door=2,
+                category="paper",
+                before_g=0,
+            )
+            journal.finish_deposit(
+                deposit_id, after_g=500, net_g=500, occurred_at=dt.datetime.now(dt.UTC)
+            )
+            ids.append(deposit_id)
+    return ids
+
+
+def test_status_warns_of_the_outbox_at_the_configured_ratio_and_limit(tmp_path, keys):
+    config_path = write_config(tmp_path, keys)
+    with config_path.open("a") as toml:
+        toml.write("\n[journal]\noutbox_limit = 10\noutbox_warn_ratio = 0.2\n")
+    record_deposits(config_path, keys, 1)
+    quiet = json.loads(
+        CliRunner().invoke(main, ["status", "--config", str(config_path), "--json"]).output
+    )
+    assert quiet["journal"]["outbox_limit"] == 10
+    assert "outbox_capacity" not in {f["key"] for f in quiet["journal"]["faults"]}
+    record_deposits(config_path, keys, 1)  # 2 of 10 reaches 0.2 (the default 0.5 would not)
+    result = CliRunner().invoke(main, ["status", "--config", str(config_path)])
+    assert result.exit_code == 0, result.output
+    assert "FAULT outbox_capacity: outbox holds 2 of at most 10 deposits" in result.output
 
 
 def test_reset_request_clears_a_fault_once_repaired(tmp_path, keys):
