@@ -1,8 +1,8 @@
 """The ``kiosk`` command line: run the station (real or simulated), calibrate, self-test, status.
 
-Every command takes ``--help``; ``selftest``, ``status`` and ``scan-image`` take ``--json``.
-A config or hardware error is one line on stderr and exit status 2 (usage) or 1, never a
-traceback.  See docs/simulator.md for ``run --sim``.
+Every command takes ``--help``; ``selftest``, ``status``, ``requeue`` and ``scan-image`` take
+``--json``.  A config or hardware error is one line on stderr and exit status 2 (usage) or 1,
+never a traceback.  See docs/simulator.md for ``run --sim``.
 """
 
 from __future__ import annotations
@@ -364,6 +364,65 @@ def reset(config_path) -> None:
     config = _load(config_path)
     path = request_reset(config.state_path, by=os.environ.get("USER", "technician"))
     click.echo(f"reset requested ({path}); `kiosk status` shows the result")
+
+
+@main.command()
+@config_option
+@click.argument("deposit_id", required=False)
+@click.option("--all-held", is_flag=True, help="Requeue every held deposit instead of one id.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was requeued as JSON.")
+def requeue(config_path, deposit_id, all_held, as_json) -> None:
+    """Put a held, rejected or conflicting deposit back in the upload queue (kiosk may run)."""
+    if bool(deposit_id) == all_held:
+        raise click.UsageError("give one DEPOSIT_ID or --all-held")
+    config = _load(config_path)
+    if not config.journal_path.exists():
+        raise click.ClickException(f"no journal at {config.journal_path}: nothing to requeue")
+    journal = _open_journal(config)
+    try:
+        targets = _held(journal) if all_held else [_requeueable(journal, deposit_id)]
+        done = []
+        for deposit in targets:
+            journal.requeue(deposit.id)  # re-checks the state in its own transaction
+            done.append(_requeued(deposit))
+    except KioskError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        journal.close()
+    if as_json:
+        click.echo(json.dumps({"requeued": done}, indent=2))
+        return
+    for item in done:
+        click.echo(f"requeued {item['id']} (was {item['was']}: {item['reason']})")
+    click.echo(
+        f"{len(done)} deposit(s) back in the upload queue; the kiosk uploads them at its next sync"
+    )
+
+
+def _requeueable(journal, deposit_id: str):
+    """Return the deposit if staff may requeue it; a clear error naming its state otherwise."""
+    deposit = journal.get(deposit_id)  # JournalError: no such deposit
+    held = deposit.state == "recorded" and deposit.held_reason is not None
+    if not (held or deposit.state in ("rejected", "conflict")):
+        state = "queued for upload" if deposit.state == "recorded" else repr(deposit.state)
+        raise KioskError(
+            f"deposit {deposit_id} is {state}: only held, rejected or conflict deposits"
+            " can be requeued"
+        )
+    return deposit
+
+
+def _held(journal) -> list:
+    depth = journal.outbox_depth()
+    recorded = journal.deposits(("recorded",), limit=max(1, depth))
+    return [deposit for deposit in recorded if deposit.held_reason]
+
+
+def _requeued(deposit) -> dict:
+    if deposit.state == "recorded":
+        return {"id": deposit.id, "was": "held", "reason": deposit.held_reason}
+    reason = deposit.error_message or deposit.error_code or deposit.sync_status
+    return {"id": deposit.id, "was": deposit.state, "reason": reason}
 
 
 @main.command("scan-image")

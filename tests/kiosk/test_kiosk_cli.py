@@ -1,4 +1,4 @@
-"""The `kiosk` command line: calibrate, selftest, status, reset, scan-image, run --sim --script."""
+"""The `kiosk` command line: calibrate, selftest, status, reset, requeue, scan-image, run --sim."""
 
 from __future__ import annotations
 
@@ -239,6 +239,94 @@ def test_a_reset_request_outside_a_fault_is_dropped(tmp_path, keys):
         assert not (tmp_path / "state" / "reset-request").exists()  # not left for a later fault
     finally:
         session.close()
+
+
+# -- requeue ----------------------------------------------------------------------------------
+
+
+def answer(deposit_id: str, status: str) -> dict:
+    """A backend result item for ``deposit_id``."""
+    error = None if status == "accepted" else {"code": status, "message": f"{status} by backend"}
+    return {"id": deposit_id, "status": status, "points": 0, "balance": 0, "error": error}
+
+
+def test_requeue_puts_held_rejected_and_conflict_deposits_back_in_the_queue(tmp_path, keys):
+    config_path = write_config(tmp_path, keys)
+    held, rejected, conflict = record_deposits(config_path, keys, 3)
+    journal_path = load_config(config_path).journal_path
+    with Journal(journal_path) as journal:
+        journal.hold(held, "backend cannot take it (400)")
+        journal.record_results([answer(rejected, "rejected"), answer(conflict, "conflict")])
+        assert journal.outbox(10) == []
+    results = {}
+    for deposit_id in (held, rejected, conflict):
+        result = CliRunner().invoke(
+            main, ["requeue", "--config", str(config_path), deposit_id, "--json"]
+        )
+        assert result.exit_code == 0, result.output
+        results[deposit_id] = json.loads(result.output)["requeued"]
+    assert results[held] == [{"id": held, "was": "held", "reason": "backend cannot take it (400)"}]
+    assert results[rejected][0]["was"] == "rejected"
+    assert results[conflict] == [
+        {"id": conflict, "was": "conflict", "reason": "conflict by backend"}
+    ]
+    with Journal(journal_path) as journal:
+        assert [d.id for d in journal.outbox(10)] == [held, rejected, conflict]
+        assert [d.sync_status for d in journal.outbox(10)] == [None, None, None]
+        assert {f["key"] for f in journal.faults()}.isdisjoint(
+            {"held_deposits", f"conflict:{conflict}"}
+        )
+
+
+def test_requeue_all_held_takes_only_the_held_ones(tmp_path, keys):
+    config_path = write_config(tmp_path, keys)
+    first, queued, second = record_deposits(config_path, keys, 3)
+    journal_path = load_config(config_path).journal_path
+    with Journal(journal_path) as journal:
+        journal.hold(first, "bad one")
+        journal.hold(second, "bad two")
+    result = CliRunner().invoke(main, ["requeue", "--config", str(config_path), "--all-held"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        f"requeued {first} (was held: bad one)",
+        f"requeued {second} (was held: bad two)",
+        "2 deposit(s) back in the upload queue; the kiosk uploads them at its next sync",
+    ]
+    with Journal(journal_path) as journal:
+        assert [d.id for d in journal.outbox(10)] == [first, queued, second]
+        assert journal.status()["held"] == 0
+
+
+def test_requeue_refuses_an_unknown_id_and_a_deposit_that_is_not_held(tmp_path, keys):
+    config_path = write_config(tmp_path, keys)
+    queued, synced = record_deposits(config_path, keys, 2)
+    with Journal(load_config(config_path).journal_path) as journal:
+        journal.record_results([answer(synced, "accepted")])
+
+    def requeue(*args):
+        return CliRunner().invoke(main, ["requeue", "--config", str(config_path), *args])
+
+    unknown = requeue("0f0f0f0f-0000-4000-8000-000000000000")
+    assert unknown.exit_code == 1
+    assert "no deposit 0f0f0f0f-0000-4000-8000-000000000000 in the journal" in unknown.output
+    not_held = requeue(queued)
+    assert not_held.exit_code == 1
+    assert f"deposit {queued} is queued for upload: only held, rejected or conflict" in (
+        not_held.output
+    )
+    done = requeue(synced)
+    assert done.exit_code == 1 and f"deposit {synced} is 'synced'" in done.output
+    assert requeue().exit_code == 2 and "give one DEPOSIT_ID or --all-held" in requeue().output
+    assert requeue(queued, "--all-held").exit_code == 2
+    with Journal(load_config(config_path).journal_path) as journal:
+        assert journal.get(synced).state == "synced" and journal.get(queued).held_reason is None
+
+
+def test_requeue_without_a_journal_says_so_and_creates_none(tmp_path, keys):
+    config_path = write_config(tmp_path, keys)
+    result = CliRunner().invoke(main, ["requeue", "--config", str(config_path), "--all-held"])
+    assert result.exit_code == 1 and "no journal at" in result.output
+    assert not load_config(config_path).journal_path.exists()
 
 
 # -- scan-image -----------------------------------------------------------------------------
