@@ -326,16 +326,18 @@ class Syncer:
         except BackendAuthError:
             raise
         except BackendRejected as exc:
-            # 400/413 mean this kiosk sent what the protocol forbids: a fault for staff
-            self.journal.raise_fault("sync_protocol", str(exc))
             if exc.status == 413 and len(batch) > 1:
+                # the backend (or a proxy) takes smaller batches: halving deals with it, no fault
                 self.batch_size = max(1, len(batch) // 2)
                 log.warning(
-                    "backend refused a batch of %d as too large; now %d",
+                    "backend refused a batch of %d as too large (%s); now %d",
                     len(batch),
+                    exc,
                     self.batch_size,
                 )
                 return self._upload(batch[: self.batch_size], timeout_s)
+            # a 400, or a 413 for one deposit: this kiosk sent what the protocol forbids
+            self.journal.raise_fault("sync_protocol", str(exc))
             if exc.status in (400, 413):
                 return self._isolate(batch, exc, timeout_s)
             raise

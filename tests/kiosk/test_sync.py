@@ -281,6 +281,69 @@ def test_undecodable_deposit_is_held_and_the_rest_go_up(served, journal):
     assert bad not in served.deposits()
 
 
+class DownAfterAnswers:
+    """WSGI wrapper: pass ``answers`` deposit batches through with 200, then answer 503."""
+
+    def __init__(self, app, answers: int):
+        self.app = app
+        self.answers_left = answers
+
+    def __call__(self, environ, start_response):
+        if not environ["PATH_INFO"].endswith("/deposits"):
+            return self.app(environ, start_response)
+        if self.answers_left <= 0:
+            start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+            return [b"down"]
+
+        def counting(status, headers, *rest):
+            if status.startswith("200"):
+                self.answers_left -= 1
+            return start_response(status, headers, *rest)
+
+        return self.app(environ, counting)
+
+
+class BodyLimit:
+    """WSGI wrapper: a proxy that refuses a body over ``limit_bytes`` with 413 (nginx-like)."""
+
+    def __init__(self, app, limit_bytes: int):
+        self.app = app
+        self.limit_bytes = limit_bytes
+
+    def __call__(self, environ, start_response):
+        if int(environ.get("CONTENT_LENGTH") or 0) > self.limit_bytes:
+            start_response("413 Request Entity Too Large", [("Content-Type", "application/json")])
+            return [b'{"error": {"code": "payload_too_large", "message": "body too large"}}']
+        return self.app(environ, start_response)
+
+
+def test_a_413_that_halving_resolves_is_logged_not_a_fault(app, served, journal, caplog):
+    app.config["MAX_BATCH"] = 3  # the backend's own 413 above 3 deposits
+    served.wsgi.app = DownAfterAnswers(served.wsgi.app, answers=1)  # then the backend goes down
+    ids = journal_deposits(journal, served.world, 10)
+    sync = syncer(journal, served.client(), batch_size=10)
+    with caplog.at_level("WARNING", logger="kiosk.sync"):
+        first = sync.sync_once()
+    assert not first.ok and "503" in first.error  # the pass ends on the outage...
+    assert sync.batch_size == 2 and first.sent == 2 and first.held == 0  # ...after 10 -> 5 -> 2
+    assert "backend refused a batch of 10 as too large" in caplog.text
+    assert "sync_protocol" not in {f["key"] for f in journal.faults()}  # halving dealt with it
+    served.wsgi.app = served.wsgi.app.app  # the backend is back
+    second = sync.sync_once()
+    assert second.ok and second.remaining == 0 and second.held == 0
+    assert set(served.deposits()) == set(ids)
+    assert "sync_protocol" not in {f["key"] for f in journal.faults()}
+
+
+def test_a_413_for_a_single_deposit_holds_it_with_a_fault(served, journal):
+    served.wsgi.app = BodyLimit(served.wsgi.app, limit_bytes=64)  # smaller than any deposit
+    (deposit_id,) = journal_deposits(journal, served.world, 1)
+    report = syncer(journal, served.client()).sync_once()
+    assert report.ok and report.held == 1 and report.sent == 0
+    assert "413" in journal.get(deposit_id).held_reason
+    assert {"held_deposits", "sync_protocol"} <= {f["key"] for f in journal.faults()}
+
+
 def test_rejected_is_stored_and_never_retried(served, journal):
     world = served.world
     with db.begin() as s:
