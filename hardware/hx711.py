@@ -211,7 +211,10 @@ class HX711:
                 try:
                     self._read_word(deadline_s)
                 except _Overrun:
-                    pass
+                    # counted in stats.overruns, and _read_word cleared _selected: the
+                    # next read_counts() re-selects the gain and settles again; this
+                    # word was to be dropped anyway
+                    return used
         return used
 
     # -- filtered reading -------------------------------------------------------------

@@ -306,7 +306,7 @@ def served(url: str, args):
                 if probe.request("GET", "/api/v1/health", b"", {})[0] == 200:
                     break
             except OSError:
-                pass
+                pass  # not listening yet: poll again until the deadline
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise SystemExit("gunicorn did not come up")
             time.sleep(0.2)

@@ -354,7 +354,7 @@ def environment() -> str:
                 cpu = line.split(":", 1)[1].strip()
                 break
     except OSError:
-        pass
+        pass  # no /proc (not Linux): keep platform.processor()'s name
     from importlib.metadata import version
 
     libs = ", ".join(f"{p} {version(p)}" for p in ("zxing-cpp", "pyzbar", "numpy", "pillow"))

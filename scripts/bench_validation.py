@@ -73,7 +73,7 @@ def with_pydantic(body: bytes):
 
 
 class HandError(ValueError):
-    pass
+    """A hand-checked field that is missing or of the wrong type or range."""
 
 
 def _int(value, where):

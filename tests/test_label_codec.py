@@ -105,9 +105,12 @@ def test_a_signature_cannot_be_moved_to_other_claims(claims, other):
 @given(st.text(max_size=300))
 def test_arbitrary_text_never_crashes_the_parser(text):
     try:
-        parse_label(text)
+        claims, signature = parse_label(text)
     except LabelFormatError:
-        pass
+        return
+    # anything the parser accepts is a canonical SP1 payload naming exactly these claims
+    assert text.strip().startswith(f"SP1.{claims.community}.{claims.household}.{claims.serial}.")
+    assert len(signature) == 64
 
 
 @pytest.mark.parametrize(

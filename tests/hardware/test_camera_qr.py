@@ -125,7 +125,7 @@ class LiveSource:
         return frame
 
     def close(self):
-        pass
+        """Nothing to release: the frames are made in memory."""
 
 
 class RecordingDecoder:

@@ -74,9 +74,11 @@ def test_kilograms_with_three_decimals_are_exact_grams(kilograms):
 def test_random_bytes_raise_only_frame_error(data):
     for parse in (parse_continuous, parse_sics):
         try:
-            parse(data)
+            result = parse(data)
         except FrameError:
-            pass
+            continue
+        assert isinstance(result, (ContinuousFrame, SicsReply))
+        assert result.grams is None or isinstance(result.grams, int)
 
 
 @given(text=st.text(max_size=80))
@@ -95,9 +97,11 @@ def test_random_text_raises_only_frame_error(text):
 def test_frames_with_trailing_junk_do_not_crash(prefix, junk):
     for parse in (parse_continuous, parse_sics):
         try:
-            parse(prefix.encode() + b" 1.000kg" + junk)
+            result = parse(prefix.encode() + b" 1.000kg" + junk)
         except FrameError:
-            pass
+            continue
+        assert isinstance(result, (ContinuousFrame, SicsReply))
+        assert result.grams is None or isinstance(result.grams, int)
 
 
 # -- examples -----------------------------------------------------------------------

@@ -32,7 +32,7 @@ class ScriptedScale:
         return WeightSample(grams=self.grams_at(t), stable=None, at_s=self.clock.monotonic())
 
     def zero(self) -> None:
-        pass
+        """Not used by these tests: the scripted weights are already net."""
 
     def close(self) -> None:
         pass

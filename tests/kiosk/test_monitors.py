@@ -97,7 +97,7 @@ class SlowScale:
         return WeightSample(grams=500, stable=None, at_s=self.clock.monotonic())
 
     def zero(self) -> None:
-        pass
+        """Not used by these tests: the scripted weights are already net."""
 
     def close(self) -> None:
         pass
