@@ -248,16 +248,21 @@ class FakeScaleIndicator(PtyDevice):
                 self._answer(command)
 
     def _answer(self, command: str) -> None:
-        try:
-            if self.protocol == "continuous":
-                if command == "R":
+        if self.protocol == "continuous":
+            if command == "R":
+                try:
                     self.emit()
-                return
-            reply = self.error or self._sics_reply(command)
+                except DeviceUnplugged:
+                    pass  # a real device unplugged mid-answer answers nothing
+            return
+        reply = self.error or self._sics_reply(command)
+        # Record before sending: the driver may act on the reply (and a test read
+        # ``replies``) before send_line() returns to this thread.
+        self.replies.append(reply)
+        try:
             self.send_line(reply)
-            self.replies.append(reply)
         except DeviceUnplugged:
-            pass  # a real device unplugged mid-answer answers nothing
+            self.replies.pop()  # a real device unplugged mid-answer answers nothing
 
     def _sics_reply(self, command: str) -> str:
         """Return the MT-SICS reply to ``command`` for the current state."""
