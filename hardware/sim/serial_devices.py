@@ -201,7 +201,9 @@ class FakeScaleIndicator(PtyDevice):
 
     def set_weight(self, grams: int, *, stable: bool = True) -> None:
         """Put ``grams`` (gross) on the platform; ``stable=False`` while it swings."""
-        self.gross_g, self.stable = grams, stable
+        # both at once: the device thread must never frame the new weight with the old flag
+        with self._lock:
+            self.gross_g, self.stable = grams, stable
 
     @property
     def display_g(self) -> int:
@@ -210,10 +212,13 @@ class FakeScaleIndicator(PtyDevice):
 
     def frame(self) -> str:
         """Return the continuous frame for the current state."""
-        if self.overload:
-            return format_continuous(0, status="OL", kind=self.kind, unit=self.unit)
-        status = "ST" if self.stable else "US"
-        return format_continuous(self.display_g, status=status, kind=self.kind, unit=self.unit)
+        with self._lock:  # one consistent state, never half of a set_weight()
+            if self.overload:
+                return format_continuous(0, status="OL", kind=self.kind, unit=self.unit)
+            status = "ST" if self.stable else "US"
+            return format_continuous(
+                self.display_g, status=status, kind=self.kind, unit=self.unit
+            )
 
     def emit(self) -> None:
         """Send one continuous frame now."""
@@ -255,7 +260,8 @@ class FakeScaleIndicator(PtyDevice):
                 except DeviceUnplugged:
                     pass  # a real device unplugged mid-answer answers nothing
             return
-        reply = self.error or self._sics_reply(command)
+        with self._lock:  # one consistent state, never half of a set_weight()
+            reply = self.error or self._sics_reply(command)
         # Record before sending: the driver may act on the reply (and a test read
         # ``replies``) before send_line() returns to this thread.
         self.replies.append(reply)
