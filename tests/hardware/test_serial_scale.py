@@ -93,6 +93,8 @@ def test_bare_number_without_a_unit_is_not_a_reading(indicator, scale):
     driver = scale()  # no default unit: "1234" could be g or kg
     _connect(driver, device)
     device.send_line("1234")
+    # the line must be waiting before the short read, which is only meant to time out
+    assert wait_until(lambda: driver._device.in_waiting >= len("1234\r\n"))
     with pytest.raises(ScaleFault, match="1 unreadable"):
         driver.read(0.3)
 
@@ -223,8 +225,10 @@ def test_sics_s_busy_until_stable(indicator, scale):
     device = indicator(protocol="mt-sics")
     driver = scale(protocol="mt-sics", sics_read_command="S")
     device.set_weight(900, stable=False)
+    # the read ends at its timeout, which must also bound the device's first S I reply
+    # (with a short one, a slow device thread made it "no MT-SICS reply to S in time")
     with pytest.raises(ScaleFault, match="never stable"):
-        driver.read(0.3)
+        driver.read(WAIT_S)
     assert set(device.commands) == {"S"}
 
     settler = _after_reply(device, "S I", lambda: device.set_weight(900))
@@ -291,7 +295,7 @@ def test_sics_zero(indicator, scale):
 )
 def test_sics_zero_refused(indicator, scale, state, message):
     device = indicator(protocol="mt-sics")
-    driver = scale(protocol="mt-sics", zero_timeout_s=1.0)
+    driver = scale(protocol="mt-sics", zero_timeout_s=WAIT_S)  # bounds the refusal's arrival
     for key, value in state.items():
         setattr(device, key, value)
     with pytest.raises(ScaleFault, match=message):
