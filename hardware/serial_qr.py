@@ -113,7 +113,10 @@ class SerialQrReader:
     @property
     def connected(self) -> bool:
         """Return True while the port is open."""
-        return self._device is not None
+        # under the lock _open() publishes the device and clears the fault in, so a caller
+        # that sees True never sees the fault of the disconnect before it
+        with self._lock:
+            return self._device is not None
 
     @property
     def device(self):

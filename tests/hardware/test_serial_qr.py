@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 import pytest
 
@@ -145,15 +146,21 @@ def test_clear_discards_queued_scans(scanner, make_reader):
 # -- unplug and re-plug -------------------------------------------------------------
 
 
-def test_unplug_shows_a_fault_and_replug_resumes(scanner, make_reader):
+def test_unplug_shows_a_fault_and_replug_resumes(scanner, make_reader, caplog):
     reader = make_reader(reconnect_min_s=0.01, reconnect_max_s=0.05)
     scanner.scan("BEFORE")
     assert reader.read(WAIT_S) == "BEFORE"
     assert reader.health() is None
 
-    scanner.unplug()
-    with pytest.raises(ScannerFault, match="disconnected"):
-        reader.read(WAIT_S)
+    with caplog.at_level(logging.ERROR, logger="hardware.serial_qr"):
+        scanner.unplug()
+        # the fault says "disconnected" until the reader thread's first reopen, 10 ms later,
+        # says "not connected": which one a read sees depends on when it runs
+        with pytest.raises(ScannerFault, match="disconnected|not connected"):
+            reader.read(WAIT_S)
+    # the unplug itself is reported, once, as a disconnect
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].startswith("scanner disconnected from"), errors
     assert isinstance(reader.fault, ScannerFault)
     assert not reader.connected
     with pytest.raises(DeviceUnplugged):
@@ -165,6 +172,31 @@ def test_unplug_shows_a_fault_and_replug_resumes(scanner, make_reader):
     scanner.scan("AFTER")
     assert reader.read(WAIT_S) == "AFTER"
     assert reader.stats["reconnects"] == 1
+
+
+def test_connected_and_the_fault_change_together_on_reconnect(scanner, make_reader, monkeypatch):
+    """Whoever sees ``connected`` turn True sees the disconnect's fault already cleared."""
+    reader = make_reader(reconnect_min_s=0.01, reconnect_max_s=0.05)
+    scanner.unplug()
+    assert wait_until(lambda: reader.fault is not None and not reader.connected)
+    clearing, release = threading.Event(), threading.Event()
+    clear_fault = reader._payloads.clear_fault
+
+    def held_clear_fault():  # hold the reader thread between "device open" and "fault cleared"
+        clearing.set()
+        assert release.wait(WAIT_S)
+        return clear_fault()
+
+    monkeypatch.setattr(reader._payloads, "clear_fault", held_clear_fault)
+    scanner.replug()
+    assert clearing.wait(WAIT_S)
+    seen = []
+    probe = threading.Thread(target=lambda: seen.append((reader.connected, reader.fault)))
+    probe.start()
+    probe.join(0.2)  # it must not get an answer while the reconnect is half done
+    release.set()
+    probe.join(WAIT_S)
+    assert seen == [(True, None)]
 
 
 def test_partial_line_before_unplug_is_not_glued_to_the_next(scanner, make_reader):
@@ -202,8 +234,6 @@ def test_absent_at_start_is_a_fault_until_plugged(port, make_reader):
 
 
 def test_unplug_wakes_a_waiting_read(scanner, make_reader):
-    import threading
-
     reader = make_reader()
     outcome = []
 
@@ -295,8 +325,6 @@ def test_assembler_drops_an_overflow_until_the_next_terminator():
 
 
 def test_close_wakes_a_waiting_read(scanner, make_reader):
-    import threading
-
     reader = make_reader()
     outcome = []
     waiter = threading.Thread(
