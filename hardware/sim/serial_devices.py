@@ -216,9 +216,7 @@ class FakeScaleIndicator(PtyDevice):
             if self.overload:
                 return format_continuous(0, status="OL", kind=self.kind, unit=self.unit)
             status = "ST" if self.stable else "US"
-            return format_continuous(
-                self.display_g, status=status, kind=self.kind, unit=self.unit
-            )
+            return format_continuous(self.display_g, status=status, kind=self.kind, unit=self.unit)
 
     def emit(self) -> None:
         """Send one continuous frame now."""
