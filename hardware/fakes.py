@@ -349,6 +349,10 @@ class FakeScale(_Fake):
     def read_counts(self, timeout_s: float) -> int:
         """Return one raw reading in ADC counts (what calibration works from)."""
         self._next_sample(timeout_s)
+        with self._cond:  # place() on another thread changes load and motion together
+            return self._counts()
+
+    def _counts(self) -> int:
         return round(self.raw_offset_counts + self._gross_g() * self.raw_counts_per_g)
 
     def _next_sample(self, timeout_s: float) -> None:
@@ -364,23 +368,30 @@ class FakeScale(_Fake):
 
     def read(self, timeout_s: float) -> WeightSample:
         """Return the next sample in grams; raise ScaleFault on failure or overload."""
-        counts = self.read_counts(timeout_s)
+        self._next_sample(timeout_s)
+        # one consistent state for the counts, the overload and the stable flag: place() on
+        # another thread (a test, the simulator) changes load and motion together
+        with self._cond:
+            counts = self._counts()
+            overloaded = self._load_g + self._drift_g > self.capacity_g
+            moving = self.in_motion()
         if self.counts_per_g is None:
             gross_g = round((counts - self.raw_offset_counts) / self.raw_counts_per_g)
         else:
             gross_g = round(Fraction(counts - self.offset_counts) / self.counts_per_g)
-        if self._load_g + self._drift_g > self.capacity_g:
+        if overloaded:
             raise ScaleFault(f"scale overloaded (capacity {self.capacity_g} g)")
-        stable = (not self.in_motion()) if self.reports_stable else None
+        stable = (not moving) if self.reports_stable else None
         return WeightSample(
             grams=gross_g - self._tare_g, stable=stable, at_s=self.clock.monotonic()
         )
 
     def zero(self) -> None:
         """Take the current load as zero; refuse while the platform moves."""
-        if self.in_motion():
-            raise ScaleFault("cannot zero while the scale is in motion")
-        self._tare_g = self._load_g + self._drift_g
+        with self._cond:  # the load and its motion of one place(), never half of it
+            if self.in_motion():
+                raise ScaleFault("cannot zero while the scale is in motion")
+            self._tare_g = self._load_g + self._drift_g
 
     def close(self) -> None:
         """Release the (fake) device."""
