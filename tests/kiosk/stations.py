@@ -50,6 +50,7 @@ def kiosk_config(
     timeouts: dict | None = None,
     weighing: dict | None = None,
     sync_interval_s: float = 30.0,
+    backend_timeout_s: float = 5.0,
 ):
     """Return a checked all-fake KioskConfig."""
     doors = doors or {1: "plastic", 2: "paper"}
@@ -60,7 +61,7 @@ def kiosk_config(
             "kiosk_id": kiosk_id,
             "secret": secret,
             "community": community,
-            "timeout_s": 5.0,
+            "timeout_s": backend_timeout_s,
             "sync_interval_s": sync_interval_s,
             "retry_base_s": 0.5,
             "retry_max_s": 5.0,
