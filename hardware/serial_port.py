@@ -25,6 +25,11 @@ SERIAL_ERRORS: tuple[type[BaseException], ...] = (serial.SerialException, OSErro
 TERMINATORS: dict[str, bytes | None] = {"CR": b"\r", "LF": b"\n", "CRLF": b"\r\n", "any": None}
 _PARITIES = {"N", "E", "O", "M", "S"}
 _URL_RE = re.compile(r"[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+#: bound on one write.  A command is a few bytes, so only a device that stopped taking them
+#: (flow control stuck) needs long.  pyserial raises "Write timeout" once this much time has
+#: passed during a write even when every byte went out: a bound near a scheduler delay (it was
+#: the 50 ms read poll) turned a busy CPU into a "disconnected" scale.
+WRITE_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +72,7 @@ def open_port(settings: PortSettings, timeout_s: float) -> serial.SerialBase:
         "parity": settings.parity,
         "stopbits": settings.stopbits,
         "timeout": timeout_s,
-        "write_timeout": timeout_s,
+        "write_timeout": WRITE_TIMEOUT_S,
     }
     if not settings.is_url:
         # flock the device so a second kiosk process cannot steal half the bytes

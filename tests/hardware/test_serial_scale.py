@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 
 import pytest
+import serial.serialposix
 
 from hardware import HardwareConfigError, ScaleFault
 from hardware.interfaces import Scale
@@ -312,6 +315,32 @@ def test_sics_ignores_a_stale_reply_and_power_up_banner(indicator, scale):
     device.send_line("S S       999.00 g")  # a late answer to nothing
     device.set_weight(6)
     assert driver.read(WAIT_S).grams == 6
+
+
+class _DescheduledWrites:
+    """The ``os`` module as pyserial sees it, with a write after which the process loses the CPU."""
+
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+    @staticmethod
+    def write(fd, data):
+        written = os.write(fd, data)  # every byte goes out...
+        time.sleep(0.2)  # ...then the process is descheduled, as on a busy machine
+        return written
+
+
+@pytest.mark.parametrize("protocol", ["continuous", "mt-sics"])
+def test_a_write_delayed_by_the_scheduler_is_not_a_disconnect(
+    indicator, scale, protocol, monkeypatch
+):
+    """pyserial calls a write timed out when its time ran out during it, even if it completed."""
+    device = indicator(protocol=protocol)
+    driver = scale(protocol=protocol, **({"request": "R"} if protocol == "continuous" else {}))
+    device.set_weight(410)
+    monkeypatch.setattr(serial.serialposix, "os", _DescheduledWrites())
+    assert driver.read(WAIT_S).grams == 410
+    assert driver.connected and driver.fault is None
 
 
 # -- unplug, absence, config ----------------------------------------------------------------
