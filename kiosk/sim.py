@@ -222,7 +222,13 @@ class SimDriver:
             station.step()
 
     def _settle_real_time(self) -> None:
-        """Real time: wait until the loop has taken the input and is not weighing (bounded)."""
+        """Real time: wait until the loop has acted on the input and is not weighing (bounded).
+
+        Nothing queued is not enough: the loop may have taken an event off the queue and not
+        yet applied it (the state still the old one), and the scanner thread may have taken
+        a scan from the scanner and not yet posted it.  So "not busy" must hold again after
+        the loop step in progress and one whole step more.
+        """
         station = self.station
         deadline_s = time.monotonic() + MAX_REAL_SETTLE_S
 
@@ -233,8 +239,16 @@ class SimDriver:
                 or station.flow.state in BUSY_STATES
             )
 
-        while time.monotonic() < deadline_s and not self.stopped:
+        def running() -> bool:
+            return time.monotonic() < deadline_s and not self.stopped
+
+        while running():
             time.sleep(3 * station.tick_s)  # the loop polls doors and scales each tick
+            if busy():
+                continue
+            steps = station.steps
+            while station.steps < steps + 2 and running():
+                time.sleep(station.tick_s / 5)
             if not busy():
                 return
 

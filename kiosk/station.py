@@ -120,6 +120,7 @@ class Station:
         self.crash = CrashHook(crash_at if crash_at is not None else os.environ.get(CRASH_ENV))
         self.events: queue.Queue = queue.Queue(maxsize=EVENT_QUEUE_SIZE)
         self.events_dropped = 0
+        self.steps = 0  # loop iterations completed
         config.state_path.mkdir(parents=True, exist_ok=True)
         self.hardware = hardware or build_hardware(config, clock)
         # on a Pi an open door's lock() waits for it to shut: never in the loop
@@ -388,6 +389,7 @@ class Station:
         self._housekeeping()
         if self.ui is not None:
             self.ui.refresh()  # the page reads this snapshot, never the flow itself
+        self.steps += 1  # the simulator's real-time settle waits on it (kiosk/sim.py)
         if not self.threaded and self.clock.monotonic() == started_s:
             self.clock.sleep(self.tick_s)  # inline mode: time must move every step
 

@@ -18,6 +18,7 @@ from kiosk.config import load_config
 from kiosk.crash import CrashHook
 from kiosk.station import Station
 from kiosk.systemd import Notifier
+from tests.hardware.serial_rig import WAIT_S
 from tests.kiosk.commands import install_dry_run
 from tests.kiosk.stations import Keys, Session, offline_config, threaded_station, wait_for
 from tests.kiosk.test_kiosk_cli import write_config
@@ -188,6 +189,51 @@ def test_threaded_station_takes_a_deposit_in_real_time(tmp_path, keys):
         wait_for(lambda: station.flow.state == "showing_result")
         [row] = station.journal.deposits(limit=5)
         assert (row.state, row.net_g) == ("recorded", 333)
+
+
+def test_real_time_simulator_waits_for_the_loop_to_apply_what_it_took(tmp_path, keys):
+    """``kiosk run --sim`` in real time: a command returns once the loop has acted on it.
+
+    The loop is held between taking the scan off its queue and applying it; nothing is
+    queued or pending then, yet the state is still idle, and the next command ("paper")
+    would reach a station that has not seen the label.
+    """
+    import io
+    import threading
+
+    from kiosk.sim import SimDriver, build_sim_station
+
+    station, screen = build_sim_station(
+        offline_config(tmp_path / "s", keys.public), virtual=False, out=io.StringIO()
+    )
+    driver = SimDriver(station, screen, virtual=False, out=io.StringIO())
+    taken, release = threading.Event(), threading.Event()
+    dispatch = station._dispatch
+
+    def held_dispatch(name, kwargs):
+        if name == "scan":
+            taken.set()
+            assert release.wait(WAIT_S)
+        dispatch(name, kwargs)
+
+    station._dispatch = held_dispatch
+    runner = threading.Thread(target=station.run, kwargs={"install_signals": False})
+    runner.start()
+    try:
+        done = threading.Event()
+        command = threading.Thread(target=lambda: (driver.execute(keys.label()), done.set()))
+        command.start()
+        assert taken.wait(WAIT_S)
+        assert not done.wait(1.0)  # the command must not return while the scan is in the air
+        release.set()
+        assert done.wait(WAIT_S)
+        assert station.flow.state == "choosing"
+        command.join(WAIT_S)
+    finally:
+        release.set()
+        station.stop()
+        runner.join(timeout=20)
+    assert not runner.is_alive()
 
 
 # -- crash hook -------------------------------------------------------------------------------------
