@@ -20,8 +20,14 @@ from hardware import HardwareConfigError
 
 log = logging.getLogger(__name__)
 
-#: what a read or write raises when the device goes away mid-use
-SERIAL_ERRORS: tuple[type[BaseException], ...] = (serial.SerialException, OSError)
+try:  # pyserial's POSIX backend calls termios directly (tcflush in reset_input_buffer, open)
+    from termios import error as _TermiosError
+except ImportError:  # no termios (not POSIX): pyserial raises only its own errors there
+    _TermiosError = OSError
+
+#: what a read or write raises when the device goes away mid-use; termios.error (not an
+#: OSError) is what flushing a tty the kernel has hung up on an unplug raises
+SERIAL_ERRORS: tuple[type[BaseException], ...] = (serial.SerialException, OSError, _TermiosError)
 TERMINATORS: dict[str, bytes | None] = {"CR": b"\r", "LF": b"\n", "CRLF": b"\r\n", "any": None}
 _PARITIES = {"N", "E", "O", "M", "S"}
 _URL_RE = re.compile(r"[a-z][a-z0-9+.-]*://", re.IGNORECASE)

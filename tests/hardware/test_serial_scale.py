@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import termios
 import threading
 import time
 
@@ -364,6 +365,32 @@ def test_unplug_is_a_fault_and_replug_recovers(indicator, scale, protocol):
     device.replug()
     assert wait_until(lambda: driver.read(WAIT_S).grams == 2500)
     assert driver.health() is None
+
+
+def test_a_command_after_the_tty_hung_up_is_a_disconnect_fault(indicator, scale):
+    """An unplug hangs the tty up; the next command's input flush then fails with termios.error.
+
+    (The simulated device's tty hangs up once its thread lets go of the pty, a few ms after
+    unplug(): the test waits for it, so the flush always meets a hung-up tty.)
+    """
+    device = indicator(protocol="mt-sics")
+    driver = scale(protocol="mt-sics")
+    device.set_weight(5)
+    assert driver.read(WAIT_S).grams == 5
+    fd = driver._device.fd
+    device.unplug()
+
+    def hung_up() -> bool:
+        try:
+            termios.tcgetattr(fd)
+        except termios.error:
+            return True
+        return False
+
+    assert wait_until(hung_up)
+    with pytest.raises(ScaleFault, match="disconnected"):
+        driver.read(WAIT_S)
+    assert not driver.connected
 
 
 def test_absent_indicator(port, scale):
