@@ -45,6 +45,11 @@ from hardware.serial_port import (
 log = logging.getLogger(__name__)
 PROTOCOLS = ("continuous", "mt-sics")
 _POLL_S = 0.05
+_NEVER_STABLE = "scale busy or never stable (MT-SICS S I) until the timeout"
+
+
+class _NoReply(ScaleFault):
+    """The indicator did not answer a command before the deadline."""
 
 
 class SerialScale:
@@ -201,8 +206,16 @@ class SerialScale:
 
     def _read_sics(self, deadline: float) -> WeightSample:
         """Ask for a weight with S or SI; retry while the balance answers busy."""
+        retry = False
         while True:
-            reply = self._sics_command(self._sics_read, deadline)
+            try:
+                reply = self._sics_command(self._sics_read, deadline)
+            except _NoReply:
+                if not retry:
+                    raise
+                # the balance answered S I until the deadline cut the last retry short: that
+                # is the timeout running out on an unstable balance, not a silent one
+                raise ScaleFault(_NEVER_STABLE) from None
             if reply.status in ("S", "D"):
                 return WeightSample(
                     reply.grams - self._offset_g, reply.status == "S", time.monotonic()
@@ -212,8 +225,9 @@ class SerialScale:
             if reply.status == "-":
                 raise ScaleFault("scale underload (MT-SICS S -): platform lifted or not zeroed")
             if time.monotonic() + _POLL_S >= deadline:
-                raise ScaleFault("scale busy or never stable (MT-SICS S I) until the timeout")
+                raise ScaleFault(_NEVER_STABLE)
             time.sleep(_POLL_S)  # do not hammer a balance that is busy settling
+            retry = True
 
     def _sics_command(self, command: str, deadline: float) -> SicsReply:
         """Send an MT-SICS command and return its reply; errors raise ScaleFault."""
@@ -237,7 +251,7 @@ class SerialScale:
                     )
                 if reply.command == expected:
                     return reply
-        raise ScaleFault(f"no MT-SICS reply to {command} in time")
+        raise _NoReply(f"no MT-SICS reply to {command} in time")
 
     def _read_lines(self, device) -> list[bytes]:
         """Return the complete lines now waiting, waiting up to one poll for a byte."""

@@ -243,6 +243,23 @@ def test_sics_s_busy_until_stable(indicator, scale):
     assert device.replies[-1].split() == ["S", "S", "900.00", "g"]
 
 
+def test_sics_s_retry_cut_short_by_the_timeout_is_never_stable(indicator, scale):
+    """The deadline can fall while a retry's reply is on its way: that is still 'never stable'.
+
+    The indicator answers the first S with S I and then nothing, as when the read's time
+    runs out between a retry and its reply (on a busy machine, even with a long timeout).
+    """
+    device = indicator(protocol="mt-sics")
+    driver = scale(protocol="mt-sics", sics_read_command="S")
+    device.set_weight(900, stable=False)
+    answer = device._answer
+    device._answer = lambda command: None if device.replies else answer(command)
+    with pytest.raises(ScaleFault, match="never stable"):
+        driver.read(0.5)  # runs out: the balance never says stable
+    assert wait_until(lambda: len(device.commands) >= 2)  # the retry went out, unanswered
+    assert device.replies == ["S I"]
+
+
 def test_sics_busy_then_ready(indicator, scale):
     device = indicator(protocol="mt-sics")
     driver = scale(protocol="mt-sics")
