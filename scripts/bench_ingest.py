@@ -296,8 +296,6 @@ def served(url: str, args):
     if args.worker_class == "gthread":
         # the production setting (README "Production"): kiosks reuse connections
         command += ["--threads", str(args.threads), "--keep-alive", "75"]
-    elif args.worker_class == "gevent":
-        command += ["--keep-alive", "75"]
     command += ["-b", f"127.0.0.1:{port}", "--log-level", "warning"]
     proc = subprocess.Popen(command + ["backend:create_app()"], cwd=ROOT, env=env)
     try:
@@ -839,7 +837,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument(
         "--worker-class",
-        choices=("gthread", "gevent", "sync"),
+        choices=("gthread", "sync"),
         default="gthread",
         help="gthread keeps connections alive (the production setting); sync closes each",
     )
