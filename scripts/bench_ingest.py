@@ -929,7 +929,11 @@ def _single_lines(database: str, s: dict) -> str:
 DOC_NOTES = """\
 **What is compared.** *API*: one signed `POST /api/v1/deposits` round trip from a client on the
 same machine, over one kept-alive connection as a kiosk's `requests.Session` keeps it, every
-deposit really credited (a fresh label each). *Raw ceiling*: the same deposit and ledger rows and
+deposit really credited (a fresh label each). The load client writes each request with one
+`sendall` and reads the answer by its Content-Length, as wrk or ab would, so that the figure is
+the server's path and not the client's header parsing (it shares the two cores with the server
+and the database). Python's `http.client`, timed in the same run (above), differed from it by
+less than the noise between runs (-0.2 to +0.4 ms a request on 2026-11-26). *Raw ceiling*: the same deposit and ledger rows and
 the account update as plain statements through the bare driver (psycopg / sqlite3): one multi-row
 INSERT each and one UPDATE per batch, or INSERT, INSERT, UPDATE per deposit, then COMMIT; no
 checks. The two take turns in blocks (5 batches, 25 single deposits) on disjoint households, so
@@ -1019,7 +1023,24 @@ function took the kept-alive request from 3.0 ms (28 %) to 1.9-2.2 ms (38-41 %) 
 benchmark; in-process it spends about 0.88 ms in the function call, 0.09 ms in the label checks
 (Ed25519 0.05-0.07 ms), 0.04 ms in the signature and 0.05 ms preparing the call.
 
-**The single-deposit goal (>= 50 %) is still not met on PostgreSQL.** The lines above show why,
+**Why the single-deposit ratio moves with the machine.** This machine is a 2-vCPU KVM guest
+(Firecracker, no cpuidle driver: an idle vCPU halts, and every wake-up of a sleeping process
+crosses the hypervisor) on a host it shares. On 2026-11-26 plain Python ran 2.5-3 times slower
+than on the day of the figures under "How it got here" (`python -m timeit "sum(range(50))"`:
+837 ns), and the gunicorn worker spent 2.3-3.4 ms of CPU per single-deposit request (read from
+`/proc/PID/stat` over 1,000 requests) against a few tenths of a millisecond of Python profiled
+in-process on the earlier day; a py-spy profile of the worker put about a fifth of its samples
+in Flask and gunicorn (the pure-Python HTTP parser, the WSGI response), 9 % in the request's
+checks (Ed25519 4 %) and 22 % in psycopg's execute (adapting 26 parameters, the round trip). The raw transaction is mostly waiting for
+PostgreSQL and its WAL flush, so when the host takes CPU away the API's share falls and the
+ratio with it: three runs that day gave 34 %, 31 % and 26 % (the table above is the last),
+and SQLite's single-deposit request, which has no database wait worth the name, took 5.5 ms
+against 1.9 ms on the earlier day. Under CPU load from other jobs (load average 6-9) the same
+code measured 49-50 %, because then the raw transaction's waits for PostgreSQL grow as much.
+gunicorn's gevent worker (no thread hand-off per request; psycopg 3 cooperates with gevent) was
+timed against gthread in one interleaved run and was no faster, so production stays on gthread.
+
+**The single-deposit goal (>= 50 %) is not met on PostgreSQL on a quiet machine.** The lines above show why,
 from the same run: the function call alone through the bare driver (one round trip, durable at
 COMMIT) costs about as much as the raw transaction, because it does more than it: the nonce row
 (replay protection across app servers), the account lock (exactly-once crediting and balance
