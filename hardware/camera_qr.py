@@ -28,7 +28,7 @@ import numpy as np
 
 from hardware import HardwareConfigError, ScannerFault
 from hardware.decode import DEFAULT_DECODER, get_decoder, load_image, to_gray
-from hardware.payload_queue import PayloadQueue
+from hardware.payload_queue import PayloadQueue, QueuedScanner
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ def open_source(source: str, width: int, height: int):
 # -- the reader ----------------------------------------------------------------
 
 
-class CameraQrReader:
+class CameraQrReader(QueuedScanner):
     """A camera that yields each label payload once, decoded on a worker thread."""
 
     def __init__(
@@ -213,15 +213,6 @@ class CameraQrReader:
         self._close_source()
 
     # -- health and diagnostics ----------------------------------------------
-
-    @property
-    def fault(self) -> ScannerFault | None:
-        """Return why the camera cannot be read now, or None."""
-        return self._payloads.fault
-
-    def health(self) -> ScannerFault | None:
-        """Return the current fault, for selftest and status."""
-        return self.fault
 
     @property
     def decoder_name(self) -> str:

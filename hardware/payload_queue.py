@@ -97,3 +97,22 @@ class PayloadQueue:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+
+
+class QueuedScanner:
+    """The health half of a scanner that hands payloads over through ``self._payloads``.
+
+    Serial and camera scanners report their fault the same way: whatever their worker
+    thread last put on the queue (``PayloadQueue.set_fault``), None while they can read.
+    """
+
+    _payloads: PayloadQueue
+
+    @property
+    def fault(self) -> ScannerFault | None:
+        """Return why the scanner cannot be read right now, or None when it can."""
+        return self._payloads.fault
+
+    def health(self) -> ScannerFault | None:
+        """Return the current fault (None when the scanner can read), for selftest and status."""
+        return self.fault

@@ -17,8 +17,8 @@ import logging
 import threading
 from typing import Self
 
-from hardware import HardwareConfigError, ScannerFault
-from hardware.payload_queue import PayloadQueue
+from hardware import HardwareConfigError
+from hardware.payload_queue import PayloadQueue, QueuedScanner
 from hardware.serial_port import (
     SERIAL_ERRORS,
     LineAssembler,
@@ -37,7 +37,7 @@ def _ascii_setting(name: str, value: str) -> str:
     return value
 
 
-class SerialQrReader:
+class SerialQrReader(QueuedScanner):
     """A serial barcode scanner that yields one payload per scanned line."""
 
     def __init__(
@@ -100,15 +100,6 @@ class SerialQrReader:
         self._close_device()
 
     # -- health and diagnostics ----------------------------------------------
-
-    @property
-    def fault(self) -> ScannerFault | None:
-        """Return why the scanner cannot be read right now, or None when it can."""
-        return self._payloads.fault
-
-    def health(self) -> ScannerFault | None:
-        """Return the current fault (None when connected), for selftest and status."""
-        return self.fault
 
     @property
     def connected(self) -> bool:

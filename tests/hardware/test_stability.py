@@ -35,7 +35,7 @@ class ScriptedScale:
         """Not used by these tests: the scripted weights are already net."""
 
     def close(self) -> None:
-        pass
+        """Nothing to release: the scripted scale holds no port or thread."""
 
 
 def samples(values: list[int], period_s: float = 0.1) -> list[WeightSample]:

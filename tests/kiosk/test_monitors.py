@@ -100,7 +100,7 @@ class SlowScale:
         """Not used by these tests: the scripted weights are already net."""
 
     def close(self) -> None:
-        pass
+        """Nothing to release: the slow scale holds no port or thread."""
 
 
 def test_a_fake_slow_scale_with_a_hint_reads_and_without_one_gets_the_default():
