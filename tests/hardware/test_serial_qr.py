@@ -158,9 +158,15 @@ def test_unplug_shows_a_fault_and_replug_resumes(scanner, make_reader, caplog):
         # says "not connected": which one a read sees depends on when it runs
         with pytest.raises(ScannerFault, match="disconnected|not connected"):
             reader.read(WAIT_S)
+
+        def errors() -> list[str]:
+            return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+        # the reader thread logs the fault just after publishing it (which woke the read)
+        assert wait_until(errors)
     # the unplug itself is reported, once, as a disconnect
-    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    assert len(errors) == 1 and errors[0].startswith("scanner disconnected from"), errors
+    logged = errors()
+    assert len(logged) == 1 and logged[0].startswith("scanner disconnected from"), logged
     assert isinstance(reader.fault, ScannerFault)
     assert not reader.connected
     with pytest.raises(DeviceUnplugged):
