@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -359,6 +360,10 @@ class LedgerMachine(RuleBasedStateMachine):
         self.entries: list[tuple[int, int, str]] = []  # (entry id, amount, kind)
         self.reversed: set[int] = set()
         self.keys: dict[str, tuple[int, int]] = {}
+        # Idempotency keys are scoped to this run. Not id(self): CPython reuses the
+        # address of a collected machine, so a later run could meet an earlier
+        # run's key with different content (a CI failure on 2026-11-26).
+        self.key_scope = uuid.uuid4().hex
 
     @rule(
         idx=st.integers(0, 1),
@@ -369,7 +374,7 @@ class LedgerMachine(RuleBasedStateMachine):
         h = self.households[idx]
         try:
             with db.begin() as s:
-                entry = credit(s, h, amount, idempotency_key=key and f"{id(self)}-{key}")
+                entry = credit(s, h, amount, idempotency_key=key and f"{self.key_scope}-{key}")
         except InsufficientBalance:
             assert self.model[h] + amount < 0
             return
