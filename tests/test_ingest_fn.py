@@ -182,3 +182,147 @@ def test_a_single_deposit_request_is_one_driver_call(client, monkeypatch):
     assert again.json["error"]["code"] == "nonce_reused"
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(Deposit)) == 3
+
+
+# ------------------------------------------- the direct connections (ingest_fn._Direct)
+
+
+def _idle_pids() -> list[int]:
+    """Server process ids of the engine's idle direct connections."""
+    return [conn.info.backend_pid for conn, _, _ in ingest_fn._direct(db.engine)._idle]
+
+
+def _terminate(pid: int) -> None:
+    """Have the server end a connection's process, and wait until it has."""
+    with db.engine.connect() as conn:
+        conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)}, 10000)")
+
+
+def _item(world, i):
+    return as_deposits([deposit_item(world.labels["H001"][i])])[0]
+
+
+def test_the_call_reuses_one_direct_connection_in_autocommit(app):
+    world = _world("green")
+    kiosk = _kept(world)
+    assert _by_function(kiosk, _item(world, 0)).status == "accepted"
+    [pid] = _idle_pids()
+    [(conn, _, _)] = ingest_fn._direct(db.engine)._idle
+    assert conn.autocommit
+    # a fallback (replayed nonce) answers None and keeps the connection
+    assert _by_function(kiosk, _item(world, 1), nonce="n" * 20).status == "accepted"
+    assert _by_function(kiosk, _item(world, 2), nonce="n" * 20) is None
+    assert _idle_pids() == [pid]
+    # it is not one of the pool's: the pool still hands out its own
+    with db.engine.connect() as pooled:
+        assert pooled.exec_driver_sql("SELECT pg_backend_pid()").scalar() != pid
+
+
+def test_a_direct_connection_the_server_killed_fails_one_call_then_reconnects(app):
+    import psycopg
+
+    world = _world("green")
+    kiosk = _kept(world)
+    assert _by_function(kiosk, _item(world, 0)).status == "accepted"
+    [pid] = _idle_pids()
+    _terminate(pid)
+    with pytest.raises(psycopg.OperationalError):
+        _by_function(kiosk, _item(world, 1))
+    assert _idle_pids() == []  # the dead one was closed, not put back
+    assert _by_function(kiosk, _item(world, 1)).status == "accepted"
+    [new_pid] = _idle_pids()
+    assert new_pid != pid
+    assert _count(Deposit) == 2
+    with db.session() as s:
+        assert ledger.verify(s) == []
+
+
+def test_with_pre_ping_a_killed_direct_connection_costs_no_call(app, database_url):
+    db.bind(database_url, pre_ping=True)
+    world = _world("green")
+    kiosk = _kept(world)
+    assert _by_function(kiosk, _item(world, 0)).status == "accepted"
+    [pid] = _idle_pids()
+    _terminate(pid)
+    assert _by_function(kiosk, _item(world, 1)).status == "accepted"
+    assert _idle_pids() not in ([], [pid])
+
+
+def test_disposing_the_engine_closes_the_direct_connections(app):
+    world = _world("green")
+    kiosk = _kept(world)
+    assert _by_function(kiosk, _item(world, 0)).status == "accepted"
+    [(conn, _, _)] = ingest_fn._direct(db.engine)._idle
+    db.engine.dispose()
+    assert conn.closed
+    assert _idle_pids() == []
+    assert _by_function(kiosk, _item(world, 1)).status == "accepted"
+    assert len(_idle_pids()) == 1
+
+
+def test_rebinding_closes_the_old_engines_direct_connections(app, database_url):
+    world = _world("green")
+    assert _by_function(_kept(world), _item(world, 0)).status == "accepted"
+    [(conn, _, _)] = ingest_fn._direct(db.engine)._idle
+    db.bind(database_url)
+    assert conn.closed
+    assert _by_function(_kept(world), _item(world, 1)).status == "accepted"
+
+
+def test_a_connection_in_use_during_dispose_is_closed_when_it_comes_back(app):
+    world = _world("green")
+    kiosk = _kept(world)
+    assert _by_function(kiosk, _item(world, 0)).status == "accepted"
+    direct = ingest_fn._direct(db.engine)
+    slot = direct.take()
+    db.engine.dispose()
+    direct.give(slot, keep=True)
+    assert slot[0].closed
+    assert direct._idle == []
+
+
+def test_a_forked_child_opens_its_own_direct_connection(app):
+    import os
+
+    world = _world("green")
+    kiosk = _kept(world)
+    assert _by_function(kiosk, _item(world, 0)).status == "accepted"
+    [parent_pid] = _idle_pids()
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: a worker forked after the parent connected
+        code = 1
+        try:
+            os.close(read)
+            outcome = _by_function(kiosk, _item(world, 1))
+            [child_pid] = _idle_pids()
+            os.write(write, f"{outcome.status} {child_pid}".encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        status, child_pid = pipe.read().split()
+    assert os.waitpid(child, 0)[1] == 0
+    assert status == "accepted"
+    assert int(child_pid) != parent_pid
+    # the child neither used nor closed the parent's connection
+    assert _idle_pids() == [parent_pid]
+    assert _by_function(kiosk, _item(world, 2)).status == "accepted"
+    assert _idle_pids() == [parent_pid]
+    assert _count(Deposit) == 3
+
+
+def test_threads_share_direct_connections_at_most_one_each(app):
+    world = _world("green", daily_cap=None)
+    kiosk = _kept(world)
+    labels = [serial for h in ("H001", "H002") for serial in world.labels[h]]
+
+    def worker(i):
+        return _by_function(kiosk, as_deposits([deposit_item(labels[i])])[0])
+
+    results = in_threads(worker, count=len(labels))
+    assert all(o is not None and o.status == "accepted" for o in results)
+    assert 1 <= len(_idle_pids()) <= len(labels)
+    with db.session() as s:
+        assert ledger.verify(s) == []
