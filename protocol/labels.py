@@ -37,6 +37,13 @@ COMMUNITY_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 HOUSEHOLD_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,31}")
 SERIAL_RE = re.compile(r"[0-9A-HJKMNP-TV-Z]{6,20}")
 _SIG_RE = re.compile(r"[A-Za-z0-9_-]{86}")
+#: a whole well-formed label in one match (``parse_label``'s common case): the
+#: parts above, and a canonical signature, whose last character's 4 spare bits
+#: are zero (A, Q, g or w)
+_LABEL_RE = re.compile(
+    rf"{VERSION}\.({COMMUNITY_RE.pattern})\.({HOUSEHOLD_RE.pattern})"
+    rf"\.({SERIAL_RE.pattern})\.([A-Za-z0-9_-]{{85}}[AQgw])"
+)
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
@@ -106,7 +113,17 @@ def parse_label(payload: str) -> tuple[LabelClaims, bytes]:
     """Split a payload into its claims and raw signature, without verifying."""
     if not isinstance(payload, str) or len(payload) > MAX_PAYLOAD_LEN or not payload.isascii():
         raise LabelFormatError("label payload is not a short ASCII string")
-    parts = payload.strip().split(".")
+    payload = payload.strip()
+    whole = _LABEL_RE.fullmatch(payload)
+    if whole is not None:  # every check of _parse_parts, in one match
+        community, household, serial, sig = whole.groups()
+        return LabelClaims(community, household, serial), _unb64url(sig)
+    return _parse_parts(payload)
+
+
+def _parse_parts(payload: str) -> tuple[LabelClaims, bytes]:
+    """Check a stripped ASCII payload part by part; raise with the first failing check."""
+    parts = payload.split(".")
     if len(parts) != 5 or parts[0] != VERSION:
         raise LabelFormatError("label payload is not in the SP1 format")
     _, community, household, serial, sig = parts

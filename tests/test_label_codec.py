@@ -16,6 +16,7 @@ from protocol.labels import (
     LabelClaims,
     LabelFormatError,
     LabelSignatureError,
+    _parse_parts,
     encode_label,
     new_serial,
     parse_label,
@@ -125,3 +126,35 @@ def test_new_serials_match_the_format():
     serials = {new_serial() for _ in range(200)}
     assert len(serials) == 200
     assert all(SERIAL_RE.fullmatch(s) for s in serials)
+
+
+def _parsed(parse, payload):
+    try:
+        return parse(payload)
+    except LabelFormatError as exc:
+        return type(exc), str(exc)
+
+
+@settings(max_examples=500)
+@given(claims_st, st.data())
+def test_the_one_match_parse_answers_as_the_part_by_part_checks(claims, data):
+    """parse_label's single regex accepts exactly what _parse_parts accepts, and nothing else."""
+    payload = encode_label(KEY, claims)
+    index = data.draw(
+        st.one_of(st.integers(0, len(payload) - 1), st.just(len(payload) - 1)), label="index"
+    )
+    new = data.draw(
+        st.one_of(replacement_st, st.just("."), st.just(""), st.text(max_size=3)), label="new"
+    )
+    for text in (payload, payload[:index] + new + payload[index + 1 :], f" {payload}\n"):
+        if len(text) > MAX_PAYLOAD_LEN or not text.isascii():
+            continue
+        assert _parsed(parse_label, text) == _parsed(_parse_parts, text.strip())
+
+
+def test_every_last_signature_character_parses_as_the_part_by_part_checks():
+    """The signature's canonical last characters (A, Q, g, w) and every other one."""
+    payload = encode_label(KEY, LabelClaims("oak-gardens", "B1-101", "7XK3M9QPZA"))
+    for c in range(32, 127):
+        text = payload[:-1] + chr(c)
+        assert _parsed(parse_label, text) == _parsed(_parse_parts, text.strip())
