@@ -177,11 +177,23 @@ class _Writes:
 
 def content_hash(item: DepositIn) -> str:
     """Return the SHA-256 hex of the canonical submitted fields of ``item``."""
-    at = item.occurred_at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    at = _utc_text(item.occurred_at)
     canonical = "\n".join(
         (str(item.id), item.label, str(item.door), item.category, str(item.net_g), at)
     )
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _utc_text(at: dt.datetime) -> str:
+    """``at`` in UTC as ``strftime("%Y-%m-%dT%H:%M:%S.%fZ")`` spells it (stored hashes use it)."""
+    at = at.astimezone(dt.UTC)
+    if at.year < 1000:  # strftime's %Y pads these, or not, by platform
+        return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # the same text in a quarter of strftime's time
+    return (
+        f"{at.year}-{at.month:02}-{at.day:02}"
+        f"T{at.hour:02}:{at.minute:02}:{at.second:02}.{at.microsecond:06}Z"
+    )
 
 
 def rules_until(now: dt.datetime, limits: Limits) -> dt.datetime:
@@ -505,14 +517,15 @@ def _repeat(item: DepositIn, digest: str, original: tuple, running: dict[int, in
 
 
 def _posting(c: _Candidate, amount: int) -> ledger.Posting:
+    deposit_id = str(c.item.id)
     return ledger.Posting(
         c.household_id,
         "deposit",
         amount,
         f"{c.item.net_g} g {c.item.category}",
         "deposit",
-        str(c.item.id),
-        idempotency_key=f"deposit:{c.item.id}",
+        deposit_id,
+        idempotency_key="deposit:" + deposit_id,
     )
 
 
@@ -686,4 +699,4 @@ def apply_one_fn(
     if done is None:
         return None
     awarded, reason, balance = done
-    return Outcome(str(item.id), "accepted", awarded, balance, reason)
+    return Outcome(posting.source_id, "accepted", awarded, balance, reason)
