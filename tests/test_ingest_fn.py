@@ -237,6 +237,44 @@ def test_a_direct_connection_the_server_killed_fails_one_call_then_reconnects(ap
         assert ledger.verify(s) == []
 
 
+def test_after_a_lost_connection_the_idle_ones_are_not_trusted_either(app):
+    """A server restart kills every connection: one call fails, not one per connection."""
+    import psycopg
+
+    world = _world("green")
+    kiosk = _kept(world)
+    assert _by_function(kiosk, _item(world, 0)).status == "accepted"
+    direct = ingest_fn._direct(db.engine)
+    direct.give(ingest_fn._connect(db.engine, direct), keep=True)
+    pids = _idle_pids()
+    assert len(pids) == 2
+    for pid in pids:
+        _terminate(pid)
+    with pytest.raises(psycopg.OperationalError):
+        _by_function(kiosk, _item(world, 1))
+    assert _idle_pids() == []
+    assert _by_function(kiosk, _item(world, 1)).status == "accepted"
+
+
+def test_a_deadlock_fallback_keeps_the_connection(app, monkeypatch):
+    """Fallback SQLSTATEs of the OperationalError family (40P01, 40001) are races, not losses."""
+    import psycopg
+
+    world = _world("green")
+    kiosk = _kept(world)
+    assert _by_function(kiosk, _item(world, 0)).status == "accepted"
+    [pid] = _idle_pids()
+    monkeypatch.setattr(
+        ingest_fn,
+        "CALL_SQL",
+        "DO $$ BEGIN RAISE EXCEPTION 'as if' USING ERRCODE = '40P01'; END $$",
+    )
+    monkeypatch.setattr(ingest_fn, "ARG_NAMES", ())
+    assert issubclass(psycopg.errors.DeadlockDetected, psycopg.OperationalError)
+    assert _by_function(kiosk, _item(world, 1)) is None
+    assert _idle_pids() == [pid]
+
+
 def test_with_pre_ping_a_killed_direct_connection_costs_no_call(app, database_url):
     db.bind(database_url, pre_ping=True)
     world = _world("green")

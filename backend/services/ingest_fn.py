@@ -201,10 +201,12 @@ class _Direct:
     engine (``raw_connection().detach()``: its URL, connect arguments and
     connect events) and leave it when:
 
-    * a call raised ``psycopg.OperationalError`` or left the connection closed,
-      broken or not idle: it is closed, the next call connects afresh (a
-      connection the server dropped fails one call, as a pooled one does;
-      with the engine's ``pool_pre_ping`` an idle one is tested first);
+    * a call raised ``psycopg.OperationalError`` (other than a fallback
+      SQLSTATE) or left the connection closed, broken or not idle: it is
+      closed, the next call connects afresh.  When the connection itself is
+      lost, the idle ones are closed too: after a server restart one call
+      fails, as with the pool (none with the engine's ``pool_pre_ping``,
+      which tests an idle one first);
     * the engine is disposed (``engine_disposed``): idle ones are closed now,
       ones in use when they come back;
     * the process forked (gunicorn and granian fork workers after import): the
@@ -348,14 +350,18 @@ def call(engine, args: dict) -> tuple[int, str | None, int] | None:
         cursor.execute(CALL_SQL, values)
         return cursor.fetchone()
     except psycopg.Error as exc:
-        if isinstance(exc, psycopg.OperationalError):
-            keep = False
         sqlstate = getattr(exc, "sqlstate", None)
         if sqlstate == "42883" and not _missing_logged:
             _note_missing()
-        if sqlstate in FALLBACK_SQLSTATES:
+        if sqlstate in FALLBACK_SQLSTATES:  # a race or a refusal: the connection is fine
             log.debug("one-deposit function fell back: %s", sqlstate)
             return None
+        if isinstance(exc, psycopg.OperationalError):
+            keep = False
+            if slot[0].broken or slot[0].closed:
+                # the server went away (restart, failover): so did the idle ones,
+                # as SQLAlchemy assumes of its pool after a disconnect
+                direct.dispose()
         raise
     except BaseException:
         keep = False
