@@ -1,6 +1,6 @@
 """sortpoint backend: the Flask app that keeps every household's points ledger.
 
-``create_app()`` is the factory (``gunicorn 'backend:create_app()'``,
+``create_app()`` is the factory (``granian --interface wsgi --factory backend:create_app``,
 ``flask --app backend``).  Layout:
 
 * ``models``     – SQLAlchemy models (registry, rules, deposits, ledger)

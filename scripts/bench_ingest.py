@@ -6,12 +6,14 @@ Not a test.  For PostgreSQL (a fresh schema it creates and drops) and SQLite
 
 1. seeds a community (households, a 3-door kiosk, rules, one fresh label per
    deposit so every deposit is really credited);
-2. serves the backend with gunicorn in a subprocess: ``--workers`` gthread
-   workers with keep-alive (the production setting, README "Production"), or
-   ``--worker-class sync``, which closes every connection;
+2. serves the backend in a subprocess as production does (README
+   "Production"): granian, ``--workers`` processes of ``--threads`` Python
+   threads, keep-alive; and, for comparison, gunicorn's gthread workers
+   (``--server gunicorn`` swaps the two, ``--no-compare`` drops the second);
 3. posts signed batches of ``--batch-size`` deposits and single-deposit
    requests over one kept-alive connection, as a kiosk's requests.Session
-   does, and single deposits over a new connection each;
+   does, single deposits over a new connection each, and single deposits
+   through the other server;
 4. measures, interleaved with the API in alternating blocks (so both see the
    same load on a shared machine), the ceiling through the same driver
    (psycopg / sqlite3): the same deposit and ledger rows as plain multi-row
@@ -282,22 +284,50 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+#: the HTTP servers the benchmark can serve the app with; the first is production's (README)
+SERVERS = ("granian", "gunicorn")
+
+
+def server_command(server: str, port: int, args) -> list[str]:
+    """Return the command line that serves the app on ``port`` as production does."""
+    bindir = Path(sys.executable).parent
+    if server == "granian":
+        # README "Production": the Rust HTTP server, keep-alive, WSGI on Python threads
+        return [
+            str(bindir / "granian"),
+            "--interface", "wsgi",
+            "--factory", "backend:create_app",
+            "--workers", str(args.workers),
+            "--blocking-threads", str(args.threads),
+            "--runtime-mode", args.runtime_mode,
+            "--no-ws",
+            "--host", "127.0.0.1",
+            "--port", str(port),
+            "--log-level", "warning",
+        ]  # fmt: skip
+    # the baseline server: gunicorn's gthread workers keep connections alive
+    return [
+        str(bindir / "gunicorn"),
+        "-w", str(args.workers),
+        "-k", "gthread",
+        "--threads", str(args.threads),
+        "--keep-alive", "75",
+        "-b", f"127.0.0.1:{port}",
+        "--log-level", "warning",
+        "backend:create_app()",
+    ]  # fmt: skip
+
+
 @contextlib.contextmanager
-def served(url: str, args):
-    """Run gunicorn on the app for ``url`` as ``args`` say; yield its port."""
+def served(url: str, args, server: str):
+    """Serve the app for ``url`` with ``server`` in a subprocess; yield its port."""
     port = free_port()
     env = dict(
         os.environ,
         SORTPOINT_DATABASE_URL=url,
         SORTPOINT_INSTANCE_PATH=tempfile.mkdtemp(),
     )
-    gunicorn = Path(sys.executable).with_name("gunicorn")
-    command = [str(gunicorn), "-w", str(args.workers), "-k", args.worker_class]
-    if args.worker_class == "gthread":
-        # the production setting (README "Production"): kiosks reuse connections
-        command += ["--threads", str(args.threads), "--keep-alive", "75"]
-    command += ["-b", f"127.0.0.1:{port}", "--log-level", "warning"]
-    proc = subprocess.Popen(command + ["backend:create_app()"], cwd=ROOT, env=env)
+    proc = subprocess.Popen(server_command(server, port, args), cwd=ROOT, env=env)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -308,12 +338,16 @@ def served(url: str, args):
             except OSError:
                 pass  # not listening yet: poll again until the deadline
             if time.monotonic() > deadline or proc.poll() is not None:
-                raise SystemExit("gunicorn did not come up")
+                raise SystemExit(f"{server} did not come up")
             time.sleep(0.2)
         yield port
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 class Client:
@@ -716,64 +750,65 @@ def verify(url: str, expected_deposits: int) -> None:
 
 def run(database: str, url: str, args) -> Result:
     """Seed, serve, and time the API against the raw baseline, interleaved."""
-    # one pool of labels per path; the API pool also feeds the new-connection and http.client paths
-    total = len(POOLS) * ((args.batches + 5) * args.batch_size + (args.singles + 5) * 3)
+    # one pool of labels per path; the API pool also feeds the new-connection, http.client and
+    # other-server paths
+    total = len(POOLS) * ((args.batches + 5) * args.batch_size + (args.singles + 5) * 4)
     print(f"[{database}] seeding {total} labels ...", flush=True)
     seeded = seed(url, args.households, total)
     result = Result(database)
     raw = Raw(url, seeded)
     raw_app = RawApp(url, seeded) if url.startswith("postgresql") else None
-    with served(url, args) as port:
+    other = [x for x in SERVERS if x != args.server][0] if args.compare else None
+    with contextlib.ExitStack() as stack:
+        port = stack.enter_context(served(url, args, args.server))
         client, fresh = Client(port), Client(port, keep_alive=False)
         stdlib = HttpClientClient(port)
-        try:
-            print(
-                f"[{database}] {args.batches} batches of {args.batch_size}: "
-                "HTTP and raw, interleaved ...",
-                flush=True,
-            )
-            rates = interleaved(
-                {
-                    "api": lambda n: post_batch(client, seeded, n),
-                    "raw": raw.transaction,
-                },
-                args.batches,
-                args.batch_size,
-                block=5,
-            )
-            result.figures["api_batch"], result.figures["raw_batch"] = (
-                rates["api"],
-                rates["raw"],
-            )
-            print(
-                f"[{database}] {args.singles} single deposits: HTTP (kept-alive and "
-                "new connections) and raw, interleaved ...",
-                flush=True,
-            )
-            paths = {
+        stack.callback(raw.close)
+        if raw_app is not None:
+            stack.callback(raw_app.close)
+        for c in (client, fresh, stdlib):
+            stack.callback(c.close)
+        if other is not None:
+            other_client = Client(stack.enter_context(served(url, args, other)))
+            stack.callback(other_client.close)
+        print(
+            f"[{database}] {args.batches} batches of {args.batch_size}: "
+            "HTTP and raw, interleaved ...",
+            flush=True,
+        )
+        rates = interleaved(
+            {
                 "api": lambda n: post_batch(client, seeded, n),
-                "api_new_conn": lambda n: post_batch(fresh, seeded, n),
-                "api_http_client": lambda n: post_batch(stdlib, seeded, n),
                 "raw": raw.transaction,
-            }
-            if raw_app is not None:
-                paths["raw_app"] = raw_app.transaction
-            rates = interleaved(
-                paths,
-                args.singles,
-                1,
-                block=25,
-            )
-            for name, values in rates.items():
-                result.figures[f"{name}_single"] = values
-            result.figures["floor_ms"] = http_floor_ms(client, args.singles)
-        finally:
-            client.close()
-            fresh.close()
-            stdlib.close()
-            raw.close()
-            if raw_app is not None:
-                raw_app.close()
+            },
+            args.batches,
+            args.batch_size,
+            block=5,
+        )
+        result.figures["api_batch"], result.figures["raw_batch"] = rates["api"], rates["raw"]
+        print(
+            f"[{database}] {args.singles} single deposits: HTTP (kept-alive and "
+            "new connections"
+            + (f", and through {other}" if other else "")
+            + ") and raw, interleaved ...",
+            flush=True,
+        )
+        paths = {
+            "api": lambda n: post_batch(client, seeded, n),
+            "api_new_conn": lambda n: post_batch(fresh, seeded, n),
+            "api_http_client": lambda n: post_batch(stdlib, seeded, n),
+            "raw": raw.transaction,
+        }
+        if other is not None:
+            paths["api_other"] = lambda n: post_batch(other_client, seeded, n)
+        if raw_app is not None:
+            paths["raw_app"] = raw_app.transaction
+        rates = interleaved(paths, args.singles, 1, block=25)
+        for name, values in rates.items():
+            result.figures[f"{name}_single"] = values
+        result.figures["floor_ms"] = http_floor_ms(client, args.singles)
+        if other is not None:
+            result.figures["floor_other_ms"] = http_floor_ms(other_client, args.singles)
     verify(url, seeded.total_used)
     result.figures["deposits"] = seeded.total_used
     return result
@@ -791,6 +826,8 @@ def summarise(result: Result) -> dict:
         "single_api": med["api_single"],
         "single_api_new_conn": med["api_new_conn_single"],
         "single_api_http_client": med["api_http_client_single"],
+        "single_api_other": med.get("api_other_single"),
+        "floor_other_http_ms": f.get("floor_other_ms", {}).get("http"),
         "single_raw_app": med.get("raw_app_single"),
         "single_raw": med["raw_single"],
         "single_ratio": med["api_single"] / med["raw_single"],
@@ -820,6 +857,13 @@ def print_summary(database: str, s: dict, args) -> None:
         f"{1000 / s['single_raw']:.2f} ms; floor: {s['floor_http_ms']:.2f} ms HTTP (405, "
         f"no database), {s['floor_health_ms']:.2f} ms health (one SELECT in a transaction)"
     )
+    if s["single_api_other"]:
+        other = [x for x in SERVERS if x != args.server][0]
+        print(
+            f"through {other} instead of {args.server}: {1000 / s['single_api_other']:.2f} ms a "
+            f"request kept alive (ratio {s['single_api_other'] / s['single_raw']:.0%}); its HTTP "
+            f"floor {s['floor_other_http_ms']:.2f} ms"
+        )
     if s["single_raw_app"]:
         print(
             f"the app's own single-deposit SQL through the bare driver: "
@@ -834,14 +878,28 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--singles", type=int, default=200)
     parser.add_argument("--households", type=int, default=500)
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument(
-        "--worker-class",
-        choices=("gthread", "sync"),
-        default="gthread",
-        help="gthread keeps connections alive (the production setting); sync closes each",
+        "--server",
+        choices=SERVERS,
+        default=SERVERS[0],
+        help="the HTTP server the figures are for (default: production's, granian)",
     )
-    parser.add_argument("--threads", type=int, default=2, help="threads per gthread worker")
+    parser.add_argument(
+        "--no-compare",
+        dest="compare",
+        action="store_false",
+        help="do not also time single deposits through the other server",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="server worker processes")
+    parser.add_argument(
+        "--threads", type=int, default=2, help="Python threads per worker (granian's blocking threads)"
+    )
+    parser.add_argument(
+        "--runtime-mode",
+        choices=("st", "mt"),
+        default="mt",
+        help="granian's Rust runtime: one multi-threaded (mt) or one per thread (st)",
+    )
     parser.add_argument("--skip-pg", action="store_true")
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--write-docs", action="store_true", help="update docs/performance.md")
@@ -888,22 +946,30 @@ def write_docs(summaries: dict, args) -> None:
         )
     body = (
         f"Measured with `python scripts/bench_ingest.py --write-docs` ({args.batches} batches of "
-        f"{args.batch_size}, {args.singles} single-deposit requests, medians per request; gunicorn "
-        f"with {args.workers} {args.worker_class} workers"
-        + (f" of {args.threads} threads" if args.worker_class == "gthread" else "")
+        f"{args.batch_size}, {args.singles} single-deposit requests, medians per request; "
+        + _server_text(args.server, args)
         + f", one kept-alive client connection; the API and the raw baseline interleaved in "
         f"blocks on the same {os.cpu_count()}-core machine, shared with other jobs; Python "
         f"{platform.python_version()}, SQLAlchemy {sqlalchemy.__version__}).\n\n"
         + "\n".join(rows)
         + "\n\nWhere a single-deposit request goes (same run):\n\n"
-        + "\n".join(_single_lines(database, s) for database, s in summaries.items())
+        + "\n".join(_single_lines(database, s, args) for database, s in summaries.items())
         + "\n\n"
         + DOC_NOTES
     )
     update_section("Ingest", body)
 
 
-def _single_lines(database: str, s: dict) -> str:
+def _server_text(server: str, args) -> str:
+    if server == "granian":
+        return (
+            f"granian with {args.workers} workers of {args.threads} Python threads "
+            f"(runtime mode {args.runtime_mode})"
+        )
+    return f"gunicorn with {args.workers} gthread workers of {args.threads} threads"
+
+
+def _single_lines(database: str, s: dict, args) -> str:
     api_ms, raw_ms = 1000 / s["single_api"], 1000 / s["single_raw"]
     line = (
         f"- {database}: {api_ms:.2f} ms a request over a kept-alive connection "
@@ -922,6 +988,14 @@ def _single_lines(database: str, s: dict) -> str:
             f"{2 * raw_ms:.2f} ms for 50 %; the remaining {api_ms - app_ms - s['floor_http_ms']:.2f}"
             f" ms are the request's own Python (signature, checks, Ed25519, the pool, the JSON) "
             f"and the contention of client, server and database on the same cores."
+        )
+    if s.get("single_api_other"):
+        other = [x for x in SERVERS if x != args.server][0]
+        line += (
+            f" The same request through {_server_text(other, args)}, interleaved in the same "
+            f"run: {1000 / s['single_api_other']:.2f} ms (ratio "
+            f"{s['single_api_other'] / s['single_raw']:.0%}), HTTP floor "
+            f"{s['floor_other_http_ms']:.2f} ms."
         )
     return line
 
