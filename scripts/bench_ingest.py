@@ -1007,7 +1007,10 @@ deposit really credited (a fresh label each). The load client writes each reques
 `sendall` and reads the answer by its Content-Length, as wrk or ab would, so that the figure is
 the server's path and not the client's header parsing (it shares the two cores with the server
 and the database). Python's `http.client`, timed in the same run (above), differed from it by
-less than the noise between runs (-0.2 to +0.4 ms a request on 2026-11-26). *Raw ceiling*: the same deposit and ledger rows and
+less than the noise between runs (-0.2 to +0.4 ms a request on 2026-11-26). The server is
+production's (README, "Production"): granian; the same single-deposit requests also go, in the
+same interleaved blocks, through gunicorn's gthread workers serving the same app and database
+(above). *Raw ceiling*: the same deposit and ledger rows and
 the account update as plain statements through the bare driver (psycopg / sqlite3): one multi-row
 INSERT each and one UPDATE per batch, or INSERT, INSERT, UPDATE per deposit, then COMMIT; no
 checks. The two take turns in blocks (5 batches, 25 single deposits) on disjoint households, so
@@ -1039,7 +1042,9 @@ parameters afresh each time. Label signatures are checked with libsodium (PyNaCl
 PostgreSQL, when the request is signed by a kiosk the worker keeps and no upkeep is due
 (`last_seen_at`, the nonce purge), a new deposit is one round trip: one call of the PL/pgSQL
 function `sortpoint_ingest_one` (`backend/services/ingest_fn.py`, created by Alembic revision
-0002) on a pooled connection in autocommit, through the bare psycopg cursor. Python decides
+0002) through the bare psycopg cursor, on one of the engine's own autocommit connections kept
+beside its pool (no checkout, no autocommit switch, no reset on return; dropped on a lost
+connection, on engine dispose and in a forked worker). Python decides
 everything it can first (the same checks, the rule in force, the points before the cap via
 `points.score`, the local day, the content hash, the ledger entry's reason and keys); the function
 records the nonce only while the kept kiosk copy is current (the same test as below), locks the
@@ -1078,11 +1083,13 @@ Doors and categories are not checked: no command changes them; hand edits reach 
 within the TTL.
 
 **Connections.** gunicorn's sync workers close every connection, so each request paid a TCP
-set-up: the new-connection figure above. Production runs gthread workers with keep-alive (README,
-"Production"). The pool no longer pings a connection before each use (`SORTPOINT_DB_PRE_PING=1`
-turns it back on for networks that drop idle connections): a dropped connection fails its
-request, SQLAlchemy invalidates it, and the kiosk retries the batch, whose ids make it
-idempotent. The pool hands out the most recently used connection first, whose prepared statements
+set-up: the new-connection figure above. Production runs granian, which keeps connections alive
+and parses HTTP in Rust (README, "Production"); gunicorn's gthread workers, timed beside it, add
+0.2-0.5 ms a request. The pool no longer pings a connection before each use
+(`SORTPOINT_DB_PRE_PING=1` turns it back on, for the one-deposit connections too, on networks that
+drop idle connections): a dropped connection fails its request, SQLAlchemy invalidates it (the
+one-deposit connections close their idle ones too, so a server restart fails one request), and
+the kiosk retries the batch, whose ids make it idempotent. The pool hands out the most recently used connection first, whose prepared statements
 (psycopg prepares a statement on its fifth use) and server process are warm. Reads that change
 nothing (health, the kiosk config after its nonce, `ledger verify`, the list commands) use
 `db.read()`: a deferred `BEGIN` on SQLite, so they never wait for or block the writer, and one
@@ -1095,7 +1102,14 @@ twelve round trips; 3.8 ms without the pre-ping and with the kiosk cache; 2.3-2.
 fused read and write. Over HTTP, keep-alive alone saves 0.4-1.2 ms a request. The one-call
 function took the kept-alive request from 3.0 ms (28 %) to 1.9-2.2 ms (38-41 %) in the same
 benchmark; in-process it spends about 0.88 ms in the function call, 0.09 ms in the label checks
-(Ed25519 0.05-0.07 ms), 0.04 ms in the signature and 0.05 ms preparing the call.
+(Ed25519 0.05-0.07 ms), 0.04 ms in the signature and 0.05 ms preparing the call. On 2026-11-26,
+timed old against new code in one process (medians of 400 requests, three runs): the function
+call on the engine's own autocommit connections instead of a pooled one saved 0.15-0.22 ms a
+request (0.17-0.19 ms of CPU), and the label parsed in one regular-expression match with the
+content hash spelled without `strftime` 0.03-0.05 ms: the app's CPU for a one-deposit request
+went from 1.09-1.26 ms to 0.88-1.02 ms. granian instead of gunicorn's gthread workers took another
+0.2-0.5 ms off each request over HTTP (same run, interleaved; the HTTP floor fell from 0.48-0.74
+ms to 0.32-0.39 ms).
 
 **Why the single-deposit ratio moves with the machine.** This machine is a 2-vCPU KVM guest
 (Firecracker, no cpuidle driver: an idle vCPU halts, and every wake-up of a sleeping process
@@ -1112,20 +1126,30 @@ and SQLite's single-deposit request, which has no database wait worth the name, 
 against 1.9 ms on the earlier day. Under CPU load from other jobs (load average 6-9) the same
 code measured 49-50 %, because then the raw transaction's waits for PostgreSQL grow as much.
 gunicorn's gevent worker (no thread hand-off per request; psycopg 3 cooperates with gevent) was
-timed against gthread in one interleaved run and was no faster, so production stays on gthread.
+timed against gthread in one interleaved run and was no faster. Later the same day, with the
+direct connections and granian, six runs of `--batches 10 --singles 400` gave single-deposit
+ratios of 46, 41, 42, 39, 39 and 36 % (median 40 %) through granian and 41, 36, 37, 32, 35 and
+31 % (median 35.5 %) through gunicorn's gthread workers in the same runs. Timed inside the served
+granian worker, the app took 2.0-2.7 ms a request, of which 1.2-1.7 ms in the function call, with
+1.0-1.3 ms of the thread's CPU, while the same call from the benchmark's own process took 0.8-0.9
+ms and the whole app 1.0-1.3 ms (0.5-0.85 ms of CPU) when called in-process back to back: the
+same code runs slower when client, server and database take turns on the two vCPUs. uWSGI
+(`--http11-socket`, one thread per process reading its own connection) measured 44-50 % in four
+runs; it was not adopted (maintenance mode, and not past the goal either).
 
-**The single-deposit goal (>= 50 %) is not met on PostgreSQL on a quiet machine.** The lines above show why,
+**The single-deposit goal (>= 50 %) is not met on PostgreSQL on this machine** (median 40 %,
+36-46 % in six runs; single runs reached 59-62 % on fast moments). The lines above show why,
 from the same run: the function call alone through the bare driver (one round trip, durable at
-COMMIT) costs about as much as the raw transaction, because it does more than it: the nonce row
+COMMIT) costs most of what the raw transaction costs, because it does more than it: the nonce row
 (replay protection across app servers), the account lock (exactly-once crediting and balance
 chains under concurrency), the label claim and the daily total, beside the raw path's deposit,
-entry and account update. Add the HTTP floor and 50 % leaves about 0.2 ms for everything the
-request itself must do in Python (HMAC, label parse, Ed25519, checks, JSON), while Flask and
-gunicorn share two cores with the client and the database. The figure that sets the kiosk's
-throughput is the batch one (kiosks upload their journal in batches of up to 100); a single
-deposit is the resident's latency: a few milliseconds against the 10 s deposit budget. On SQLite
-the raw transaction does not even sync (WAL, `synchronous=NORMAL`) and takes less than the HTTP
-floor, so its ratio says little.
+entry and account update. Add the HTTP floor and 50 % leaves a few tenths of a millisecond for
+everything the request itself must do in Python (HMAC, label parse, Ed25519, checks, Flask, JSON),
+while server, client and database share two cores. The figure that sets the kiosk's throughput
+is the batch one (kiosks upload their journal in batches of up to 100); a single deposit is the
+resident's latency: 1.5-3 ms against the 10 s deposit budget. On SQLite the raw transaction does
+not even sync (WAL, `synchronous=NORMAL`) and takes less than the HTTP floor, so its ratio says
+little.
 """
 
 
