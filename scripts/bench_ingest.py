@@ -320,7 +320,7 @@ def server_command(server: str, port: int, args) -> list[str]:
 
 @contextlib.contextmanager
 def served(url: str, args, server: str):
-    """Serve the app for ``url`` with ``server`` in a subprocess; yield its port."""
+    """Serve the app for ``url`` with ``server`` in a subprocess; yield its port and pid."""
     port = free_port()
     env = dict(
         os.environ,
@@ -340,7 +340,7 @@ def served(url: str, args, server: str):
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise SystemExit(f"{server} did not come up")
             time.sleep(0.2)
-        yield port
+        yield port, proc.pid
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -505,7 +505,9 @@ def http_floor_ms(client: Client, count: int) -> dict[str, float]:
     return floor
 
 
-def interleaved(paths: dict, count: int, size: int, block: int, warmup: int = 5) -> dict:
+def interleaved(
+    paths: dict, count: int, size: int, block: int, warmup: int = 5, meters: dict | None = None
+) -> dict:
     """Time ``count`` requests of every path, in alternating blocks; deposits/s each.
 
     ``paths`` maps a name to a function that writes ``size`` deposits and
@@ -513,18 +515,50 @@ def interleaved(paths: dict, count: int, size: int, block: int, warmup: int = 5)
     path sees the same drift of load on a shared machine while each block
     runs warm, as a steady stream of requests does (alternating request by
     request would also time each path's cold start after the other ran).
+    ``meters`` maps some paths to a function returning CPU seconds used so far
+    (the server's); their CPU per request, read at each block's start and end,
+    is returned as ``cpu:NAME`` in seconds.
     """
+    meters = meters or {}
     for _ in range(warmup):
         for once in paths.values():
             once(size)
     rates: dict[str, list[float]] = {name: [] for name in paths}
+    cpu = dict.fromkeys(meters, 0.0)
     done = 0
     while done < count:
         step = min(block, count - done)
         for name, once in paths.items():
+            before = meters[name]() if name in meters else 0.0
             rates[name].extend(size / once(size) for _ in range(step))
+            if name in meters:
+                cpu[name] += meters[name]() - before
         done += step
-    return rates
+    return rates | {f"cpu:{name}": used / count for name, used in cpu.items()}
+
+
+def process_tree_cpu(pid: int) -> float:
+    """Return the CPU seconds (user + system) of ``pid`` and its child processes so far."""
+    total = 0
+    for p in [pid, *_children(pid)]:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue  # a worker that just exited
+        total += int(fields[11]) + int(fields[12])  # utime, stime: all its threads
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                kids += [int(k) for k in f.read().split()]
+        except FileNotFoundError:
+            continue
+    return kids
 
 
 # --------------------------------------------------------------- the ceiling
@@ -760,7 +794,7 @@ def run(database: str, url: str, args) -> Result:
     raw_app = RawApp(url, seeded) if url.startswith("postgresql") else None
     other = [x for x in SERVERS if x != args.server][0] if args.compare else None
     with contextlib.ExitStack() as stack:
-        port = stack.enter_context(served(url, args, args.server))
+        port, pid = stack.enter_context(served(url, args, args.server))
         client, fresh = Client(port), Client(port, keep_alive=False)
         stdlib = HttpClientClient(port)
         stack.callback(raw.close)
@@ -769,7 +803,8 @@ def run(database: str, url: str, args) -> Result:
         for c in (client, fresh, stdlib):
             stack.callback(c.close)
         if other is not None:
-            other_client = Client(stack.enter_context(served(url, args, other)))
+            other_port, other_pid = stack.enter_context(served(url, args, other))
+            other_client = Client(other_port)
             stack.callback(other_client.close)
         print(
             f"[{database}] {args.batches} batches of {args.batch_size}: "
@@ -803,9 +838,15 @@ def run(database: str, url: str, args) -> Result:
             paths["api_other"] = lambda n: post_batch(other_client, seeded, n)
         if raw_app is not None:
             paths["raw_app"] = raw_app.transaction
-        rates = interleaved(paths, args.singles, 1, block=25)
+        meters = {"api": lambda: process_tree_cpu(pid)}
+        if other is not None:
+            meters["api_other"] = lambda: process_tree_cpu(other_pid)
+        rates = interleaved(paths, args.singles, 1, block=25, meters=meters)
         for name, values in rates.items():
-            result.figures[f"{name}_single"] = values
+            if name.startswith("cpu:"):
+                result.figures[f"{name[4:]}_single_cpu_ms"] = values * 1000
+            else:
+                result.figures[f"{name}_single"] = values
         result.figures["floor_ms"] = http_floor_ms(client, args.singles)
         if other is not None:
             result.figures["floor_other_ms"] = http_floor_ms(other_client, args.singles)
@@ -827,6 +868,8 @@ def summarise(result: Result) -> dict:
         "single_api_new_conn": med["api_new_conn_single"],
         "single_api_http_client": med["api_http_client_single"],
         "single_api_other": med.get("api_other_single"),
+        "single_api_cpu_ms": f["api_single_cpu_ms"],
+        "single_api_other_cpu_ms": f.get("api_other_single_cpu_ms"),
         "floor_other_http_ms": f.get("floor_other_ms", {}).get("http"),
         "single_raw_app": med.get("raw_app_single"),
         "single_raw": med["raw_single"],
@@ -855,14 +898,17 @@ def print_summary(database: str, s: dict, args) -> None:
         f"({1000 / s['single_api_new_conn']:.2f} ms on a new connection, "
         f"{1000 / s['single_api_http_client']:.2f} ms through http.client), raw transaction "
         f"{1000 / s['single_raw']:.2f} ms; floor: {s['floor_http_ms']:.2f} ms HTTP (405, "
-        f"no database), {s['floor_health_ms']:.2f} ms health (one SELECT in a transaction)"
+        f"no database), {s['floor_health_ms']:.2f} ms health (one SELECT in a transaction); "
+        f"{args.server}'s CPU (all processes and threads) {s['single_api_cpu_ms']:.2f} ms a "
+        "kept-alive request"
     )
     if s["single_api_other"]:
         other = [x for x in SERVERS if x != args.server][0]
         print(
             f"through {other} instead of {args.server}: {1000 / s['single_api_other']:.2f} ms a "
             f"request kept alive (ratio {s['single_api_other'] / s['single_raw']:.0%}); its HTTP "
-            f"floor {s['floor_other_http_ms']:.2f} ms"
+            f"floor {s['floor_other_http_ms']:.2f} ms; its CPU {s['single_api_other_cpu_ms']:.2f} "
+            "ms a request"
         )
     if s["single_raw_app"]:
         print(
@@ -977,7 +1023,8 @@ def _single_lines(database: str, s: dict, args) -> str:
         f"{1000 / s['single_api_http_client']:.2f} ms kept alive through Python's http.client) against "
         f"{raw_ms:.2f} ms for the raw transaction. HTTP floor (a 405 answered by Flask, no "
         f"database): {s['floor_http_ms']:.2f} ms; health check (a read-only transaction of one "
-        f"SELECT): {s['floor_health_ms']:.2f} ms."
+        f"SELECT): {s['floor_health_ms']:.2f} ms. The server's CPU, all its processes and "
+        f"threads: {s['single_api_cpu_ms']:.2f} ms a kept-alive request."
     )
     if s.get("single_raw_app"):
         app_ms = 1000 / s["single_raw_app"]
@@ -995,7 +1042,8 @@ def _single_lines(database: str, s: dict, args) -> str:
             f" The same request through {_server_text(other, args)}, interleaved in the same "
             f"run: {1000 / s['single_api_other']:.2f} ms (ratio "
             f"{s['single_api_other'] / s['single_raw']:.0%}), HTTP floor "
-            f"{s['floor_other_http_ms']:.2f} ms."
+            f"{s['floor_other_http_ms']:.2f} ms, CPU {s['single_api_other_cpu_ms']:.2f} ms a "
+            "request."
         )
     return line
 
