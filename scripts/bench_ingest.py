@@ -1033,7 +1033,7 @@ def _single_lines(database: str, s: dict, args) -> str:
             f"`sortpoint_ingest_one` in autocommit): {app_ms:.2f} ms. With the HTTP floor that is "
             f"{app_ms + s['floor_http_ms']:.2f} ms before the view's own Python runs, against "
             f"{2 * raw_ms:.2f} ms for 50 %; the remaining {api_ms - app_ms - s['floor_http_ms']:.2f}"
-            f" ms are the request's own Python (signature, checks, Ed25519, the pool, the JSON) "
+            f" ms are the request's own Python (signature, checks, Ed25519, Flask, the JSON) "
             f"and the contention of client, server and database on the same cores."
         )
     if s.get("single_api_other"):
