@@ -1133,7 +1133,8 @@ within the TTL.
 **Connections.** gunicorn's sync workers close every connection, so each request paid a TCP
 set-up: the new-connection figure above. Production runs granian, which keeps connections alive
 and parses HTTP in Rust (README, "Production"); gunicorn's gthread workers, timed beside it, add
-0.2-0.5 ms a request. The pool no longer pings a connection before each use
+0.1-0.6 ms a request (median 0.3 ms in seven runs) and use more CPU (1.85 against 1.45 ms a
+request in the run above). The pool no longer pings a connection before each use
 (`SORTPOINT_DB_PRE_PING=1` turns it back on, for the one-deposit connections too, on networks that
 drop idle connections): a dropped connection fails its request, SQLAlchemy invalidates it (the
 one-deposit connections close their idle ones too, so a server restart fails one request), and
@@ -1156,7 +1157,7 @@ call on the engine's own autocommit connections instead of a pooled one saved 0.
 request (0.17-0.19 ms of CPU), and the label parsed in one regular-expression match with the
 content hash spelled without `strftime` 0.03-0.05 ms: the app's CPU for a one-deposit request
 went from 1.09-1.26 ms to 0.88-1.02 ms. granian instead of gunicorn's gthread workers took another
-0.2-0.5 ms off each request over HTTP (same run, interleaved; the HTTP floor fell from 0.48-0.74
+0.1-0.6 ms off each request over HTTP (same run, interleaved; the HTTP floor fell from 0.48-0.74
 ms to 0.32-0.39 ms).
 
 **Why the single-deposit ratio moves with the machine.** This machine is a 2-vCPU KVM guest
