@@ -327,7 +327,10 @@ def served(url: str, args, server: str):
         SORTPOINT_DATABASE_URL=url,
         SORTPOINT_INSTANCE_PATH=tempfile.mkdtemp(),
     )
-    proc = subprocess.Popen(server_command(server, port, args), cwd=ROOT, env=env)
+    # a session of its own, so its worker processes go with it (below)
+    proc = subprocess.Popen(
+        server_command(server, port, args), cwd=ROOT, env=env, start_new_session=True
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -346,7 +349,8 @@ def served(url: str, args, server: str):
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # the workers too
             proc.wait()
 
 
@@ -950,6 +954,8 @@ def main() -> None:
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--write-docs", action="store_true", help="update docs/performance.md")
     args = parser.parse_args()
+    # stopped with SIGTERM (kill, timeout): unwind, so the servers it started stop too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     # a multiple of the pools: label i goes to household i % households, pool i % 3
     args.households += -args.households % len(POOLS)
     summaries = {}
