@@ -942,7 +942,10 @@ def main() -> None:
     )
     parser.add_argument("--workers", type=int, default=2, help="server worker processes")
     parser.add_argument(
-        "--threads", type=int, default=2, help="Python threads per worker (granian's blocking threads)"
+        "--threads",
+        type=int,
+        default=2,
+        help="Python threads per worker (granian's blocking threads)",
     )
     parser.add_argument(
         "--runtime-mode",

@@ -21,9 +21,7 @@ PG_URL = os.environ.get("SORTPOINT_TEST_DATABASE_URL", "")
 # The property tests check results, not speed: on a busy CI machine an example
 # that runs past hypothesis' default 200 ms deadline, or slow data generation,
 # would fail a correct test (and a re-run under the deadline reports it "flaky").
-settings.register_profile(
-    "sortpoint", deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+settings.register_profile("sortpoint", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("sortpoint")
 
 

@@ -48,13 +48,20 @@ def _start(database_url: str, tmp_path) -> tuple[subprocess.Popen, int]:
         proc = subprocess.Popen(
             [
                 str(GRANIAN),
-                "--interface", "wsgi",
-                "--factory", "backend:create_app",
-                "--host", "127.0.0.1",
-                "--port", str(port),
-                "--workers", "1",
-                "--blocking-threads", "2",
-                "--runtime-mode", "mt",
+                "--interface",
+                "wsgi",
+                "--factory",
+                "backend:create_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+                "--blocking-threads",
+                "2",
+                "--runtime-mode",
+                "mt",
                 "--no-ws",
             ],  # fmt: skip
             cwd=ROOT,
@@ -119,7 +126,9 @@ def test_granian_serves_a_kiosk_over_one_kept_alive_connection(served):
     assert (result["status"], result["points"], result["balance"]) == ("accepted", 15, 15)
 
     # the kiosk's retry of the same deposit, signed afresh: recorded once
-    status, answer = _send(conn, "POST", path, body, signed(world.kiosk.id, world.secret, "POST", path, body))
+    status, answer = _send(
+        conn, "POST", path, body, signed(world.kiosk.id, world.secret, "POST", path, body)
+    )
     assert status == 200
     assert [(r["status"], r["points"], r["balance"]) for r in answer["results"]] == [
         ("duplicate", 15, 15)

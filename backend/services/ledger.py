@@ -288,7 +288,7 @@ def post_many(
             if return_ids
             else _insert_entries_bare(session, rows)
         )
-        for slot, row, entry_id in zip(slots, rows, ids):
+        for slot, row, entry_id in zip(slots, rows, ids, strict=True):
             results[slot] = Posted(
                 entry_id, row["household_id"], row["amount"], row["balance_after"]
             )
