@@ -1158,7 +1158,7 @@ within the TTL.
 **Connections.** gunicorn's sync workers close every connection, so each request paid a TCP
 set-up: the new-connection figure above. Production runs granian, which keeps connections alive
 and parses HTTP in Rust (README, "Production"); gunicorn's gthread workers, timed beside it, add
-0.1-0.6 ms a request (median 0.3 ms in seven runs) and use more CPU (1.85 against 1.45 ms a
+0.1-0.6 ms a request (median 0.3 ms in twenty runs) and use more CPU (1.85 against 1.45 ms a
 request in the run above). The pool no longer pings a connection before each use
 (`SORTPOINT_DB_PRE_PING=1` turns it back on, for the one-deposit connections too, on networks that
 drop idle connections): a dropped connection fails its request, SQLAlchemy invalidates it (the
