@@ -32,10 +32,28 @@ SECRET = "s3cret-s3cret-s3cret"
 
 
 def free_port() -> int:
-    """Return a TCP port nothing listens on (yet)."""
+    """Return a TCP port nothing listens on (yet): for a server the test starts on it."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+#: sockets holding the ports ``refused_port`` handed out, for the whole test session
+_REFUSING: list[socket.socket] = []
+
+
+def refused_port() -> int:
+    """Return a TCP port that refuses connections for the rest of the test session.
+
+    An offline backend's address.  A socket bound to the port but never
+    listening holds it: a connection gets "refused" at once, and no other
+    process can start listening there meanwhile, which a port merely found
+    free (``free_port``) cannot promise.
+    """
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    _REFUSING.append(holder)
+    return holder.getsockname()[1]
 
 
 def kiosk_config(
@@ -97,7 +115,7 @@ def kiosk_config(
 def offline_config(state_dir, public_key: str | None, **kw):
     """Return ``kiosk_config`` with a backend address nothing listens on (an offline kiosk)."""
     return kiosk_config(
-        state_dir, backend_url=f"http://127.0.0.1:{free_port()}", public_key=public_key, **kw
+        state_dir, backend_url=f"http://127.0.0.1:{refused_port()}", public_key=public_key, **kw
     )
 
 
@@ -223,6 +241,7 @@ __all__ = [
     "ServedBackend",
     "Session",
     "free_port",
+    "refused_port",
     "kiosk_config",
     "offline_config",
     "threaded_station",

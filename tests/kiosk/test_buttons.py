@@ -17,7 +17,7 @@ from hardware.sim import fake_rpi_gpio
 from kiosk import ConfigError
 from kiosk.config import config_from_dict
 from tests.hardware.gpio_rig import make_rig
-from tests.kiosk.stations import SECRET, Keys, Session, free_port, threaded_station, wait_for
+from tests.kiosk.stations import SECRET, Keys, Session, refused_port, threaded_station, wait_for
 
 DOOR_PINS = {1: 5, 2: 6}
 CANCEL_PIN = 16
@@ -159,7 +159,7 @@ def raw_config(state_dir, *, public_key=None, buttons=None, door_pins=DOOR_PINS,
     raw = {
         "kiosk": {"name": "button-kiosk", "state_dir": str(state_dir)},
         "backend": {
-            "url": f"http://127.0.0.1:{free_port()}",
+            "url": f"http://127.0.0.1:{refused_port()}",
             "kiosk_id": "k_test",
             "secret": SECRET,
             "community": "green",

@@ -16,9 +16,9 @@ from tests.kiosk.stations import (
     Keys,
     ScriptFailed,
     Session,
-    free_port,
     kiosk_config,
     offline_config,
+    refused_port,
 )
 
 
@@ -32,7 +32,7 @@ def make_session(tmp_path, keys):
     sessions = []
 
     def make(**config_kw):
-        config_kw.setdefault("backend_url", f"http://127.0.0.1:{free_port()}")
+        config_kw.setdefault("backend_url", f"http://127.0.0.1:{refused_port()}")
         config_kw.setdefault("public_key", keys.public)
         session = Session(kiosk_config(tmp_path / f"state{len(sessions)}", **config_kw))
         sessions.append(session)
@@ -426,7 +426,7 @@ def test_doors_on_separate_scales_are_weighed_and_recovered_on_their_own(tmp_pat
     raw = {
         "kiosk": {"name": "two-scales", "state_dir": str(tmp_path / "state")},
         "backend": {
-            "url": f"http://127.0.0.1:{free_port()}",
+            "url": f"http://127.0.0.1:{refused_port()}",
             "kiosk_id": "k_two",
             "secret": "s3cret-s3cret-s3cret",
             "community": "green",

@@ -20,7 +20,7 @@ from kiosk.config import load_config
 from kiosk.journal import Journal
 from tests.hardware.gpio_rig import make_rig
 from tests.kiosk.commands import run_kiosk
-from tests.kiosk.stations import SECRET, Keys, Session, free_port
+from tests.kiosk.stations import SECRET, Keys, Session, refused_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,7 +39,7 @@ def write_config(tmp_path: Path, keys: Keys, *, url: str | None = None, doors=No
         name = "cli-test"
         state_dir = "state"
         [backend]
-        url = "{url or f"http://127.0.0.1:{free_port()}"}"
+        url = "{url or f"http://127.0.0.1:{refused_port()}"}"
         kiosk_id = "k_cli"
         secret = "{SECRET}"
         community = "green"

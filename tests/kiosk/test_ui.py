@@ -28,6 +28,7 @@ from tests.kiosk.stations import (
     Session,
     free_port,
     offline_config,
+    refused_port,
     threaded_station,
     wait_for,
 )
@@ -595,7 +596,7 @@ def pi_like_config(tmp_path: Path, keys) -> Path:
 name = "ui-cli"
 state_dir = "state"
 [backend]
-url = "http://127.0.0.1:{free_port()}"
+url = "http://127.0.0.1:{refused_port()}"
 kiosk_id = "k_cli"
 secret = "s3cret-s3cret-s3cret"
 community = "green"
