@@ -40,6 +40,13 @@ replacement_st = st.one_of(
 )
 
 
+def draw_position(data, payload: str) -> int:
+    """Draw a position in ``payload``; the last one often, as it carries the signature's
+    unused low bits."""
+    last = len(payload) - 1
+    return data.draw(st.one_of(st.integers(0, last), st.just(last)), label="index")
+
+
 @given(claims_st)
 def test_round_trip(claims):
     payload = encode_label(KEY, claims)
@@ -59,10 +66,7 @@ def test_payload_is_short_ascii(claims):
 @given(claims_st, st.data())
 def test_any_single_character_change_is_refused(claims, data):
     payload = encode_label(KEY, claims)
-    # the last character is drawn often: it carries the signature's unused low bits
-    index = data.draw(
-        st.one_of(st.integers(0, len(payload) - 1), st.just(len(payload) - 1)), label="index"
-    )
+    index = draw_position(data, payload)
     new_char = data.draw(replacement_st.filter(lambda c: c != payload[index]), label="char")
     tampered = payload[:index] + new_char + payload[index + 1 :]
     with pytest.raises(ProtocolError):
@@ -140,9 +144,7 @@ def _parsed(parse, payload):
 def test_the_one_match_parse_answers_as_the_part_by_part_checks(claims, data):
     """parse_label's single regex accepts exactly what _parse_parts accepts, and nothing else."""
     payload = encode_label(KEY, claims)
-    index = data.draw(
-        st.one_of(st.integers(0, len(payload) - 1), st.just(len(payload) - 1)), label="index"
-    )
+    index = draw_position(data, payload)
     new = data.draw(
         st.one_of(replacement_st, st.just("."), st.just(""), st.text(max_size=3)), label="new"
     )

@@ -56,6 +56,35 @@ def refused_port() -> int:
     return holder.getsockname()[1]
 
 
+def fake_station_toml(
+    *,
+    name: str,
+    state_dir,
+    backend: dict[str, str],
+    doors: dict[int, tuple[str, int]],
+    timeout_s: float,
+    backend_answer_s: float,
+) -> str:
+    """Return a kiosk TOML file on fake scanner, scale, light and doors, as `kiosk run` reads it.
+
+    ``backend`` holds the [backend] strings (url, kiosk_id, secret, community,
+    label_public_key); ``doors`` maps a door number to (category, capacity_g).
+    """
+    backend_lines = "".join(f'{key} = "{value}"\n' for key, value in backend.items())
+    door_tables = "".join(
+        f'[[doors]]\nnumber = {n}\ncategory = "{category}"\ncapacity_g = {capacity_g}\n'
+        'driver = "fake"\n'
+        for n, (category, capacity_g) in doors.items()
+    )
+    return (
+        f'[kiosk]\nname = "{name}"\nstate_dir = "{state_dir}"\n'
+        f"[backend]\n{backend_lines}timeout_s = {timeout_s}\n"
+        f"[timeouts]\nbackend_answer_s = {backend_answer_s}\n"
+        '[scanner]\ndriver = "fake"\n[scale]\ndriver = "fake"\n[indicator]\ndriver = "fake"\n'
+        + door_tables
+    )
+
+
 def kiosk_config(
     state_dir,
     *,
@@ -240,6 +269,7 @@ __all__ = [
     "ScriptFailed",
     "ServedBackend",
     "Session",
+    "fake_station_toml",
     "free_port",
     "refused_port",
     "kiosk_config",

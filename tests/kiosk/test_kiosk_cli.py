@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from fractions import Fraction
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from kiosk.config import load_config
 from kiosk.journal import Journal
 from tests.hardware.gpio_rig import make_rig
 from tests.kiosk.commands import run_kiosk
-from tests.kiosk.stations import SECRET, Keys, Session, refused_port
+from tests.kiosk.stations import SECRET, Keys, Session, fake_station_toml, refused_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,33 +27,22 @@ ROOT = Path(__file__).resolve().parents[2]
 def write_config(tmp_path: Path, keys: Keys, *, url: str | None = None, doors=None) -> Path:
     """Write an all-fake kiosk TOML config and return its path."""
     doors = doors or {1: "plastic", 2: "paper"}
-    door_tables = "".join(
-        f'\n[[doors]]\nnumber = {n}\ncategory = "{c}"\ncapacity_g = 40000\ndriver = "fake"\n'
-        for n, c in doors.items()
-    )
     path = tmp_path / "kiosk.toml"
     path.write_text(
-        textwrap.dedent(f"""\
-        [kiosk]
-        name = "cli-test"
-        state_dir = "state"
-        [backend]
-        url = "{url or f"http://127.0.0.1:{refused_port()}"}"
-        kiosk_id = "k_cli"
-        secret = "{SECRET}"
-        community = "green"
-        label_public_key = "{keys.public}"
-        timeout_s = 3.0
-        [scanner]
-        driver = "fake"
-        [scale]
-        driver = "fake"
-        [indicator]
-        driver = "fake"
-        [timeouts]
-        backend_answer_s = 1.0
-        """)
-        + door_tables
+        fake_station_toml(
+            name="cli-test",
+            state_dir="state",
+            backend={
+                "url": url or f"http://127.0.0.1:{refused_port()}",
+                "kiosk_id": "k_cli",
+                "secret": SECRET,
+                "community": "green",
+                "label_public_key": keys.public,
+            },
+            doors={n: (category, 40_000) for n, category in doors.items()},
+            timeout_s=3.0,
+            backend_answer_s=1.0,
+        )
     )
     return path
 

@@ -25,7 +25,7 @@ from sqlalchemy import select
 
 from backend.db import db
 from backend.models import Account, Household
-from tests.kiosk.stations import ServedBackend
+from tests.kiosk.stations import ServedBackend, fake_station_toml
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -92,32 +92,17 @@ def patient_demo_config(instance: Path) -> Path:
     ``timeouts.backend_answer_s``; on a busy machine the default 2 s made it the estimate.
     """
     demo = json.loads((instance / "demo-kiosk.json").read_text())
-    doors = "".join(
-        f'[[doors]]\nnumber = {d["door"]}\ncategory = "{d["category"]}"\n'
-        f'capacity_g = {d.get("capacity_g", 50_000)}\ndriver = "fake"\n'
-        for d in demo["doors"]
-    )
     path = instance.parent / "kiosk.toml"
     path.write_text(
-        f"""[kiosk]
-name = "sim-{demo["kiosk_id"]}"
-state_dir = "{instance / "kiosk-sim"}"
-[backend]
-url = "{demo["backend_url"]}"
-kiosk_id = "{demo["kiosk_id"]}"
-secret = "{demo["secret"]}"
-community = "{demo["community"]}"
-label_public_key = "{demo["label_public_key"]}"
-timeout_s = 30.0
-[timeouts]
-backend_answer_s = 30.0
-[scanner]
-driver = "fake"
-[scale]
-driver = "fake"
-[indicator]
-driver = "fake"
-{doors}"""
+        fake_station_toml(
+            name=f"sim-{demo['kiosk_id']}",
+            state_dir=instance / "kiosk-sim",
+            backend={"url": demo["backend_url"]}
+            | {key: demo[key] for key in ("kiosk_id", "secret", "community", "label_public_key")},
+            doors={d["door"]: (d["category"], d.get("capacity_g", 50_000)) for d in demo["doors"]},
+            timeout_s=30.0,
+            backend_answer_s=30.0,
+        )
     )
     return path
 
