@@ -1,25 +1,14 @@
 """``kiosk run --sim``: the station on simulated hardware, driven from a terminal or a script.
 
 Every driver is replaced by its fake (``hardware.fakes``); the backend, journal, flow and
-sync are the real ones.  Commands (one per line; see docs/simulator.md):
+sync are the real ones.  The commands, one per line, are listed in ``HELP`` (what ``help``
+prints) and explained in docs/simulator.md.
 
-    SP1....            scan this label payload            scan PAYLOAD    the same
-    label N            scan the N-th label of --labels     labels          list them
-    plastic | 2        choose a category or a door         2 paper         door 2, for paper
-    500 | drop 500     open the unlocked door, drop 500 g  open [N]        open a door by hand
-    close [N]          close the door                      block [N]       jam its lock
-    repair [N]         clear a jam                         remove N        take N g off the scale
-    unstable [off]     keep the scale moving (or stop)     scale fail|ok   break/mend the scale
-    unplug | replug    the scanner                         cancel | reset  resident / technician
-    sync               upload the outbox now               wait N          let N seconds pass
-    status             print the station status            expect TEXT     assert the screen
-    expect-state S     assert the flow state               quit
-
-A bare number is a door while the kiosk asks for a bin, otherwise grams.  In a script (``--script
-FILE``) time is virtual unless ``--real-time``: each command is followed by as many loop steps
-as the machine needs (weighing, recovery), and ``wait N`` moves the clock N seconds.  ``expect``
-passes when TEXT is part of a screen shown since the previous command (or of the current one);
-a failed ``expect`` stops the script with exit status 1.
+In a script (``--script FILE``) time is virtual unless ``--real-time``: each command is
+followed by as many loop steps as the machine needs (weighing, recovery), and ``wait N``
+moves the clock N seconds.  ``expect`` passes when TEXT is part of a screen shown since the
+previous command (or of the current one); a failed ``expect`` stops the script with exit
+status 1.
 
 The physical world (load on the scale, doors standing open) is saved in
 ``<state_dir>/sim-world.json`` after every command and restored at start, so a simulated kiosk
@@ -50,6 +39,39 @@ WORLD_FILE = "sim-world.json"
 MAX_SETTLE_S = 600.0
 #: the same bound in real time (interactive use, ``--real-time`` scripts)
 MAX_REAL_SETTLE_S = 30.0
+
+#: journal states of a deposit whose label has reached, or will reach, the backend (an
+#: empty or interrupted deposit never leaves the kiosk, so its label is still unused)
+LABEL_USED_STATES = ("open", "recorded", "synced", "rejected", "conflict")
+
+NO_LABELS = "no labels: give --labels FILE (HOUSEHOLD<TAB>SERIAL<TAB>PAYLOAD lines)"
+
+#: what ``help`` prints: every command the driver takes (a test holds the two together)
+HELP = """\
+commands, one per line (docs/simulator.md explains each):
+  SP1.... | scan PAYLOAD     hold a label under the scanner
+  label N                    scan the N-th label of the labels file
+  label next | label         scan the first label this kiosk has not used yet
+  label again                scan the last label scanned once more
+  labels                     list the labels (those this kiosk used are marked)
+  plastic | 2 | 2 paper      choose a bin: by category, by door, or both
+  door N                     choose door N
+  500 | 500g | drop 500      open the unlocked door and drop 500 g in
+  open [N] | close [N]       open a door by hand / close it
+  block [N] | repair [N]     jam a door's lock / clear the jam
+  remove N                   take N g off the scale
+  unstable | unstable off    keep the scale moving / stop
+  scale fail | scale ok      the scale stops answering / answers again
+  unplug | replug            pull out / plug in the scanner's cable
+  cancel                     the resident gives up
+  reset                      a technician clears a fault
+  sync                       upload the outbox now
+  wait N                     let N seconds pass
+  status                     print the state, doors, weight, outbox and faults
+  expect TEXT                (scripts) fail unless TEXT is on the screen
+  expect-state STATE         (scripts) fail unless the flow is in STATE
+  help | quit | exit         this list / stop the simulator
+A bare number is a door while the kiosk asks for a bin, otherwise grams."""
 
 
 class ScriptFailed(Exception):
@@ -179,6 +201,8 @@ class SimDriver:
         self.hardware = station.hardware
         self._since = screen.mark()
         self.stopped = False
+        #: the payload scanned last (``label again`` scans it once more)
+        self.last_payload: str | None = None
 
     # -- running -----------------------------------------------------------------------
 
@@ -198,7 +222,7 @@ class SimDriver:
         if handler is not None:
             handler(rest)
         elif line.startswith("SP1.") or word == "scan":
-            self.hardware.scanner.present(rest if word == "scan" else line)
+            self._scan(rest if word == "scan" else line)
         elif _is_grams(line) and not self._asks_for_bin():
             self._drop(_grams(line))
         else:
@@ -338,18 +362,74 @@ class SimDriver:
         self.hardware.scanner.replug()
 
     def _cmd_label(self, rest: str) -> None:
-        try:
-            household, payload = self.labels[int(rest) - 1]
-        except (ValueError, IndexError):
-            raise ScriptFailed(
-                f"no label {rest!r}: there are {len(self.labels)} (see `labels`)"
-            ) from None
-        print(f"  (scanning the label of {household})", file=self.out)
-        self.hardware.scanner.present(payload)
+        which = rest.lower()
+        if which == "again":
+            self._scan_again()
+            return
+        if which in ("", "next"):
+            number, note = self._first_unused_label(), ": the first one this kiosk has not used"
+        else:
+            number, note = self._label_number(rest), ""
+        household, payload = self.labels[number - 1]
+        print(f"  (scanning label {number}, of {household}{note})", file=self.out)
+        self._scan(payload)
 
     def _cmd_labels(self, rest: str) -> None:
+        if not self.labels:
+            print(f"  ({NO_LABELS})", file=self.out)
+            return
+        used = self._used_labels()
         for number, (household, payload) in enumerate(self.labels, 1):
-            print(f"  {number:>3}  {household:<12} {payload[:40]}...", file=self.out)
+            mark = "  (used here)" if payload in used else ""
+            print(f"  {number:>3}  {household:<12} {payload[:40]}...{mark}", file=self.out)
+
+    def _scan(self, payload: str) -> None:
+        self.last_payload = payload
+        self.hardware.scanner.present(payload)
+
+    def _scan_again(self) -> None:
+        if self.last_payload is None:
+            raise ScriptFailed("no label scanned yet: `label again` scans the last one once more")
+        numbers = [n for n, (_, p) in enumerate(self.labels, 1) if p == self.last_payload]
+        if numbers:
+            household = self.labels[numbers[0] - 1][0]
+            print(f"  (scanning label {numbers[0]} again, of {household})", file=self.out)
+        else:
+            print("  (scanning the last label again)", file=self.out)
+        self._scan(self.last_payload)
+
+    def _label_number(self, text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            number = 0
+        if not 1 <= number <= len(self.labels):
+            raise ScriptFailed(
+                f"no label {text!r}: there are {len(self.labels)} (see `labels`);"
+                " `label next` scans the first one this kiosk has not used"
+            )
+        return number
+
+    def _used_labels(self) -> set[str]:
+        """Return the payloads of the deposits this kiosk's journal holds for the backend."""
+        journal = self.station.journal
+        counts = journal.status()["states"]
+        held = sum(counts.get(state, 0) for state in LABEL_USED_STATES)
+        return {d.label for d in journal.deposits(LABEL_USED_STATES, limit=max(1, held))}
+
+    def _first_unused_label(self) -> int:
+        """Return the number of the first label of the list this kiosk has not used."""
+        if not self.labels:
+            raise ScriptFailed(NO_LABELS)
+        used = self._used_labels()
+        for number, (_, payload) in enumerate(self.labels, 1):
+            if payload not in used:
+                return number
+        raise ScriptFailed(
+            f"every one of the {len(self.labels)} labels has been used at this kiosk: issue more"
+            " (`sortpoint labels issue COMMUNITY HOUSEHOLD --count N`; for the demo, `sortpoint"
+            " demo seed` then lists them in demo-labels.txt), or scan a used one with `label N`"
+        )
 
     def _cmd_door(self, rest: str) -> None:
         self.station.post("choose", choice=rest)
@@ -389,7 +469,7 @@ class SimDriver:
     _cmd_exit = _cmd_quit
 
     def _cmd_help(self, rest: str) -> None:
-        print(__doc__.split("\n\n")[1], file=self.out)
+        print(HELP, file=self.out)
 
     def _expect(self, text: str) -> None:
         shown = self.screen.since(self._since)
