@@ -21,7 +21,7 @@ from kiosk import KioskError
 
 DEMO_KIOSK_FILE = "demo-kiosk.json"
 DEMO_LABELS_FILE = "demo-labels.txt"
-#: the --config every command but ``run`` requires (``run --sim`` may go without)
+#: the --config every command but ``run`` and ``status`` requires (they take ``--sim`` instead)
 config_option = click.option(
     "--config",
     "config_path",
@@ -93,6 +93,17 @@ def _sim_config(config_path: str | None, state_dir: str | None):
         raise click.ClickException(str(exc)) from None
 
 
+def _station_config(config_path: str | None, sim: bool, state_dir: str | None):
+    """Return the config of the kiosk a command is about: ``--config FILE`` or ``--sim``."""
+    if sim:
+        return _sim_config(config_path, state_dir)
+    if state_dir:
+        raise click.UsageError("--state-dir needs --sim")
+    if not config_path:
+        raise click.UsageError("give --config FILE (or --sim)")
+    return _load(config_path)
+
+
 def _with_ui(config, ui_port: int | None):
     """Return ``config`` with the touch-screen page on ``ui_port`` (unchanged if None)."""
     if ui_port is None:
@@ -162,11 +173,9 @@ def run(ctx, config_path, sim, script, real_time, state_dir, labels_path, ui_por
     verbose = ctx.obj["verbose"]
     if script and not sim:
         raise click.UsageError("--script needs --sim")
+    config = _with_ui(_station_config(config_path, sim, state_dir), ui_port)
     if not sim:
-        if not config_path:
-            raise click.UsageError("give --config FILE (or --sim)")
         _setup_logging(verbose, logging.INFO)
-        config = _with_ui(_load(config_path), ui_port)
         from kiosk.station import Station
 
         try:
@@ -178,7 +187,6 @@ def run(ctx, config_path, sim, script, real_time, state_dir, labels_path, ui_por
     _setup_logging(verbose, logging.WARNING)
     from kiosk.sim import build_sim_station, read_labels, run_interactive, run_script
 
-    config = _with_ui(_sim_config(config_path, state_dir), ui_port)
     demo_labels = _instance_dir() / DEMO_LABELS_FILE
     if labels_path is None and config_path is None and demo_labels.exists():
         labels_path = demo_labels
@@ -299,13 +307,28 @@ def selftest(ctx, config_path, as_json) -> None:
 
 
 @main.command()
-@config_option
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Kiosk TOML config.",
+)
+@click.option(
+    "--sim",
+    is_flag=True,
+    help="The simulated kiosk `kiosk run --sim` runs (with the same --config and --state-dir).",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False),
+    help="With --sim: where its journal lives.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
-def status(config_path, as_json) -> None:
+def status(config_path, sim, state_dir, as_json) -> None:
     """Show the state, outbox depth, last sync and faults (works while the kiosk runs)."""
     from kiosk.status import read_status
 
-    config = _load(config_path)
+    config = _station_config(config_path, sim, state_dir)
     station = read_status(config.state_path) or {}
     journal_status = {}
     if config.journal_path.exists():
@@ -321,12 +344,17 @@ def status(config_path, as_json) -> None:
     click.echo(_status_text(report))
 
 
-def _ago(ts) -> str:
+def _ago(ts, now: float | None = None) -> str:
+    """Return a wall-clock time and how long ago it was (or that it is ahead of this clock)."""
     if not ts:
         return "never"
-    return (
-        f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(ts))} ({int(time.time() - ts)} s ago)"
-    )
+    age_s = (time.time() if now is None else now) - ts
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+    # a stamp another clock wrote (a copied journal, or this clock set back since) can be
+    # ahead of ours: say so rather than print a negative age
+    if age_s <= -1:
+        return f"{when} ({int(-age_s)} s ahead of this machine's clock)"
+    return f"{when} ({max(0, int(age_s))} s ago)"
 
 
 def _status_text(report: dict) -> str:

@@ -242,6 +242,7 @@ class Syncer:
         config_refresh_s: float = 300.0,
         max_batches: int = 50,
         clock=None,
+        wall_clock=None,
         rng: random.Random | None = None,
     ):
         if not 1 <= batch_size <= MAX_BATCH:
@@ -257,6 +258,9 @@ class Syncer:
         self.config_refresh_s = config_refresh_s
         self.max_batches = max_batches
         self.clock = clock or REAL_CLOCK
+        # the journal's sync stamps are read by people (`kiosk status`) and other processes,
+        # so they are wall-clock times even when ``clock`` is virtual (a scripted simulator)
+        self.wall_clock = wall_clock or REAL_CLOCK
         self.rng = rng or random.Random()
         self.failures = 0
         self._held_in_pass = 0
@@ -286,7 +290,7 @@ class Syncer:
             report.remaining = self.journal.outbox_depth(include_held=False)
             if report.ok and report.remaining and report.batches >= self.max_batches:
                 report.next_delay_s = 0.0  # more to send: go again at once
-            self.journal.set_meta("last_sync_at", self.clock.now())
+            self.journal.set_meta("last_sync_at", self.wall_clock.now())
         with self._answered:
             self._answered.notify_all()
         return report
@@ -384,7 +388,7 @@ class Syncer:
         self.failures = 0
         report.next_delay_s = self.interval_s
         self.next_attempt_s = self.clock.monotonic() + self.interval_s
-        self.journal.set_meta("last_sync_ok_at", self.clock.now())
+        self.journal.set_meta("last_sync_ok_at", self.wall_clock.now())
         self.journal.set_meta("last_sync_error", None)
         self.journal.clear_fault("sync_auth")
         if not report.held:
@@ -400,7 +404,7 @@ class Syncer:
             self.journal.raise_fault("sync_auth", str(exc))
             raise
         self.journal.set_meta("backend_config", config)
-        self.journal.set_meta("backend_config_at", self.clock.now())
+        self.journal.set_meta("backend_config_at", self.wall_clock.now())
         self._config_due_s = self.clock.monotonic() + self.config_refresh_s
         return config
 

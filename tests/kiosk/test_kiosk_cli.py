@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -14,7 +17,7 @@ from hardware.fakes import FakeScale
 from hardware.loadcell import HX711Scale
 from hardware.sim.hx711_model import HX711Model
 from kiosk.calibrate import calibrate_scale, write_calibration
-from kiosk.cli import main
+from kiosk.cli import _ago, main
 from kiosk.config import load_config
 from kiosk.journal import Journal
 from tests.hardware.gpio_rig import make_rig
@@ -163,6 +166,66 @@ def test_status_reads_the_journal_and_the_status_file(tmp_path, keys):
     session.close()
     after = CliRunner().invoke(main, ["status", "--config", str(config_path)])
     assert "NOT running" in after.output and "outbox: 1 of 100000" in after.output
+
+
+def test_status_after_a_virtual_script_shows_wall_clock_times(tmp_path, keys):
+    config_path = write_config(tmp_path, keys)
+    script = tmp_path / "long.txt"
+    # ten virtual minutes of an offline backend: the syncer retries all along
+    script.write_text(f"{keys.label()}\npaper\ndrop 500\nclose\nexpect 500 g of paper\nwait 600\n")
+    before = time.time()
+    ran = run_kiosk(
+        "run", "--sim", "--config", str(config_path), "--script", str(script), cwd=tmp_path
+    )
+    after = time.time()
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    report = json.loads(
+        run_kiosk("status", "--config", str(config_path), "--json", cwd=tmp_path).stdout
+    )
+    journal, station = report["journal"], report["station"]
+    stamps = {
+        "last sync": journal["last_sync_at"],
+        "last sync ok": journal["last_sync_ok_at"],  # a pass with nothing to send
+        "status written": station["updated_at"],
+        "station started": station["started_at"],
+    }
+    with Journal(load_config(config_path).journal_path) as opened:
+        (deposit,) = opened.deposits()
+    stamps |= {
+        "deposit begun": deposit.created_at,
+        "deposit finished": deposit.finished_at,
+        "deposit occurred": deposit.occurred_at.timestamp(),
+    }
+    outside = {name: ts for name, ts in stamps.items() if not before - 1 <= ts <= after + 1}
+    assert not outside, f"not real times of the run ({before:.0f}..{after:.0f}): {outside}"
+    text = run_kiosk("status", "--config", str(config_path), cwd=tmp_path).stdout
+    ago = r"\S+ \S+ \(\d+ s ago\)"
+    assert re.search(rf"^last sync: {ago}; last ok: {ago}$", text, re.M), text
+
+
+def test_status_never_shows_a_negative_age(tmp_path, keys):
+    config_path = write_config(tmp_path, keys)
+    now = time.time()
+    with Journal(load_config(config_path).journal_path) as journal:
+        journal.set_meta("last_sync_at", now + 3_600)  # written by a clock an hour ahead
+        journal.set_meta("last_sync_ok_at", now - 30)
+    result = CliRunner().invoke(main, ["status", "--config", str(config_path)])
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.output.splitlines() if x.startswith("last sync:"))
+    assert re.fullmatch(
+        r"last sync: \S+ \S+ \(3[56]\d\d s ahead of this machine's clock\);"
+        r" last ok: \S+ \S+ \(3\d s ago\)",
+        line,
+    ), line
+    assert not re.search(r"\(-", result.output)
+
+
+def test_age_of_a_stamp_within_the_same_second_is_zero_not_ahead():
+    stamp = dt.datetime(2026, 1, 2, 3, 4, 5).timestamp()
+    assert _ago(stamp, now=stamp - 0.4).endswith("(0 s ago)")
+    assert _ago(stamp, now=stamp + 61.9).endswith("(61 s ago)")
+    assert _ago(stamp, now=stamp - 2.5).endswith("(2 s ahead of this machine's clock)")
+    assert _ago(None) == "never"
 
 
 def record_deposits(config_path: Path, keys: Keys, n: int) -> list[str]:
@@ -388,3 +451,91 @@ def test_run_with_a_bad_config_names_the_key(tmp_path, keys):
     )
     result = CliRunner().invoke(main, ["run", "--config", str(config_path)])
     assert result.exit_code == 1 and "scale.bogus: unknown key" in result.output
+
+
+# -- the demo's simulated kiosk: run --sim and status --sim ------------------------------------
+
+
+def write_demo_instance(instance: Path, keys: Keys) -> None:
+    """Write what `sortpoint demo seed` leaves for the simulator: the kiosk file and 3 labels."""
+    instance.mkdir(parents=True)
+    demo = {
+        "backend_url": f"http://127.0.0.1:{refused_port()}",
+        "kiosk_id": "k_demo",
+        "secret": SECRET,
+        "community": "green",
+        "label_public_key": keys.public,
+        "doors": [{"door": 1, "category": "plastic"}, {"door": 2, "category": "paper"}],
+    }
+    (instance / "demo-kiosk.json").write_text(json.dumps(demo))
+    (instance / "demo-labels.txt").write_text(
+        "".join(
+            f"H00{n}\tSER000000{n}\t{keys.label(household=f'H00{n}', serial=f'SER000000{n}')}\n"
+            for n in (1, 2, 3)
+        )
+    )
+
+
+def deposit_script(tmp_path: Path, grams: int) -> Path:
+    """Write a script that makes one deposit with the next unused label; return its path."""
+    path = tmp_path / f"deposit-{grams}.txt"
+    path.write_text(f"label next\npaper\ndrop {grams}\nclose\nexpect {grams} g of paper\n")
+    return path
+
+
+#: the instance folder as a new user has it: ./var, found without setting anything
+AS_A_NEW_USER = {"SORTPOINT_INSTANCE_PATH": ""}
+
+
+def test_status_sim_finds_the_simulated_demo_kiosk_as_run_sim_does(tmp_path, keys):
+    write_demo_instance(tmp_path / "var", keys)
+    ran = run_kiosk(
+        "run",
+        "--sim",
+        "--script",
+        str(deposit_script(tmp_path, 420)),
+        cwd=tmp_path,
+        env=AS_A_NEW_USER,
+    )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    elsewhere = tmp_path / "elsewhere"
+    ran = run_kiosk(
+        "run",
+        "--sim",
+        "--state-dir",
+        str(elsewhere),
+        "--script",
+        str(deposit_script(tmp_path, 310)),
+        cwd=tmp_path,
+        env=AS_A_NEW_USER,
+    )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+
+    def status(*args: str) -> dict:
+        result = run_kiosk("status", "--sim", *args, "--json", cwd=tmp_path, env=AS_A_NEW_USER)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return json.loads(result.stdout)
+
+    default, other = status(), status("--state-dir", str(elsewhere))
+    assert default["kiosk"] == other["kiosk"] == "sim-k_demo"
+    assert default["station"]["kiosk"] == "sim-k_demo" and default["station"]["running"] is False
+    assert (default["journal"]["outbox_depth"], other["journal"]["outbox_depth"]) == (1, 1)
+    with Journal(tmp_path / "var" / "kiosk-sim" / "journal.sqlite3") as journal:
+        assert [d.net_g for d in journal.deposits()] == [420]
+    with Journal(elsewhere / "journal.sqlite3") as journal:
+        assert [d.net_g for d in journal.deposits()] == [310]
+    text = run_kiosk("status", "--sim", cwd=tmp_path, env=AS_A_NEW_USER)
+    assert text.returncode == 0 and "kiosk sim-k_demo: NOT running" in text.stdout
+    assert "outbox: 1 of 100000 awaiting upload" in text.stdout
+
+
+def test_status_needs_a_config_or_sim(tmp_path, keys):
+    neither = CliRunner().invoke(main, ["status"])
+    assert neither.exit_code == 2 and "give --config FILE (or --sim)" in neither.output
+    stray = CliRunner().invoke(main, ["status", "--state-dir", str(tmp_path)])
+    assert stray.exit_code == 2 and "--state-dir needs --sim" in stray.output
+    no_demo = run_kiosk(
+        "status", "--sim", cwd=tmp_path, env={"SORTPOINT_INSTANCE_PATH": str(tmp_path / "none")}
+    )
+    assert no_demo.returncode == 1
+    assert "demo-kiosk.json not found" in no_demo.stderr and "scripts/demo" in no_demo.stderr
