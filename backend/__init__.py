@@ -1,13 +1,18 @@
 """sortpoint backend: the Flask app that keeps every household's points ledger.
 
 ``create_app()`` is the factory (``granian --interface wsgi --factory backend:create_app``,
-``flask --app backend``).  Layout:
+``flask --app backend``).  One package per capability, each with its models,
+services (the only code that opens transactions), CLI commands and blueprint;
+dependencies run one way, top to bottom (``.importlinter``, checked in CI):
 
-* ``models``     – SQLAlchemy models (registry, rules, deposits, ledger)
-* ``services/``  – the only code that opens transactions: ledger, points,
-                   labels, ingest, registry
-* ``api/``       – the signed kiosk API (docs/protocol.md) and OpenAPI document
-* ``cli``        – the ``sortpoint`` command group
+* ``kiosk_api/``  – the signed kiosk protocol: auth, kiosk cache, config, JSON views
+* ``deposits/``   – the deposit record and its ingest: one plan, a writer per database
+* ``ledger/``     – accounts, append-only entries, points rules, caps, statements
+* ``registry/``   – communities, categories, buildings, households, kiosks, labels
+* ``core/``       – database, errors, model base, SQL helpers, CLI helpers
+
+Beside them, the composition root: this factory, ``cli`` (gathers the command
+groups), ``schema`` (every table), ``migrations/`` and ``demo``.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from backend.db import db
+from backend.core.db import db
 
 
 def default_database_url(instance_path: str) -> str:
@@ -37,9 +42,9 @@ def create_app(config: dict | None = None) -> Flask:
         # how far back a kiosk's backlog may reach (offline for days is normal)
         DEPOSIT_MAX_AGE_S=int(os.environ.get("SORTPOINT_DEPOSIT_MAX_AGE_S", 30 * 24 * 3600)),
         DEPOSIT_MAX_AHEAD_S=300,
-        # test pooled PostgreSQL connections before use (backend/db.py)
+        # test pooled PostgreSQL connections before use (backend/core/db.py)
         DB_PRE_PING=os.environ.get("SORTPOINT_DB_PRE_PING", "") in ("1", "true", "yes"),
-        # seconds a worker reuses a kiosk's set-up (backend/api/kiosk_cache.py); 0: never
+        # seconds a worker reuses a kiosk's set-up (backend/kiosk_api/kiosk_cache.py); 0: never
         KIOSK_CACHE_TTL_S=int(os.environ.get("SORTPOINT_KIOSK_CACHE_TTL_S", 60)),
     )
     if config:
@@ -48,8 +53,10 @@ def create_app(config: dict | None = None) -> Flask:
         os.makedirs(app.instance_path, exist_ok=True)
     db.init_app(app)
 
-    from backend import api, cli
+    from backend import cli, kiosk_api
+    from backend.schema import metadata
 
-    api.init_app(app)
+    metadata()  # every capability's tables, mapped before the first request
+    kiosk_api.init_app(app)
     cli.init_app(app)
     return app

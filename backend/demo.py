@@ -22,10 +22,12 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from backend.db import db
-from backend.errors import NotFound
-from backend.models import Building, Community, Household, Kiosk, Label
-from backend.services import labels, registry, rules
+from backend.core.db import db
+from backend.core.errors import NotFound
+from backend.ledger import rules
+from backend.registry import labels
+from backend.registry import services as registry
+from backend.registry.models import Building, Community, Household, Kiosk, Label
 
 SLUG = "demo"
 NAME = "Demo Community"

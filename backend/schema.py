@@ -1,86 +1,50 @@
-"""Schema objects the ORM models cannot express, shared by migrations and tests.
+"""The whole schema: every capability's tables in one ``MetaData``, and a direct way to create it.
 
-The ledger is append-only: triggers refuse any UPDATE or DELETE of a ledger
-entry on SQLite and on PostgreSQL, so even a hand-typed SQL statement cannot
-rewrite history.  Corrections are new, reversing entries.
+Each capability package keeps its own ``models`` module; nothing below this
+module (the composition root, beside ``create_app`` and the migrations) knows
+them all.  ``metadata()`` imports them so Alembic's autogenerate, the
+migration test and ``create_schema`` see every table.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import text
-from sqlalchemy.engine import Connection, Engine
+import importlib
 
-APPEND_ONLY_TABLES = ("ledger_entries",)
+from sqlalchemy import MetaData
+from sqlalchemy.engine import Engine
 
-_SQLITE = """
-CREATE TRIGGER IF NOT EXISTS {table}_no_{op}
-BEFORE {OP} ON {table}
-BEGIN
-    SELECT RAISE(ABORT, '{table} is append-only: {op} refused');
-END
-"""
-
-_PG_FUNCTION = """
-CREATE OR REPLACE FUNCTION sortpoint_append_only() RETURNS trigger AS $$
-BEGIN
-    RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP
-        USING ERRCODE = 'insufficient_privilege';
-END
-$$ LANGUAGE plpgsql
-"""
-
-_PG_TRIGGER = """
-CREATE TRIGGER {table}_append_only
-BEFORE UPDATE OR DELETE ON {table}
-FOR EACH ROW EXECUTE FUNCTION sortpoint_append_only()
-"""
-
-_PG_TRUNCATE = """
-CREATE TRIGGER {table}_no_truncate
-BEFORE TRUNCATE ON {table}
-FOR EACH STATEMENT EXECUTE FUNCTION sortpoint_append_only()
-"""
+#: every module that declares tables, in dependency order
+MODEL_MODULES = (
+    "backend.registry.models",
+    "backend.ledger.models",
+    "backend.deposits.models",
+    "backend.kiosk_api.models",
+)
 
 
-def append_only_ddl(dialect: str) -> list[str]:
-    """Return the statements that make the ledger tables append-only."""
-    statements: list[str] = []
-    if dialect == "sqlite":
-        for table in APPEND_ONLY_TABLES:
-            for op in ("update", "delete"):
-                statements.append(_SQLITE.format(table=table, op=op, OP=op.upper()))
-    elif dialect == "postgresql":
-        statements.append(_PG_FUNCTION)
-        for table in APPEND_ONLY_TABLES:
-            statements.append(_PG_TRIGGER.format(table=table))
-            statements.append(_PG_TRUNCATE.format(table=table))
-    else:
-        raise ValueError(f"unsupported database dialect {dialect!r}")
-    return statements
+def metadata() -> MetaData:
+    """Import every capability's models and return the ``MetaData`` they share."""
+    for name in MODEL_MODULES:
+        importlib.import_module(name)
+    from backend.core.models import Base
 
-
-def install_append_only(conn: Connection) -> None:
-    """Create the append-only triggers on an open connection."""
-    for statement in append_only_ddl(conn.dialect.name):
-        # text() escapes the '%' of the PL/pgSQL RAISE for psycopg's pyformat
-        # paramstyle; exec_driver_sql would hand it to the driver raw.
-        conn.execute(text(statement))
+    return Base.metadata
 
 
 def create_schema(engine: Engine) -> None:
-    """Create every table and trigger directly (fast path for tests).
+    """Create every table, trigger and function directly (fast path for tests).
 
     Production databases are made with ``sortpoint db upgrade`` (Alembic);
     tests/test_migrations.py proves both paths give the same schema.  The
     database is stamped with the head revision, so a later ``db upgrade``
     applies only newer revisions.
     """
+    from backend.deposits import pg_one
+    from backend.ledger.append_only import install_append_only
     from backend.migrations import stamp
-    from backend.models import Base
-    from backend.services import ingest_fn
 
     with engine.begin() as conn:
-        Base.metadata.create_all(conn)
+        metadata().create_all(conn)
         install_append_only(conn)
-        ingest_fn.install(conn)
+        pg_one.install(conn)
         stamp(conn, "head")

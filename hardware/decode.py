@@ -118,7 +118,7 @@ class ZxingDecoder:
         return []
 
     def _pass(self, image: np.ndarray, return_errors: bool = False) -> list:
-        # try_invert=False: labels are printed dark on light (backend.services.labels), and
+        # try_invert=False: labels are printed dark on light (backend.registry.labels), and
         # the inverted pass doubled the time of a frame without a label (docs/performance.md)
         return self._read(
             image, formats=self._formats, try_invert=False, return_errors=return_errors

@@ -61,9 +61,9 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import create_engine, insert, text
 
-from backend.db import make_engine
-from backend.models import (
-    Account,
+from backend.core.db import make_engine
+from backend.ledger.models import Account, PointsRule
+from backend.registry.models import (
     Building,
     Category,
     Community,
@@ -71,7 +71,6 @@ from backend.models import (
     Kiosk,
     KioskDoor,
     Label,
-    PointsRule,
 )
 from backend.schema import create_schema
 from protocol import labels as plabels
@@ -705,7 +704,8 @@ class RawApp:
     """
 
     def __init__(self, url: str, seeded: Seeded):
-        from backend.services import ingest_fn, ingest_store
+        from backend.deposits import pg_one as ingest_fn
+        from backend.deposits import store as ingest_store
 
         self.engine = make_engine(url)
         self.seeded = seeded
@@ -773,7 +773,7 @@ class RawApp:
 def verify(url: str, expected_deposits: int) -> None:
     from sqlalchemy.orm import Session
 
-    from backend.services import ledger
+    from backend.ledger import services as ledger
 
     engine = make_engine(url)
     with Session(engine) as session, session.begin():
@@ -1091,7 +1091,7 @@ both see the same load on this shared machine; after the run every deposit is ch
 recorded and `ledger.verify` finds no mismatch. Absolute figures move by a fifth between runs;
 the ratios less.
 
-**Batches** (`backend/services/ingest.py`, `ingest_store.py`), one transaction each:
+**Batches** (`backend/deposits/ingest.py`, `store.py`), one transaction each:
 
 1. the kiosk's set-up (secret, doors, categories, community, every rule version) comes from the
    worker's kiosk cache, or from one joined SELECT when it is not kept; the nonce INSERT
@@ -1114,7 +1114,7 @@ parameters afresh each time. Label signatures are checked with libsodium (PyNaCl
 **One-deposit requests**, the common case (a kiosk uploads each bag as it goes in). On
 PostgreSQL, when the request is signed by a kiosk the worker keeps and no upkeep is due
 (`last_seen_at`, the nonce purge), a new deposit is one round trip: one call of the PL/pgSQL
-function `sortpoint_ingest_one` (`backend/services/ingest_fn.py`, created by Alembic revision
+function `sortpoint_ingest_one` (`backend/deposits/pg_one.py`, created by Alembic revision
 0002) through the bare psycopg cursor, on one of the engine's own autocommit connections kept
 beside its pool (no checkout, no autocommit switch, no reset on return; dropped on a lost
 connection, on engine dispose and in a forked worker). Python decides
@@ -1145,7 +1145,7 @@ or a household without an account take the batch path. On SQLite, which has no d
 CTEs, the writes are the batch path's statements (five round trips on PostgreSQL: BEGIN, nonce,
 read, write, COMMIT).
 
-**The kiosk cache** (`backend/api/kiosk_cache.py`): each worker keeps a kiosk's set-up for
+**The kiosk cache** (`backend/kiosk_api/kiosk_cache.py`): each worker keeps a kiosk's set-up for
 `SORTPOINT_KIOSK_CACHE_TTL_S` seconds (default 60; 0 turns it off), at most 1,024 kiosks, least
 recently used out first. A copy is never trusted blindly: the nonce INSERT only inserts when, in
 the same statement, the kiosk is still enabled with the same secret, its community has the same

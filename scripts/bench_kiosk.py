@@ -421,7 +421,7 @@ def _decoder_doc(result: dict, report: str, check_seeds: list[int]) -> str:
         f"({result['frames_per_set']} frames a set, seed {result['seed']}).\n"
         f"Machine: {environment()}.\n\n"
         "Each frame is 640x480 grey: an uneven background (lighting gradient, soft blotches) "
-        "and one printed label (ECC M and the 4-module quiet zone, as `backend.services.labels` "
+        "and one printed label (ECC M and the 4-module quiet zone, as `backend.registry.labels` "
         "prints it; grey paper and ink) holding a real signed SP1 payload (124 characters, "
         "QR version 7: 45 modules, 53 with the quiet zone). Per frame, from the seeded RNG:\n\n"
         "- rotation: any angle (0-360 degrees); otherwise within +-4 degrees;\n"

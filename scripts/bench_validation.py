@@ -28,7 +28,7 @@ import pydantic
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backend.api.schemas import DepositBatch, decode_batch
+from backend.kiosk_api.schemas import DepositBatch, decode_batch
 
 LABEL = "SP1.demo.A-101.7K3Q9XW2MD." + "c" * 86
 
@@ -218,7 +218,7 @@ def write_docs(rows, args, size: int) -> None:
         "accept the same valid body and refuse the same malformed ones.\n\n"
         + "\n".join(table)
         + "\n\nmsgspec Structs validate in one pass while decoding and also generate the OpenAPI "
-        "components (`backend/api/openapi.py`), so they are what the API uses; validation is a small "
+        "components (`backend/kiosk_api/openapi.py`), so they are what the API uses; validation is a small "
         "share of a batch request either way (see Ingest).\n"
     )
     update_section("Request validation", body)

@@ -58,7 +58,7 @@ def on_postgres() -> bool:
 def app(database_url):
     """A backend app on a fresh database with the schema created."""
     from backend import create_app
-    from backend.db import db
+    from backend.core.db import db
     from backend.schema import create_schema
 
     application = create_app({"DATABASE_URL": database_url, "TESTING": True})

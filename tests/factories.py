@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from backend.models import (
-    Account,
+from backend.ledger.models import Account, PointsRule
+from backend.registry.models import (
     Building,
     Category,
     Community,
@@ -32,7 +32,6 @@ from backend.models import (
     Kiosk,
     KioskDoor,
     Label,
-    PointsRule,
 )
 from protocol import labels as plabels
 
@@ -269,7 +268,7 @@ def deposit_item(
 
 def as_deposits(items: list[dict]) -> list:
     """Return ingest.DepositIn objects for JSON items (as the API would decode them)."""
-    from backend.services.ingest import DepositIn
+    from backend.deposits.ingest import DepositIn
 
     return [
         DepositIn(

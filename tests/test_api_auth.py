@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, update
 
-from backend.api import auth
-from backend.db import db
-from backend.errors import Unauthorized
-from backend.models import Deposit, Kiosk, RequestNonce
+from backend.core.db import db
+from backend.core.errors import Unauthorized
+from backend.deposits.models import Deposit
+from backend.kiosk_api import auth
+from backend.kiosk_api.models import RequestNonce
+from backend.registry.models import Kiosk
 from protocol import labels as plabels
 from protocol import signing
 from tests.factories import build_world, deposit_item, signed

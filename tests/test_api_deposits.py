@@ -10,10 +10,13 @@ import msgspec
 import pytest
 from sqlalchemy import func, select, update
 
-from backend.api import schemas
-from backend.db import db
-from backend.models import Deposit, Label, LedgerEntry
-from backend.services import ingest, ledger
+from backend.core.db import db
+from backend.deposits import ingest
+from backend.deposits.models import Deposit
+from backend.kiosk_api import schemas
+from backend.ledger import services as ledger
+from backend.ledger.models import LedgerEntry
+from backend.registry.models import Label
 from protocol import labels as plabels
 from tests.factories import (
     build_world,

@@ -8,11 +8,12 @@ import json
 import pytest
 from sqlalchemy import event, select, update
 
-from backend.api import auth, kiosk_cache
-from backend.api.kiosk_cache import KioskCache
-from backend.db import db
-from backend.errors import Unauthorized
-from backend.models import Community, Deposit, Kiosk
+from backend.core.db import db
+from backend.core.errors import Unauthorized
+from backend.deposits.models import Deposit
+from backend.kiosk_api import auth, kiosk_cache
+from backend.kiosk_api.kiosk_cache import KioskCache
+from backend.registry.models import Community, Kiosk
 from tests.factories import build_world, deposit_item, make_rule, post_deposits, signed
 
 PATH = "/api/v1/deposits"
@@ -199,8 +200,8 @@ class FakeClock:
 
 
 def _context(kiosk_id: str):
-    from backend.services.ingest_store import KioskContext, KioskRef, Setup
-    from backend.services.points import RuleBook
+    from backend.deposits.store import KioskContext, KioskRef, Setup
+    from backend.ledger.points import RuleBook
 
     return KioskContext(
         KioskRef(kiosk_id, 1, "c", "UTC", "key"),

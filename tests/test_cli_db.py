@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import inspect
 
 from backend import create_app, migrations
-from backend.db import db
-from backend.models import Base
+from backend.core.db import db
+from backend.core.models import Base
 from tests.clitools import fails, run, run_json
 
 

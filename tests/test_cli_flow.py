@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from backend import create_app
-from backend.db import db
+from backend.core.db import db
 from protocol.signing import signed_headers
 from tests.clitools import run, run_json
 

@@ -6,8 +6,9 @@ import json
 
 from sqlalchemy import text
 
-from backend.db import db
-from backend.services import ledger, registry
+from backend.core.db import db
+from backend.ledger import services as ledger
+from backend.registry import services as registry
 from tests.clitools import fails, run, run_json, setup_community
 
 

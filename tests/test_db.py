@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import DBAPIError
 
-from backend.db import db, make_engine
-from backend.models import Community, utcnow
+from backend.core.db import db, make_engine
+from backend.core.models import utcnow
+from backend.registry.models import Community
 
 
 def _add_community(slug: str) -> None:

@@ -7,8 +7,9 @@ import json
 from sqlalchemy import func, select
 
 from backend import demo
-from backend.db import db
-from backend.models import Building, Community, Household, Kiosk, Label, PointsRule
+from backend.core.db import db
+from backend.ledger.models import PointsRule
+from backend.registry.models import Building, Community, Household, Kiosk, Label
 from protocol.labels import public_key_from_text, verify_label
 from tests.clitools import run, run_json
 

@@ -15,9 +15,12 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 from werkzeug.serving import make_server
 
-from backend.db import db
-from backend.models import Account, Deposit, Label, LedgerEntry
-from backend.services import ingest, ledger
+from backend.core.db import db
+from backend.deposits import ingest
+from backend.deposits.models import Deposit
+from backend.ledger import services as ledger
+from backend.ledger.models import Account, LedgerEntry
+from backend.registry.models import Label
 from tests.factories import as_deposits, build_world, deposit_item, make_kiosk, signed
 
 THREADS = 4
@@ -112,7 +115,7 @@ def no_deadlocks(caplog):
 
 
 def test_overlapping_batches_through_the_service(world, caplog):
-    caplog.set_level(logging.INFO, logger="backend.services.ingest")
+    caplog.set_level(logging.INFO, logger="backend.deposits.ingest")
     items = overlapping_items(world)
 
     def worker(i):
@@ -156,7 +159,7 @@ def server(app):
 
 
 def test_overlapping_batches_through_http(world, server, caplog):
-    caplog.set_level(logging.INFO, logger="backend.services.ingest")
+    caplog.set_level(logging.INFO, logger="backend.deposits.ingest")
     items = overlapping_items(world, count=40, seed=11)
 
     def worker(i):
@@ -242,7 +245,7 @@ def test_other_database_errors_are_not_retried(monkeypatch):
 
 def test_claim_labels_reports_only_the_claims_that_held(world):
     """A label claimed in between (by a batch that committed first) is not won again."""
-    from backend.services import ingest_store
+    from backend.deposits import store as ingest_store
     from protocol import labels as plabels
 
     serials = [plabels.parse_label(world.labels["H001"][n])[0].serial for n in range(3)]

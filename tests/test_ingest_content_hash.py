@@ -13,7 +13,7 @@ import uuid
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backend.services import ingest
+from backend.deposits import ingest
 
 LABEL = "SP1.oak-gardens.B1-101.7XK3M9QPZA." + "A" * 86
 

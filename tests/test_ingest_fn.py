@@ -9,10 +9,15 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from backend.db import db
-from backend.models import Account, DailyTotal, Deposit, LedgerEntry, RequestNonce
-from backend.services import ingest, ingest_fn, ledger, rules
-from backend.services.ingest_store import kiosk_context
+from backend.core.db import db
+from backend.deposits import ingest
+from backend.deposits import pg_one as ingest_fn
+from backend.deposits.models import Deposit
+from backend.deposits.store import kiosk_context
+from backend.kiosk_api.models import RequestNonce
+from backend.ledger import rules
+from backend.ledger import services as ledger
+from backend.ledger.models import Account, DailyTotal, LedgerEntry
 from tests.factories import as_deposits, deposit_item, post_deposits
 from tests.test_ingest_concurrency import check_exactly_once, in_threads, overlapping_items
 from tests.test_ingest_single import _answers, _scenario, _world

@@ -10,9 +10,12 @@ import uuid
 import pytest
 from sqlalchemy import event, func, select
 
-from backend.db import db
-from backend.models import Account, DailyTotal, Deposit, LedgerEntry
-from backend.services import ingest, ingest_store, ledger
+from backend.core.db import db
+from backend.deposits import ingest
+from backend.deposits import store as ingest_store
+from backend.deposits.models import Deposit
+from backend.ledger import services as ledger
+from backend.ledger.models import Account, DailyTotal, LedgerEntry
 from tests.factories import (
     as_deposits,
     build_world,
@@ -169,7 +172,7 @@ def test_a_single_deposit_request_runs_the_fused_statements(
 
 def test_a_claim_lost_after_the_read_is_retried_as_label_reuse(app, monkeypatch, caplog):
     """The read saw the label unclaimed, a concurrent batch claimed it first: no double credit."""
-    caplog.set_level(logging.INFO, logger="backend.services.ingest")
+    caplog.set_level(logging.INFO, logger="backend.deposits.ingest")
     world = _world("green")
     label = world.labels["H001"][0]
     [first] = ingest.ingest(db, world.kiosk.id, as_deposits([deposit_item(label)]))

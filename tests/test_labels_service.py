@@ -9,10 +9,11 @@ import pytest
 import zxingcpp
 from sqlalchemy import select
 
-from backend.db import db
-from backend.errors import InvalidInput, NotFound, SortpointError
-from backend.models import Label
-from backend.services import labels, registry
+from backend.core.db import db
+from backend.core.errors import InvalidInput, NotFound, SortpointError
+from backend.registry import labels
+from backend.registry import services as registry
+from backend.registry.models import Label
 from protocol.labels import SERIAL_RE, public_key_from_text, verify_label
 
 RENDER_DPI = 200

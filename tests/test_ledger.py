@@ -18,10 +18,11 @@ from hypothesis.stateful import (
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
-from backend.db import db
-from backend.errors import AlreadyExists, InsufficientBalance, InvalidInput, NotFound
-from backend.models import Account, DailyTotal, LedgerEntry
-from backend.services import ingest, ledger
+from backend.core.db import db
+from backend.core.errors import AlreadyExists, InsufficientBalance, InvalidInput, NotFound
+from backend.deposits import credits, ingest
+from backend.ledger import services as ledger
+from backend.ledger.models import Account, DailyTotal, LedgerEntry
 from tests.factories import (
     as_deposits,
     build_world,
@@ -176,7 +177,7 @@ def test_a_reversed_deposit_no_longer_counts_toward_its_daily_cap(app):
     ]
     assert _day_totals()[(home, day)] == 25
     with db.begin() as s:
-        rev = ledger.reverse(s, _deposit_entry(first.id), "bag was contaminated")
+        rev = credits.reverse_credit(s, _deposit_entry(first.id), "bag was contaminated")
     assert rev.amount == -10 and _day_totals()[(home, day)] == 15
     # the freed room is earned again that day, up to the cap and no further
     again = _ingest(world, labels[3], 2_000, at)
@@ -203,8 +204,18 @@ def test_reversing_a_capped_remainder_or_a_staff_credit_touches_only_its_own_tot
         ledger.reverse(s, staff.id, "typo")  # not a deposit: no daily total moves
     assert _day_totals() == {(home, day): 25, (other, day): 10}
     with db.begin() as s:
-        ledger.reverse(s, _deposit_entry(remainder.id), "wrong category")
+        credits.reverse_credit(s, _deposit_entry(remainder.id), "wrong category")
     assert _day_totals() == {(home, day): 20, (other, day): 10}
+
+
+def test_the_ledger_alone_refuses_to_reverse_a_deposit_credit(app):
+    """Only the deposits know the cap a deposit's credit counted toward: one copy of that rule."""
+    with db.begin() as s:
+        world = build_world(s, daily_cap=25, labels_per_household=1)
+    deposit = _ingest(world, world.labels["H001"][0], 1_000, CAP_NOW - dt.timedelta(hours=1))
+    with pytest.raises(InvalidInput, match="reverse_credit"), db.begin() as s:
+        ledger.reverse(s, _deposit_entry(deposit.id), "contaminated")
+    assert _day_totals() == {(world.households["H001"].id, dt.date(2025, 3, 10)): 10}
 
 
 def test_post_many_is_all_or_nothing(homes):

@@ -1,4 +1,4 @@
-"""The Alembic revisions build exactly the schema backend.models describes.
+"""The Alembic revisions build exactly the schema the models describe (``backend.schema.metadata()``).
 
 Runs on SQLite, and on PostgreSQL when SORTPOINT_TEST_DATABASE_URL is set.
 """
@@ -13,10 +13,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from backend import migrations
-from backend.db import make_engine
-from backend.models import Base, LedgerEntry
+from backend.core.db import make_engine
+from backend.core.models import Base
+from backend.ledger.models import LedgerEntry
+from backend.registry import services as registry
 from backend.schema import create_schema
-from backend.services import registry
 
 
 @pytest.fixture

@@ -11,9 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from backend.db import db
-from backend.models import DailyTotal, Deposit
-from backend.services import ingest, points
+from backend.core.db import db
+from backend.deposits import ingest
+from backend.deposits.models import Deposit
+from backend.ledger import points
+from backend.ledger.models import DailyTotal
 from tests.factories import as_deposits, build_world, deposit_item, make_rule
 
 UTC = dt.UTC

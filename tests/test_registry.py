@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from backend.db import db
-from backend.errors import AlreadyExists, InvalidInput, NotFound
-from backend.models import Account, Category, Household, Kiosk
-from backend.services import registry
+from backend.core.db import db
+from backend.core.errors import AlreadyExists, InvalidInput, NotFound
+from backend.ledger import services as ledger
+from backend.ledger.models import Account
+from backend.registry import services as registry
+from backend.registry.models import Category, Household, Kiosk
 from protocol.labels import (
     LabelClaims,
     encode_label,
@@ -97,11 +99,13 @@ def test_set_timezone_validates(community):
             registry.set_timezone(s, "oak", "Nowhere/Special")
 
 
-def test_add_household_opens_an_account_at_zero(community):
+def test_a_new_household_reads_a_zero_balance_until_its_first_entry(community):
+    # the registry knows nothing of the ledger (one-way layers): the account
+    # opens with the household's first entry, and reads as 0 before it
     with db.begin() as s:
         h = registry.add_household(s, "oak", "B1-101", "B1", "101")
-        account = s.get(Account, h.id)
-        assert (account.balance, account.entry_count) == (0, 0)
+        assert s.get(Account, h.id) is None
+        assert ledger.read_accounts(s, [h.id]) == {h.id: ledger.AccountState(0, 0)}
 
 
 def test_add_household_errors(community):
@@ -138,7 +142,6 @@ def test_csv_import_adds_every_row_with_accounts(community):
         assert registry.import_households(s, "oak", rows, progress=ticks.append) == 3
     assert sum(ticks) == 3
     assert _count(Household) == 3
-    assert _count(Account) == 3
     with db.begin() as s:
         assert registry.get_household(s, registry.get_community(s, "oak"), "H3").unit == ""
 
@@ -176,17 +179,17 @@ def test_csv_import_is_all_or_nothing(community):
             with db.begin() as s:
                 registry.import_households(s, "oak", rows)
         assert _count(Household) == 1
-        assert _count(Account) == 1
 
 
 def test_csv_import_of_many_rows_in_chunks(community):
     text = "code,building,unit\n" + "".join(f"H{i},B{1 + i % 2},{i}\n" for i in range(1234))
     with db.begin() as s:
         assert registry.import_households(s, "oak", registry.parse_household_csv(text)) == 1234
-    assert _count(Account) == 1234
+    assert _count(Household) == 1234
     with db.begin() as s:
-        h = registry.get_household(s, registry.get_community(s, "oak"), "H1233")
-        assert s.get(Account, h.id) is not None
+        oak = registry.get_community(s, "oak")
+        h = registry.get_household(s, oak, "H1233")
+        assert (h.building_id, h.unit) == (registry.get_building(s, oak, "B2").id, "1233")
 
 
 # ---------------------------------------------------------------------- kiosks

@@ -6,9 +6,10 @@ import datetime as dt
 
 import pytest
 
-from backend.db import db
-from backend.errors import InvalidInput, NotFound
-from backend.services import registry, rules
+from backend.core.db import db
+from backend.core.errors import InvalidInput, NotFound
+from backend.ledger import rules
+from backend.registry import services as registry
 
 UTC = dt.UTC
 T0 = dt.datetime(2025, 3, 1, 0, 0, tzinfo=UTC)

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from backend.db import db
+from backend.core.db import db
 from tests.factories import build_world, deposit_item, signed
 
 ROOT = Path(__file__).resolve().parents[1]

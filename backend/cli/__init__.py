@@ -1,25 +1,23 @@
-"""The ``sortpoint`` command line: a Flask CLI group (also ``flask --app backend``).
+"""The ``sortpoint`` command line: every capability's command groups in one Flask CLI group.
 
-Commands parse arguments, call one service inside one transaction
-(``with db.begin() as s:``; ``db.read()`` for commands that only read) and print the result: text for people, or JSON on
-stdout and nothing else with ``--json``.  A domain error becomes one line on
-stderr and exit code 1, never a traceback.  docs/cli.md documents each command.
-
-One module per area: ``common`` (error-mapping group, ``--json``, output), ``db``,
-``registry`` (community, building, household, kiosk), ``rules``, ``labels``, ``ledger``, ``demo``.
+Each capability keeps its commands beside its services (``backend.registry.cli``,
+``backend.ledger.cli``); this package only gathers them, with the two groups that
+belong to the whole app: ``db`` (migrations) and ``demo``.  Commands parse
+arguments, call one service function per use case (the service owns the
+transaction) and print the result: text for people, or JSON on stdout and nothing
+else with ``--json``.  A domain error becomes one line on stderr and exit code 1,
+never a traceback (``backend.core.cli``).  docs/cli.md documents each command.
 """
 
 from __future__ import annotations
 
 from flask.cli import FlaskGroup
 
-from backend.cli.common import SortpointGroup, aware_datetime, emit, json_option
 from backend.cli.db import db_cli
 from backend.cli.demo import demo_cli
-from backend.cli.labels import labels_cli
-from backend.cli.ledger import ledger_cli
-from backend.cli.registry import building_cli, community_cli, household_cli, kiosk_cli
-from backend.cli.rules import rules_cli
+from backend.core.cli import SortpointGroup, aware_datetime, emit, json_option
+from backend.ledger.cli import ledger_cli, rules_cli
+from backend.registry.cli import building_cli, community_cli, household_cli, kiosk_cli, labels_cli
 
 __all__ = [
     "COMMAND_GROUPS",

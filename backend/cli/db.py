@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from backend.cli.common import SortpointGroup, emit, json_option
-from backend.db import db
+from backend.core.cli import SortpointGroup, emit, json_option
+from backend.core.db import db
 
 db_cli = SortpointGroup("db", help="Create and migrate the database (Alembic).")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from flask import current_app
 
-from backend.cli.common import SortpointGroup, emit, json_option
+from backend.core.cli import SortpointGroup, emit, json_option
 
 demo_cli = SortpointGroup("demo", help="Seed a demo community.")
 

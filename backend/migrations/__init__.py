@@ -2,7 +2,7 @@
 
 ``sortpoint db upgrade`` calls :func:`upgrade`; tests call the same helpers.
 Every schema change is a revision in ``versions/``; ``tests/test_migrations.py``
-proves the revisions and ``backend.models`` agree on SQLite and PostgreSQL.
+proves the revisions and the models (``backend.schema.metadata()``) agree on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations

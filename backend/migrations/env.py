@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from backend.models import Base
+from backend.schema import metadata
 
 config = context.config
 connection = config.attributes.get("connection")
@@ -18,7 +18,7 @@ if connection is None or context.is_offline_mode():
 
 context.configure(
     connection=connection,
-    target_metadata=Base.metadata,
+    target_metadata=metadata(),
     # SQLite cannot ALTER most things; batch mode rebuilds tables instead.
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,

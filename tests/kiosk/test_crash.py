@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from backend.db import db
-from backend.models import Account, Deposit, LedgerEntry
+from backend.core.db import db
+from backend.deposits.models import Deposit
+from backend.ledger.models import Account, LedgerEntry
 from kiosk.journal import Journal
 from tests.factories import build_world
 from tests.kiosk.stations import ServedBackend

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.db import db
+from backend.core.db import db
 from kiosk.station import BACKEND_CONFIG_META
 from kiosk.texts import KIOSK_PROBLEM, REASONS, REJECTIONS, reason_text
 from tests.factories import build_world

@@ -23,8 +23,9 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from backend.db import db
-from backend.models import Account, Household
+from backend.core.db import db
+from backend.ledger.models import Account
+from backend.registry.models import Household
 from tests.kiosk.stations import ServedBackend, fake_station_toml
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,8 +8,10 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select, update
 
-from backend.db import db
-from backend.models import Account, Deposit, Label
+from backend.core.db import db
+from backend.deposits.models import Deposit
+from backend.ledger.models import Account
+from backend.registry.models import Label
 from kiosk.cli import main
 from tests.factories import build_world
 from tests.kiosk.stations import ServedBackend, Session, kiosk_config

@@ -16,8 +16,9 @@ import socket
 import pytest
 from sqlalchemy import func, select
 
-from backend.db import db
-from backend.models import Deposit, Label
+from backend.core.db import db
+from backend.deposits.models import Deposit
+from backend.registry.models import Label
 from hardware.fakes import FakeClock
 from kiosk import BackendAuthError, BackendRejected, BackendUnavailable
 from kiosk.journal import Journal
@@ -408,7 +409,7 @@ def test_wrong_secret_is_a_clear_fault(served, journal):
 
 
 def test_disabled_kiosk_is_named(served, journal):
-    from backend.models import Kiosk
+    from backend.registry.models import Kiosk
 
     with db.begin() as s:
         s.get(Kiosk, served.world.kiosk.id).enabled = False

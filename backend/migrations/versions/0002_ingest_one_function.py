@@ -1,4 +1,4 @@
-"""PostgreSQL: the one-deposit function ``sortpoint_ingest_one`` (backend/services/ingest_fn.py).
+"""PostgreSQL: the one-deposit function ``sortpoint_ingest_one``, as first written.
 
 Revision ID: 0002
 Revises: 0001
@@ -10,8 +10,6 @@ from collections.abc import Sequence
 
 from alembic import op
 
-from backend.services import ingest_fn
-
 # revision identifiers, used by Alembic.
 revision: str = "0002"
 down_revision: str | Sequence[str] | None = "0001"
@@ -19,11 +17,106 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+# The function as this revision created it, spelled out: a migration imports no live
+# module, so editing backend/deposits/pg_one.py cannot rewrite history (a change
+# to the function is a new revision).
+CREATE_SQL = r"""
+CREATE OR REPLACE FUNCTION sortpoint_ingest_one(p_kiosk_id text, p_nonce text, p_now timestamptz, p_secret text, p_timezone text, p_label_key text, p_rules_mark integer, p_serial text, p_household_code text, p_community_id integer, p_deposit_id uuid, p_door integer, p_category_id integer, p_net_g integer, p_occurred_at timestamptz, p_local_day date, p_content_hash text, p_rule_id integer, p_points integer, p_reason text, p_daily_cap integer, p_entry_kind text, p_entry_reason text, p_source_type text, p_source_id text, p_idempotency_key text)
+RETURNS TABLE (out_points integer, out_reason text, out_balance bigint)
+LANGUAGE plpgsql VOLATILE AS $fn$
+DECLARE
+    v_household integer;
+    v_code text;
+    v_revoked timestamptz;
+    v_community integer;
+    v_balance bigint;
+    v_count integer;
+    v_total integer;
+    v_room integer;
+    v_points integer := p_points;
+    v_reason text := p_reason;
+BEGIN
+    -- the nonce, only while the caller's kept kiosk copy is current
+    INSERT INTO request_nonces (kiosk_id, nonce, seen_at)
+    SELECT p_kiosk_id, p_nonce, p_now
+     WHERE EXISTS (SELECT 1 FROM kiosks k JOIN communities c ON c.id = k.community_id
+                    WHERE k.id = p_kiosk_id AND k.enabled AND k.secret = p_secret
+                      AND c.timezone = p_timezone AND c.label_public_key = p_label_key)
+       AND (SELECT coalesce(max(r.id), 0) FROM points_rules r) = p_rules_mark
+    ON CONFLICT (kiosk_id, nonce) DO NOTHING;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'replayed nonce or stale kiosk copy' USING ERRCODE = 'SPF01';
+    END IF;
+    -- the household's account lock serialises its labels, totals and entries
+    SELECT l.household_id, h.code, l.revoked_at, l.community_id, a.balance, a.entry_count
+      INTO v_household, v_code, v_revoked, v_community, v_balance, v_count
+      FROM labels l
+      JOIN households h ON h.id = l.household_id
+      JOIN accounts a ON a.household_id = l.household_id
+     WHERE l.serial = p_serial
+       FOR NO KEY UPDATE OF a;
+    IF NOT FOUND OR v_code <> p_household_code OR v_community <> p_community_id
+       OR (v_revoked IS NOT NULL AND v_revoked <= p_occurred_at) THEN
+        RAISE EXCEPTION 'label for the general path' USING ERRCODE = 'SPF02';
+    END IF;
+    UPDATE labels SET first_deposit_id = p_deposit_id
+     WHERE serial = p_serial AND first_deposit_id IS NULL;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'label claimed before' USING ERRCODE = 'SPF03';
+    END IF;
+    IF p_daily_cap IS NOT NULL THEN
+        SELECT t.points INTO v_total FROM daily_totals t
+         WHERE t.household_id = v_household AND t.category_id = p_category_id
+           AND t.day = p_local_day;
+        -- points.score: room = max(0, cap - credited today); more than room is capped
+        v_room := greatest(0, p_daily_cap - coalesce(v_total, 0));
+        IF v_points > v_room THEN
+            v_points := v_room;
+            v_reason := 'daily_cap';
+        END IF;
+    END IF;
+    IF v_points > 0 THEN
+        INSERT INTO daily_totals AS t (household_id, category_id, day, points)
+        VALUES (v_household, p_category_id, p_local_day, v_points)
+        ON CONFLICT (household_id, category_id, day)
+        DO UPDATE SET points = t.points + excluded.points;
+        v_balance := v_balance + v_points;
+        v_count := v_count + 1;
+        INSERT INTO ledger_entries (household_id, kind, amount, balance_after, reason,
+                                    source_type, source_id, idempotency_key, created_at)
+        VALUES (v_household, p_entry_kind, v_points, v_balance, p_entry_reason,
+                p_source_type, p_source_id, p_idempotency_key, p_now);
+        UPDATE accounts SET balance = v_balance, entry_count = v_count, updated_at = p_now
+         WHERE household_id = v_household;
+    END IF;
+    INSERT INTO deposits (id, kiosk_id, community_id, household_id, label_serial, door,
+                          category_id, net_g, occurred_at, local_day, received_at, status,
+                          points, rule_id, reason, content_hash)
+    VALUES (p_deposit_id, p_kiosk_id, p_community_id, v_household, p_serial, p_door,
+            p_category_id, p_net_g, p_occurred_at, p_local_day, p_now, 'accepted',
+            v_points, p_rule_id, v_reason, p_content_hash)
+    ON CONFLICT (id) DO NOTHING;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'deposit id recorded before' USING ERRCODE = 'SPF04';
+    END IF;
+    out_points := v_points;
+    out_reason := v_reason;
+    out_balance := v_balance;
+    RETURN NEXT;
+END
+$fn$
+"""
+
+DROP_SQL = "DROP FUNCTION IF EXISTS sortpoint_ingest_one(text, text, timestamptz, text, text, text, integer, text, text, integer, uuid, integer, integer, integer, timestamptz, date, text, integer, integer, text, integer, text, text, text, text, text)"
+
+
 def upgrade() -> None:
     """Create the function on PostgreSQL; SQLite has no stored functions (no-op)."""
-    ingest_fn.install(op.get_bind())
+    if op.get_bind().dialect.name == "postgresql":
+        op.get_bind().exec_driver_sql(CREATE_SQL)
 
 
 def downgrade() -> None:
     """Drop the function on PostgreSQL (no-op on SQLite)."""
-    ingest_fn.drop(op.get_bind())
+    if op.get_bind().dialect.name == "postgresql":
+        op.get_bind().exec_driver_sql(DROP_SQL)

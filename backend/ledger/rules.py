@@ -1,7 +1,7 @@
 """Points rules: versioned per community and category, never edited in place.
 
 ``set_rule`` appends version N+1 with an effective time; a deposit is scored
-by the version in force at its ``occurred_at`` (backend.services.points) and
+by the version in force at its ``occurred_at`` (backend.ledger.points) and
 keeps that version's id, so changing a rule never rewrites earned points.
 """
 
@@ -13,9 +13,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from backend.errors import AlreadyExists, InvalidInput
-from backend.models import Category, PointsRule, utcnow
-from backend.services.registry import get_category, get_community
+from backend.core.errors import AlreadyExists, InvalidInput
+from backend.core.models import utcnow
+from backend.ledger.models import PointsRule
+from backend.registry.models import Category
+from backend.registry.services import get_category, get_community
 
 #: bounds that catch typing slips (points per gram instead of per kg, etc.)
 MAX_POINTS_PER_KG = 1_000_000

@@ -33,9 +33,7 @@ def insert_ignore(session: Session, table: Table, index_elements: Sequence):
 
 def insert_ignore_for(dialect: str, table: Table, index_elements: Sequence):
     """Return ``INSERT ... ON CONFLICT (index_elements) DO NOTHING`` for ``dialect``."""
-    return upsert_for(dialect, table).on_conflict_do_nothing(
-        index_elements=list(index_elements)
-    )
+    return upsert_for(dialect, table).on_conflict_do_nothing(index_elements=list(index_elements))
 
 
 def upsert(session: Session, table: Table):

@@ -19,17 +19,9 @@ from dataclasses import dataclass
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, selectinload
 
-from backend.errors import AlreadyExists, InvalidInput, NotFound
-from backend.models import (
-    Account,
-    Building,
-    Category,
-    Community,
-    Household,
-    Kiosk,
-    KioskDoor,
-    utcnow,
-)
+from backend.core.errors import AlreadyExists, InvalidInput, NotFound
+from backend.core.models import utcnow
+from backend.registry.models import Building, Category, Community, Household, Kiosk, KioskDoor
 from protocol.labels import (
     COMMUNITY_RE,
     HOUSEHOLD_RE,
@@ -245,24 +237,10 @@ def add_building(session: Session, community_slug: str, code: str, name: str) ->
     return building
 
 
-def _open_accounts(session: Session, household_ids: list[int]) -> None:
-    # Every household has its account from the start, so the ledger's
-    # row lock always has a row to lock.
-    if household_ids:
-        now = utcnow()
-        session.execute(
-            insert(Account),
-            [
-                {"household_id": hid, "balance": 0, "entry_count": 0, "updated_at": now}
-                for hid in household_ids
-            ],
-        )
-
-
 def add_household(
     session: Session, community_slug: str, code: str, building_code: str, unit: str = ""
 ) -> Household:
-    """Register a household (and open its points account at 0)."""
+    """Register a household; the ledger opens its points account at its first entry (balance 0 till then)."""
     community = get_community(session, community_slug)
     _check(HOUSEHOLD_RE, code, "household code")
     building = get_building(session, community, building_code)
@@ -275,7 +253,6 @@ def add_household(
     )
     session.add(household)
     session.flush()
-    _open_accounts(session, [household.id])
     return household
 
 
@@ -341,8 +318,8 @@ def import_households(
     chunk = 500
     for start in range(0, len(rows), chunk):
         part = rows[start : start + chunk]
-        ids = session.scalars(
-            insert(Household).returning(Household.id, sort_by_parameter_order=True),
+        session.execute(
+            insert(Household),
             [
                 {
                     "community_id": community.id,
@@ -353,8 +330,7 @@ def import_households(
                 }
                 for r in part
             ],
-        ).all()
-        _open_accounts(session, list(ids))
+        )
         if progress:
             progress(len(part))
     return len(rows)

@@ -16,9 +16,10 @@ from fpdf import FPDF
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.errors import InvalidInput, NotFound, SortpointError
-from backend.models import Community, Household, Label, utcnow
-from backend.services.registry import get_community, get_household
+from backend.core.errors import InvalidInput, NotFound, SortpointError
+from backend.core.models import utcnow
+from backend.registry.models import Community, Household, Label
+from backend.registry.services import get_community, get_household
 from protocol.labels import LabelClaims, encode_label, new_serial, private_key_from_text
 
 MAX_LABELS_PER_ISSUE = 1000

@@ -24,11 +24,12 @@ from sqlalchemy import Integer, bindparam, delete, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from backend.api.kiosk_cache import KioskCache
-from backend.errors import Unauthorized
-from backend.models import Community, Kiosk, RequestNonce
-from backend.services._sql import insert_ignore_for, upsert_for
-from backend.services.ingest_store import RULES_MARK, KioskContext, kiosk_context
+from backend.core.errors import Unauthorized
+from backend.core.sql import insert_ignore_for, upsert_for
+from backend.deposits.store import RULES_MARK, KioskContext, kiosk_context
+from backend.kiosk_api.kiosk_cache import KioskCache
+from backend.kiosk_api.models import RequestNonce
+from backend.registry.models import Community, Kiosk
 from protocol import signing
 
 NONCES = RequestNonce.__table__

@@ -7,10 +7,10 @@ import datetime as dt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.api import schemas
-from backend.models import Category, Community, KioskDoor, Label
-from backend.services import points
-from backend.services.ingest_store import KioskContext
+from backend.deposits.store import KioskContext
+from backend.kiosk_api import schemas
+from backend.ledger import points
+from backend.registry.models import Category, Community, KioskDoor, Label
 
 
 def build_config(

@@ -6,7 +6,7 @@ import functools
 
 import msgspec
 
-from backend.api import schemas
+from backend.kiosk_api import schemas
 from protocol import signing
 
 _REF = "#/components/schemas/{name}"

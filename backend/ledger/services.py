@@ -18,35 +18,27 @@ balance, entry count and ``balance_after`` chain by streaming the entries.
 from __future__ import annotations
 
 import functools
-import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
-from backend.errors import (
+from backend.core.errors import (
     AlreadyExists,
     InsufficientBalance,
     InvalidInput,
     NotFound,
     SortpointError,
 )
-from backend.models import (
-    LEDGER_KINDS,
-    Account,
-    Deposit,
-    Household,
-    LedgerEntry,
-    utcnow,
-)
-from backend.services import points
-from backend.services._sql import chunked, in_list, insert_ignore, params
+from backend.core.models import utcnow
+from backend.core.sql import chunked, in_list, insert_ignore, params
+from backend.ledger.models import LEDGER_KINDS, Account, LedgerEntry
+from backend.registry.models import Household
 
 ACCOUNTS = Account.__table__
 ENTRIES = LedgerEntry.__table__
-DEPOSITS = Deposit.__table__
 MAX_REASON_LEN = 200
 #: more mismatches than this and verify stops listing (the count is what matters)
 DEFAULT_MISMATCH_LIMIT = 1000
@@ -126,9 +118,7 @@ def _ensure_accounts(session: Session, household_ids: Sequence[int]) -> None:
     session.execute(insert_ignore(session, ACCOUNTS, ["household_id"]), rows)
 
 
-def lock_accounts(
-    session: Session, household_ids: Iterable[int]
-) -> dict[int, AccountState]:
+def lock_accounts(session: Session, household_ids: Iterable[int]) -> dict[int, AccountState]:
     """Lock the accounts of ``household_ids`` in ascending order and return their state.
 
     Missing accounts are created first (balance 0).  The returned states are
@@ -165,9 +155,7 @@ def _select_locked(
     return states
 
 
-def read_accounts(
-    session: Session, household_ids: Iterable[int]
-) -> dict[int, AccountState]:
+def read_accounts(session: Session, household_ids: Iterable[int]) -> dict[int, AccountState]:
     """Return the state of accounts without locking them (missing ones read as 0)."""
     wanted = sorted(set(household_ids))
     states = {h: AccountState(0, 0) for h in wanted}
@@ -187,13 +175,9 @@ def _check_posting(p: Posting) -> None:
     if p.kind not in LEDGER_KINDS:
         raise InvalidInput(f"unknown ledger entry kind {p.kind!r}")
     if isinstance(p.amount, bool) or not isinstance(p.amount, int) or p.amount == 0:
-        raise InvalidInput(
-            f"a ledger amount is a non-zero whole number, not {p.amount!r}"
-        )
+        raise InvalidInput(f"a ledger amount is a non-zero whole number, not {p.amount!r}")
     if not p.reason or len(p.reason) > MAX_REASON_LEN:
-        raise InvalidInput(
-            f"a ledger entry needs a reason of 1..{MAX_REASON_LEN} characters"
-        )
+        raise InvalidInput(f"a ledger entry needs a reason of 1..{MAX_REASON_LEN} characters")
     if not p.source_type or not p.source_id:
         raise InvalidInput("a ledger entry needs a source type and id")
 
@@ -210,18 +194,14 @@ def _same_content(row, p: Posting) -> bool:
     )
 
 
-def _existing_by_key(
-    session: Session, postings: Sequence[Posting]
-) -> dict[str, Posted]:
+def _existing_by_key(session: Session, postings: Sequence[Posting]) -> dict[str, Posted]:
     """Return the stored entries of postings whose idempotency key was used before."""
     keys = [p.idempotency_key for p in postings if p.idempotency_key]
     if not keys:
         return {}
     found = {}
     for chunk in chunked(keys):
-        for row in session.execute(
-            select(ENTRIES).where(ENTRIES.c.idempotency_key.in_(chunk))
-        ):
+        for row in session.execute(select(ENTRIES).where(ENTRIES.c.idempotency_key.in_(chunk))):
             found[row.idempotency_key] = row
     result: dict[str, Posted] = {}
     for p in postings:
@@ -233,9 +213,7 @@ def _existing_by_key(
                 f"idempotency key {p.idempotency_key!r} was used for entry {row.id} "
                 "with different content"
             )
-        result[p.idempotency_key] = Posted(
-            row.id, row.household_id, row.amount, row.balance_after
-        )
+        result[p.idempotency_key] = Posted(row.id, row.household_id, row.amount, row.balance_after)
     return result
 
 
@@ -270,9 +248,7 @@ def post_many(
             results.append(previous[p.idempotency_key])
             continue
         if p.idempotency_key and p.idempotency_key in seen_keys:
-            raise IdempotencyConflict(
-                f"idempotency key {p.idempotency_key!r} twice in one posting"
-            )
+            raise IdempotencyConflict(f"idempotency key {p.idempotency_key!r} twice in one posting")
         state = locked.get(p.household_id)
         if state is None:
             raise InvalidInput(f"account of household {p.household_id} is not locked")
@@ -283,11 +259,7 @@ def post_many(
         results.append(None)
         slots.append(i)
     if rows:
-        ids = (
-            _insert_entries(session, rows)
-            if return_ids
-            else _insert_entries_bare(session, rows)
-        )
+        ids = _insert_entries(session, rows) if return_ids else _insert_entries_bare(session, rows)
         for slot, row, entry_id in zip(slots, rows, ids, strict=True):
             results[slot] = Posted(
                 entry_id, row["household_id"], row["amount"], row["balance_after"]
@@ -308,8 +280,7 @@ def stage(p: Posting, state: AccountState, now) -> dict:
     after = state.balance + p.amount
     if after < 0:
         raise InsufficientBalance(
-            f"household {p.household_id} has {state.balance} points; "
-            f"{-p.amount} cannot be debited"
+            f"household {p.household_id} has {state.balance} points; {-p.amount} cannot be debited"
         )
     state.balance = after
     state.entry_count += 1
@@ -340,9 +311,7 @@ def _entry_row(p: Posting, balance_after: int, now) -> dict:
 
 
 _INSERT = ENTRIES.insert()
-_INSERT_RETURNING = ENTRIES.insert().returning(
-    ENTRIES.c.id, sort_by_parameter_order=True
-)
+_INSERT_RETURNING = ENTRIES.insert().returning(ENTRIES.c.id, sort_by_parameter_order=True)
 _UPDATE_ACCOUNT = (
     update(ACCOUNTS)
     .where(ACCOUNTS.c.household_id == bindparam("b_household"))
@@ -413,25 +382,29 @@ def reverse(
     *,
     source_type: str = "staff",
     source_id: str = "cli",
+    release: Callable[[Session, LedgerEntry], None] | None = None,
 ) -> LedgerEntry:
     """Append the entry that cancels ``entry_id``; each entry can be reversed once.
 
-    When the entry credited a deposit (source ``deposit``), its points also stop
-    counting toward that deposit's daily cap: the day's total is lowered in the
-    same transaction, under the same account lock that ingest scores under.
+    ``release(session, original)`` runs in the same transaction, under the same
+    account lock, for what the entry's source must undo besides the points.  A
+    deposit's credit also counts toward its day's cap, which the ledger does not
+    know how to find: it is reversed through ``backend.deposits.credits``, which
+    passes that release, and refused here without one.
     """
     original = session.get(LedgerEntry, entry_id)
     if original is None:
         raise NotFound(f"no ledger entry {entry_id}")
     if original.kind == "reversal":
+        raise InvalidInput(f"entry {entry_id} is itself a reversal; post an adjustment instead")
+    if original.source_type == "deposit" and release is None:
         raise InvalidInput(
-            f"entry {entry_id} is itself a reversal; post an adjustment instead"
+            f"entry {entry_id} credits a deposit: reverse it through the deposits "
+            "(backend.deposits.credits.reverse_credit), which also frees its daily cap"
         )
     # lock first: a concurrent reversal of the same entry waits here, then sees ours
     locked = lock_accounts(session, [original.household_id])
-    done = session.scalar(
-        select(ENTRIES.c.id).where(ENTRIES.c.reverses_entry_id == entry_id)
-    )
+    done = session.scalar(select(ENTRIES.c.id).where(ENTRIES.c.reverses_entry_id == entry_id))
     if done is not None:
         raise AlreadyExists(f"entry {entry_id} was already reversed by entry {done}")
     posting = Posting(
@@ -445,26 +418,9 @@ def reverse(
         reverses_entry_id=entry_id,
     )
     [posted] = post_many(session, [posting], locked=locked)
-    if original.source_type == "deposit":
-        _release_daily_total(session, original)
+    if release is not None:
+        release(session, original)
     return session.get(LedgerEntry, posted.entry_id)
-
-
-def _release_daily_total(session: Session, entry: LedgerEntry) -> None:
-    """Take a reversed deposit credit off its (household, category, local day) total."""
-    try:
-        deposit_id = uuid.UUID(entry.source_id)
-    except ValueError:
-        return  # not a kiosk deposit id: no daily total was counted for it
-    row = session.execute(
-        select(DEPOSITS.c.household_id, DEPOSITS.c.category_id, DEPOSITS.c.local_day)
-        .where(DEPOSITS.c.id == deposit_id)
-    ).first()
-    if row is None or entry.amount <= 0:
-        return
-    points.subtract_daily_total(
-        session, (row.household_id, row.category_id, row.local_day), entry.amount
-    )
 
 
 def adjust(
@@ -505,9 +461,9 @@ def verify(
     """
     accounts = _stream(
         session,
-        select(
-            ACCOUNTS.c.household_id, ACCOUNTS.c.balance, ACCOUNTS.c.entry_count
-        ).order_by(ACCOUNTS.c.household_id),
+        select(ACCOUNTS.c.household_id, ACCOUNTS.c.balance, ACCOUNTS.c.entry_count).order_by(
+            ACCOUNTS.c.household_id
+        ),
         batch_size,
     )
     entries = _stream(
@@ -539,9 +495,7 @@ def _per_household(entries: Iterator) -> Iterator[tuple[int, int, int, list[Mism
         total += amount
         count += 1
         if balance_after != total and len(problems) < 10:
-            problems.append(
-                Mismatch(household_id, "chain", total, balance_after, entry_id)
-            )
+            problems.append(Mismatch(household_id, "chain", total, balance_after, entry_id))
         if total < 0 and len(problems) < 10:
             problems.append(Mismatch(household_id, "negative", 0, total, entry_id))
     if current is not None:
@@ -567,9 +521,7 @@ def _merge(accounts: Iterator, folded: Iterator) -> Iterator[Mismatch]:
             account, group = next(accounts, None), next(folded, None)
 
 
-def _compare(
-    household_id, total, count, stored_balance, stored_count
-) -> Iterator[Mismatch]:
+def _compare(household_id, total, count, stored_balance, stored_count) -> Iterator[Mismatch]:
     if stored_balance != total:
         yield Mismatch(household_id, "balance", total, stored_balance)
     if stored_count != count:

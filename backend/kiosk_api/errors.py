@@ -1,17 +1,13 @@
-"""The kiosk API (docs/protocol.md): signed deposit ingest, kiosk config, OpenAPI.
-
-``init_app`` registers the blueprint and one JSON error handler: every 4xx and
-5xx answer of the app is ``{"error": {"code": ..., "message": ...}}``.
-"""
+"""The kiosk API's JSON errors: ``{"error": {"code": ..., "message": ...}}`` for every 4xx and 5xx."""
 
 from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify
+from flask import Blueprint, jsonify
 from werkzeug.exceptions import HTTPException
 
-from backend.errors import SortpointError
+from backend.core.errors import SortpointError
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +33,16 @@ def error_response(status: int, code: str, message: str):
     return response
 
 
-def _http_error(exc: HTTPException):
+def http_error(exc: HTTPException):
     status = exc.code or 500
-    return error_response(
+    response = error_response(
         status, _HTTP_CODES.get(status, f"http_{status}"), exc.description or exc.name
     )
+    # werkzeug's own headers but its HTML content type: a 405 keeps its Allow
+    for name, value in exc.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
 
 
 def _domain_error(exc: SortpointError):
@@ -53,11 +54,8 @@ def _unexpected(exc: Exception):
     return error_response(500, "internal_error", "internal error; the request was not applied")
 
 
-def init_app(app: Flask) -> None:
-    """Register the API blueprint and the JSON error handlers on ``app``."""
-    from backend.api.views import bp
-
-    app.register_blueprint(bp)
-    app.register_error_handler(HTTPException, _http_error)
-    app.register_error_handler(SortpointError, _domain_error)
-    app.register_error_handler(Exception, _unexpected)
+def install(bp: Blueprint) -> None:
+    """Make ``bp`` answer every error its views raise as JSON."""
+    bp.register_error_handler(HTTPException, http_error)
+    bp.register_error_handler(SortpointError, _domain_error)
+    bp.register_error_handler(Exception, _unexpected)

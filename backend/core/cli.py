@@ -14,7 +14,7 @@ import click
 from flask.cli import AppGroup
 from sqlalchemy.exc import DBAPIError
 
-from backend.errors import SortpointError
+from backend.core.errors import SortpointError
 from protocol import ProtocolError
 
 

@@ -3,7 +3,7 @@
 The same Structs decode+validate request bodies in one pass (scripts/
 bench_validation.py measured msgspec against pydantic and hand checks, see
 docs/performance.md) and generate the OpenAPI components
-(``backend.api.openapi``), so the published document cannot drift from what
+(``backend.kiosk_api.openapi``), so the published document cannot drift from what
 the server enforces.
 
 Type errors are the client's bug and fail the whole body with 400; value

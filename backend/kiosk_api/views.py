@@ -8,12 +8,13 @@ from flask import Blueprint, Response, current_app, request
 from sqlalchemy import text
 from werkzeug.exceptions import HTTPException
 
-from backend.api import auth, kiosk_cache, openapi, schemas
-from backend.api.kiosk_config import build_config
-from backend.db import db
-from backend.services import ingest
+from backend.core.db import db
+from backend.deposits import ingest
+from backend.kiosk_api import auth, errors, kiosk_cache, openapi, schemas
+from backend.kiosk_api.kiosk_config import build_config
 
 bp = Blueprint("api", __name__, url_prefix="/api")
+errors.install(bp)
 
 
 def _json(payload: bytes, status: int = 200) -> Response:

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, case, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from backend.models import DailyTotal, PointsRule
-from backend.services._sql import chunked, params, upsert_for
+from backend.core.sql import chunked, params, upsert_for
+from backend.ledger.models import DailyTotal, PointsRule
 
 RULES = PointsRule.__table__
 TOTALS = DailyTotal.__table__
@@ -62,9 +62,7 @@ class RuleBook:
         self._by_category: dict[int, list[Rule]] = {}
         for rule in sorted(rules, key=lambda r: (r.effective_at, r.version)):
             self._by_category.setdefault(rule.category_id, []).append(rule)
-        self._times = {
-            c: [r.effective_at for r in rs] for c, rs in self._by_category.items()
-        }
+        self._times = {c: [r.effective_at for r in rs] for c, rs in self._by_category.items()}
 
     def in_force(self, category_id: int, at: dt.datetime) -> Rule | None:
         """Return the version with the latest effective_at <= ``at``, or None."""
@@ -96,9 +94,7 @@ def load_rules(session: Session, category_ids: Iterable[int]) -> RuleBook:
     """Load every version of the rules of ``category_ids``."""
     rules: list[Rule] = []
     for chunk in chunked(sorted(set(category_ids))):
-        rows = session.execute(
-            select(PointsRule).where(PointsRule.category_id.in_(chunk))
-        )
+        rows = session.execute(select(PointsRule).where(PointsRule.category_id.in_(chunk)))
         rules.extend(_rule(r) for r in rows.scalars())
     return RuleBook(rules)
 
@@ -183,11 +179,7 @@ def subtract_daily_total(session: Session, key: DayKey, amount: int) -> None:
             TOTALS.c.category_id == category_id,
             TOTALS.c.day == day,
         )
-        .values(
-            points=case(
-                (TOTALS.c.points > amount, TOTALS.c.points - amount), else_=0
-            )
-        )
+        .values(points=case((TOTALS.c.points > amount, TOTALS.c.points - amount), else_=0))
     )
 
 

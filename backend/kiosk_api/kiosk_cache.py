@@ -1,7 +1,7 @@
 """Per-worker copies of kiosk set-ups, so a signed request needs no set-up query.
 
 A request needs its kiosk's secret, doors, community (time zone, label key),
-categories and every points-rule version: one joined SELECT (``ingest_store.
+categories and every points-rule version: one joined SELECT (``deposits.store.
 kiosk_context``).  These change rarely, so each worker process keeps them for
 ``KIOSK_CACHE_TTL_S`` seconds (default 60, ``0`` turns the cache off), at most
 ``MAX_KIOSKS`` of them, least recently used dropped first.
@@ -28,7 +28,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from backend.services.ingest_store import KioskContext
+from backend.deposits.store import KioskContext
 
 #: kiosks one worker keeps at most (a community has tens, a city hundreds)
 MAX_KIOSKS = 1024

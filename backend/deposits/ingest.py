@@ -21,7 +21,7 @@ ledger entries -> deposits ``INSERT ... ON CONFLICT (id) DO NOTHING``
 (ascending id).  If a concurrent batch recorded one of our ids after we
 looked (fewer rows go in than were sent), the whole transaction is rolled
 back and retried, and the retry sees that deposit as a duplicate: every
-deposit is credited exactly once.  The SQL itself is in ``ingest_store``.
+deposit is credited exactly once.  The SQL itself is in ``store``.
 
 A batch of one item - what a kiosk sends as each bag goes in - takes a
 shorter path (``_apply_one``) with the same checks, claim plan and scoring:
@@ -49,10 +49,11 @@ import nacl.signing
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from backend.errors import NotFound, SortpointError, Unauthorized
-from backend.services import ingest_fn as store_fn
-from backend.services import ingest_store as store
-from backend.services import ledger, points
+from backend.core.errors import NotFound, SortpointError, Unauthorized
+from backend.deposits import pg_one as store_fn
+from backend.deposits import store
+from backend.ledger import points
+from backend.ledger import services as ledger
 from protocol import labels as plabels
 
 log = logging.getLogger(__name__)
@@ -588,7 +589,7 @@ def _apply_one(
     """Apply a one-item batch in fewer statements; None: use the general path instead.
 
     The same checks, claim plan and scoring as a batch; only the reads and
-    writes are fused (``ingest_store.lock_one`` / ``write_one``).  A check
+    writes are fused (``store.lock_one`` / ``write_one``).  A check
     that rejects the item, an unknown label or a household without an account
     take the general path, which answers them (a rejected id may still be a
     duplicate, so it needs the id look-up first).
@@ -649,7 +650,7 @@ def _write_one(session: Session, accounts, writes: _Writes, plan: dict, now) -> 
 def apply_one_fn(
     engine, kiosk: KioskContext, nonce: str, item: DepositIn, *, limits: Limits, now
 ) -> Outcome | None:
-    """Record ``nonce`` and apply one new deposit in one call of ``ingest_fn``; None: general path.
+    """Record ``nonce`` and apply one new deposit in one call of ``pg_one``; None: general path.
 
     ``kiosk`` is a kept copy (every rule version); the function records the
     nonce only while that copy is current.  Python decides everything it can

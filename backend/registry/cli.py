@@ -1,4 +1,4 @@
-"""``sortpoint community|building|household|kiosk``: the registry of places, households and kiosks."""
+"""``sortpoint community|building|household|kiosk|labels``: the registry of places, households, kiosks and labels."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from backend.cli.common import SortpointGroup, emit, json_option
-from backend.db import db
+from backend.core.cli import SortpointGroup, emit, json_option
+from backend.core.db import db
 
 # ------------------------------------------------------------------ community
 
@@ -34,7 +34,7 @@ community_cli = SortpointGroup("community", help="Create and list communities.")
 @json_option
 def community_create(slug, name, timezone, categories, as_json) -> None:
     """Create community SLUG with its label-signing key and categories."""
-    from backend.services import registry
+    from backend.registry import services as registry
 
     with db.begin() as s:
         community = registry.create_community(s, slug, name, timezone, categories)
@@ -55,7 +55,7 @@ def community_create(slug, name, timezone, categories, as_json) -> None:
 @json_option
 def community_list(as_json: bool) -> None:
     """List communities with their time zones and categories."""
-    from backend.services import registry
+    from backend.registry import services as registry
 
     with db.read() as s:
         infos = [_community_info(s, c) for c in registry.list_communities(s)]
@@ -72,7 +72,7 @@ def community_list(as_json: bool) -> None:
 @json_option
 def community_set_timezone(slug: str, timezone: str, as_json: bool) -> None:
     """Change the IANA time zone of community SLUG."""
-    from backend.services import registry
+    from backend.registry import services as registry
 
     with db.begin() as s:
         info = _community_info(s, registry.set_timezone(s, slug, timezone))
@@ -80,7 +80,7 @@ def community_set_timezone(slug: str, timezone: str, as_json: bool) -> None:
 
 
 def _community_info(session, community) -> dict:
-    from backend.services import registry
+    from backend.registry import services as registry
 
     return {
         "slug": community.slug,
@@ -106,7 +106,7 @@ building_cli = SortpointGroup("building", help="Add buildings (staff grid cells)
 @json_option
 def building_add(community: str, code: str, name: str, as_json: bool) -> None:
     """Add building CODE to COMMUNITY."""
-    from backend.services import registry
+    from backend.registry import services as registry
 
     with db.begin() as s:
         building = registry.add_building(s, community, code, name)
@@ -125,7 +125,7 @@ household_cli = SortpointGroup("household", help="Register households.")
 @json_option
 def household_add(community: str, code: str, building: str, unit: str, as_json: bool) -> None:
     """Register household CODE in COMMUNITY (its points account starts at 0)."""
-    from backend.services import registry
+    from backend.registry import services as registry
 
     with db.begin() as s:
         household = registry.add_household(s, community, code, building, unit)
@@ -149,7 +149,7 @@ def household_import(community: str, file: Path, as_json: bool) -> None:
     All rows are added or none: a bad row stops the import and is named by
     its line number.
     """
-    from backend.services import registry
+    from backend.registry import services as registry
 
     try:
         text = file.read_text(encoding="utf-8-sig")
@@ -187,7 +187,7 @@ kiosk_cli = SortpointGroup("kiosk", help="Register, disable and list kiosks.")
 @json_option
 def kiosk_register(community: str, name: str, doors: tuple[str, ...], as_json: bool) -> None:
     """Register kiosk NAME in COMMUNITY; prints its id and secret."""
-    from backend.services import registry
+    from backend.registry import services as registry
 
     with db.begin() as s:
         info = registry.kiosk_info(
@@ -211,7 +211,7 @@ def kiosk_register(community: str, name: str, doors: tuple[str, ...], as_json: b
 @json_option
 def kiosk_disable(kiosk_id: str, as_json: bool) -> None:
     """Disable KIOSK_ID: its requests are refused from now on."""
-    from backend.services import registry
+    from backend.registry import services as registry
 
     with db.begin() as s:
         kiosk, changed = registry.disable_kiosk(s, kiosk_id)
@@ -224,7 +224,7 @@ def kiosk_disable(kiosk_id: str, as_json: bool) -> None:
 @json_option
 def kiosk_list(community: str | None, as_json: bool) -> None:
     """List kiosks, their doors and when they were last seen."""
-    from backend.services import registry
+    from backend.registry import services as registry
 
     with db.read() as s:
         infos = [registry.kiosk_info(s, k) for k in registry.list_kiosks(s, community)]
@@ -235,3 +235,107 @@ def kiosk_list(community: str | None, as_json: bool) -> None:
         for i in infos
     ]
     emit(infos, as_json, lines or ["no kiosks"])
+
+
+# ------------------------------------------------------------ labels
+
+labels_cli = SortpointGroup("labels", help="Issue, list, print and revoke bag labels.")
+
+
+@labels_cli.command("issue")
+@click.argument("community")
+@click.argument("household")
+@click.option("--count", type=click.IntRange(1, 1000), required=True, help="How many labels.")
+@click.option(
+    "--pdf",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Also write a printable A4 sheet of QR labels here.",
+)
+@json_option
+def labels_issue(
+    community: str, household: str, count: int, pdf: Path | None, as_json: bool
+) -> None:
+    """Issue COUNT signed labels for HOUSEHOLD; prints the payloads, one per line."""
+    from backend.registry import labels
+
+    _check_writable(pdf)
+    with db.begin() as s:
+        issued = labels.issue_labels(s, community, household, count)
+        # written inside the transaction: a sheet that cannot be written issues nothing
+        if pdf is not None:
+            _write_pdf(pdf, _render_sheet(issued, f"{community} {household} labels"))
+    emit(
+        {"labels": [i.as_dict() for i in issued], "pdf": str(pdf) if pdf else None},
+        as_json,
+        [i.payload for i in issued],
+    )
+
+
+@labels_cli.command("list")
+@click.argument("community")
+@click.argument("household", required=False)
+@click.option("--all", "include_revoked", is_flag=True, help="Include revoked labels.")
+@click.option(
+    "--pdf",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write them as a printable A4 sheet (to reprint a lost sheet).",
+)
+@json_option
+def labels_list(community, household, include_revoked, pdf, as_json) -> None:
+    """List the labels of COMMUNITY (or one HOUSEHOLD): household, serial, payload."""
+    from backend.registry import labels
+
+    with db.begin() as s:
+        found = labels.household_labels(s, community, household, include_revoked)
+    if pdf is not None:
+        _write_pdf(pdf, _render_sheet(found, f"{community} labels"))
+    emit(
+        [i.as_dict() for i in found],
+        as_json,
+        [f"{i.household}\t{i.serial}\t{i.payload}" for i in found],
+    )
+
+
+def _check_writable(path: Path | None) -> None:
+    if path is not None and not path.parent.is_dir():
+        raise click.ClickException(f"cannot write {path}: no folder {path.parent}")
+
+
+def _render_sheet(issued: list, title: str) -> bytes:
+    from backend.registry import labels
+
+    with click.progressbar(length=len(issued), label="drawing labels", file=sys.stderr) as bar:
+        return labels.label_sheet_pdf(issued, title, progress=bar.update)
+
+
+def _write_pdf(path: Path, data: bytes) -> None:
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {path}: {exc.strerror}") from None
+
+
+@labels_cli.command("revoke")
+@click.argument("serial")
+@click.option(
+    "--reason", default="revoked by staff", show_default=True, help="Why (kept on the label)."
+)
+@json_option
+def labels_revoke(serial: str, reason: str, as_json: bool) -> None:
+    """Revoke label SERIAL: deposits with it are rejected from now on."""
+    from backend.registry import labels
+
+    with db.begin() as s:
+        label, changed = labels.revoke_label(s, serial, reason)
+        info = {
+            "serial": label.serial,
+            "revoked_at": label.revoked_at.isoformat(),
+            "reason": label.revoked_reason,
+            "changed": changed,
+        }
+    emit(
+        info,
+        as_json,
+        f"label {label.serial} {'revoked' if changed else 'was already revoked'}"
+        f" ({info['reason']})",
+    )

@@ -18,27 +18,12 @@ from dataclasses import dataclass
 from sqlalchemy import and_, bindparam, func, literal_column, select, update
 from sqlalchemy.engine import Connection
 
-from backend.models import (
-    Account,
-    Category,
-    Community,
-    DailyTotal,
-    Deposit,
-    Household,
-    Kiosk,
-    KioskDoor,
-    Label,
-    LedgerEntry,
-    PointsRule,
-)
-from backend.services import ledger, points
-from backend.services._sql import (
-    MAX_IN_PARAMS,
-    chunked,
-    in_list,
-    insert_ignore_for,
-    params,
-)
+from backend.core.sql import MAX_IN_PARAMS, chunked, in_list, insert_ignore_for, params
+from backend.deposits.models import Deposit
+from backend.ledger import points
+from backend.ledger import services as ledger
+from backend.ledger.models import Account, DailyTotal, LedgerEntry, PointsRule
+from backend.registry.models import Category, Community, Household, Kiosk, KioskDoor, Label
 
 DEPOSITS = Deposit.__table__
 LABELS = Label.__table__
