@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.handlers
 import os
 import sys
 import time
@@ -21,6 +22,9 @@ from kiosk import KioskError
 
 DEMO_KIOSK_FILE = "demo-kiosk.json"
 DEMO_LABELS_FILE = "demo-labels.txt"
+#: the simulator's log, in its state dir: the terminal is the resident's transcript
+SIM_LOG_FILE = "kiosk-sim.log"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 #: the --config every command but ``run`` and ``status`` requires (they take ``--sim`` instead)
 config_option = click.option(
     "--config",
@@ -30,13 +34,31 @@ config_option = click.option(
 )
 
 
+def _log_level(verbose: int, default: int) -> int:
+    return {0: default, 1: logging.INFO}.get(verbose, logging.DEBUG)
+
+
 def _setup_logging(verbose: int, default: int) -> None:
-    level = {0: default, 1: logging.INFO}.get(verbose, logging.DEBUG)
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logging.basicConfig(level=_log_level(verbose, default), stream=sys.stderr, format=LOG_FORMAT)
+
+
+def _setup_sim_logging(verbose: int, state_dir: Path) -> Path:
+    """Send the log, Python warnings too, to ``<state_dir>/kiosk-sim.log``; return its path.
+
+    Not stderr: in a terminal it would land between the screens the resident reads.
+    """
+    path = state_dir / SIM_LOG_FILE
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(
+            path, maxBytes=1_000_000, backupCount=1, encoding="utf-8"
+        )
+    except OSError as exc:
+        raise click.ClickException(f"cannot start: cannot write the log {path}: {exc}") from None
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logging.basicConfig(level=_log_level(verbose, logging.WARNING), handlers=[handler])
+    logging.captureWarnings(True)
+    return path
 
 
 def _load(config_path: str):
@@ -119,7 +141,8 @@ def _with_ui(config, ui_port: int | None):
     "-v",
     "--verbose",
     count=True,
-    help="More log output on stderr (-v info, -vv debug).",
+    help="More log output (-v info, -vv debug): on stderr, or in <state_dir>/kiosk-sim.log"
+    " for run --sim.",
 )
 @click.pass_context
 def main(ctx: click.Context, verbose: int) -> None:
@@ -184,7 +207,7 @@ def run(ctx, config_path, sim, script, real_time, state_dir, labels_path, ui_por
             raise click.ClickException(f"cannot start: {exc}") from None
         station.run()
         return
-    _setup_logging(verbose, logging.WARNING)
+    log_path = _setup_sim_logging(verbose, config.state_path)
     from kiosk.sim import build_sim_station, read_labels, run_interactive, run_script
 
     demo_labels = _instance_dir() / DEMO_LABELS_FILE
@@ -193,7 +216,8 @@ def run(ctx, config_path, sim, script, real_time, state_dir, labels_path, ui_por
     labels = read_labels(labels_path) if labels_path else []
     virtual = script is not None and not real_time
     click.echo(
-        f"kiosk {config.kiosk.name} (simulated) -> {config.backend.url}; state in {config.kiosk.state_dir}"
+        f"kiosk {config.kiosk.name} (simulated) -> {config.backend.url}; state in"
+        f" {config.kiosk.state_dir}; log in {log_path}"
     )
     try:
         station, screen = build_sim_station(config, virtual=virtual)

@@ -580,8 +580,8 @@ def run_interactive(
 
     def read_commands() -> None:
         print(
-            "kiosk simulator: type a label payload (or `label 1`), a bin, grams, 'close',"
-            " 'help' or 'quit'",
+            "kiosk simulator: scan a label (`label next`, or paste a payload), pick a bin, type"
+            " grams, 'close'; 'help' lists every command, 'quit' stops",
             file=out,
         )
         for line in inp:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import subprocess
+import sys
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -429,6 +431,35 @@ def test_run_sim_script_exit_status_follows_its_expectations(tmp_path, keys):
     assert failed.returncode == 1
     assert "FAILED at line 2: expected 'something else entirely'" in failed.stdout
     assert "never reached" not in failed.stdout  # the script stopped at the failure
+
+
+def test_run_sim_keeps_log_lines_out_of_the_transcript(tmp_path, keys):
+    config_path = write_config(tmp_path, keys)
+    script = tmp_path / "offline.txt"
+    script.write_text(f"{keys.label()}\npaper\ndrop 500\nclose\nwait 5\nexpect balance pending\n")
+    kiosk = Path(sys.executable).with_name("kiosk")
+    # stdout and stderr into one stream, as a terminal shows them
+    seen = subprocess.run(
+        [str(kiosk), "run", "--sim", "--config", str(config_path), "--script", str(script)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert seen.returncode == 0, seen.stdout
+    log_path = load_config(config_path).state_path / "kiosk-sim.log"
+    header, *transcript = seen.stdout.splitlines()
+    assert header.endswith(f"; log in {log_path}")
+    strays = [
+        line
+        for line in transcript
+        if not re.match(r"  \[[>+!X]\] |\s*\d+> |  ok: |  \(", line)  # screens, echo, notes
+    ]
+    assert not strays, f"not transcript: {strays}"
+    log = log_path.read_text()
+    assert "WARNING kiosk.sync: sync failed" in log and "backend unreachable" in log
 
 
 def test_run_sim_without_a_demo_file_says_what_to_do(tmp_path):
