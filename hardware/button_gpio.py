@@ -20,10 +20,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Hashable, Mapping
-from typing import Any
 
 from hardware import HardwareConfigError
-from hardware.clock import SYSTEM_CLOCK
+from hardware.clock import SYSTEM_CLOCK, Clock
 from hardware.gpio import Pins, resolve_pins
 
 log = logging.getLogger(__name__)
@@ -48,7 +47,7 @@ class GpioButton:
         debounce_s: float = DEFAULT_DEBOUNCE_S,
         name: str | None = None,
         pins: Pins | None = None,
-        clock: Any = None,
+        clock: Clock | None = None,
     ):
         if not debounce_s > 0:
             raise HardwareConfigError(f"button debounce_s must be > 0, not {debounce_s!r}")
@@ -171,7 +170,7 @@ def build_button_poller(
     active_low: bool = True,
     debounce_s: float = DEFAULT_DEBOUNCE_S,
     poll_s: float = DEFAULT_POLL_S,
-    clock: Any = None,
+    clock: Clock | None = None,
 ) -> ButtonPoller:
     """Return a poller over one button per ``key -> (pin, name)``; release all on a failure."""
     buttons: dict[Hashable, GpioButton] = {}

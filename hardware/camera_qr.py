@@ -27,6 +27,7 @@ from typing import Self
 import numpy as np
 
 from hardware import HardwareConfigError, ScannerFault
+from hardware.clock import Clock
 from hardware.decode import DEFAULT_DECODER, get_decoder, load_image, to_gray
 from hardware.payload_queue import PayloadQueue, QueuedScanner
 
@@ -166,7 +167,7 @@ class CameraQrReader(QueuedScanner):
         frame_queue: int = 2,
         queue_size: int = 16,
         reconnect_max_s: float = 5.0,
-        clock=None,
+        clock: Clock | None = None,
     ) -> None:
         if not isinstance(frame_queue, int) or not 1 <= frame_queue <= 32:
             raise HardwareConfigError(f"frame_queue: {frame_queue!r} must be 1..32")

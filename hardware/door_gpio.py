@@ -45,7 +45,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from hardware import DoorFault, HardwareConfigError
-from hardware.clock import SYSTEM_CLOCK, call_later
+from hardware.clock import SYSTEM_CLOCK, Clock, call_later
 from hardware.gpio import Pins, resolve_pins
 
 log = logging.getLogger("hardware.door")
@@ -83,7 +83,7 @@ class GpioDoor:
         poll_s: float = 0.01,
         name: str | None = None,
         pins: Pins | None = None,
-        clock: Any = None,
+        clock: Clock | None = None,
     ):
         if kind not in KINDS:
             raise HardwareConfigError(f"door kind {kind!r} must be one of {', '.join(KINDS)}")

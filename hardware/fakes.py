@@ -2,14 +2,15 @@
 
 Each fake behaves like the real part at the level the kiosk sees it (a scale
 that swings while a bag lands, a door that jams, a scanner that gets
-unplugged) and takes an injectable clock:
+unplugged) and takes an injectable clock (``hardware.clock``):
 
-* ``RealClock`` (the default): wall and monotonic time, real sleeps; the
-  handles may be driven from another thread (the terminal simulator).
-* ``FakeClock``: virtual time that only moves when something sleeps or waits,
-  so a scripted session replays identically and instantly.  ``schedule()``
-  runs a callback at a virtual time ("the resident closes the door 3 s
-  later"); a fake waiting on a condition steps through those callbacks.
+* ``SYSTEM_CLOCK`` (the default): real time and real sleeps; the handles may
+  be driven from another thread (the terminal simulator).
+* ``FakeClock`` (a ``VirtualClock``): virtual time that only moves when
+  something sleeps or waits, so a scripted session replays identically and
+  instantly.  ``schedule()`` runs a callback at a virtual time ("the resident
+  closes the door 3 s later"); a fake waiting on a condition steps through
+  those callbacks.
 
 Registry names (``hardware.registry``): ``fake`` for every kind, ``none`` for
 the indicator.  Every constructor keyword that is a plain value is also a
@@ -18,141 +19,32 @@ config option of the ``fake`` driver.
 
 from __future__ import annotations
 
-import datetime as dt
-import heapq
-import itertools
 import random
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from fractions import Fraction
 
 from hardware import DoorFault, HardwareConfigError, ScaleFault, ScannerFault
+from hardware.clock import DEFAULT_WALL_START_S, SYSTEM_CLOCK, Clock, VirtualClock, wait_for
 from hardware.interfaces import WeightSample
 from hardware.loadcell import parse_counts_per_g
 
-# -- clocks -------------------------------------------------------------------
+# -- clock --------------------------------------------------------------------
 
 
-class RealClock:
-    """Wall-clock time and real sleeps, with the FakeClock interface."""
+class FakeClock(VirtualClock):
+    """A ``VirtualClock`` that reads wall time ``start`` at monotonic ``monotonic_start``."""
 
-    def now(self) -> float:
-        """Return Unix time in seconds."""
-        return time.time()
-
-    def utcnow(self) -> dt.datetime:
-        """Return the current time as an aware UTC datetime."""
-        return dt.datetime.fromtimestamp(self.now(), dt.UTC)
-
-    def monotonic(self) -> float:
-        """Return monotonic seconds (time.monotonic)."""
-        return time.monotonic()
-
-    def sleep(self, seconds: float) -> None:
-        """Sleep for real."""
-        if seconds > 0:
-            time.sleep(seconds)
-
-    def wait_for(
-        self, predicate: Callable[[], bool], timeout_s: float, cond: threading.Condition
-    ) -> bool:
-        """Block until ``predicate()`` holds (checked under ``cond``) or timeout; return it."""
-        with cond:
-            return bool(cond.wait_for(predicate, timeout=max(0.0, timeout_s)))
-
-
-class FakeClock:
-    """Virtual time for deterministic tests: ``sleep`` and ``advance`` move it.
-
-    Callbacks registered with ``schedule``/``call_at`` run, in time order,
-    when virtual time passes their due time.  Thread-safe, but meant to be
-    driven from one thread.
-    """
-
-    def __init__(self, start: float = 1_750_000_000.0, monotonic_start: float = 1_000.0):
-        self._offset = start - monotonic_start
-        self._mono = float(monotonic_start)
-        self._lock = threading.RLock()
-        self._events: list[tuple[float, int, Callable[[], object]]] = []
-        self._seq = itertools.count()
-
-    def now(self) -> float:
-        """Return virtual Unix time in seconds."""
-        with self._lock:
-            return self._mono + self._offset
-
-    def utcnow(self) -> dt.datetime:
-        """Return virtual time as an aware UTC datetime."""
-        return dt.datetime.fromtimestamp(self.now(), dt.UTC)
-
-    def monotonic(self) -> float:
-        """Return virtual monotonic seconds."""
-        with self._lock:
-            return self._mono
-
-    def schedule(self, delay_s: float, callback: Callable[[], object]) -> None:
-        """Run ``callback`` once virtual time has advanced ``delay_s`` from now."""
-        self.call_at(self.monotonic() + max(0.0, delay_s), callback)
-
-    def call_at(self, at_s: float, callback: Callable[[], object]) -> None:
-        """Run ``callback`` when virtual monotonic time reaches ``at_s``."""
-        with self._lock:
-            heapq.heappush(self._events, (float(at_s), next(self._seq), callback))
-
-    def next_event_s(self) -> float | None:
-        """Return the monotonic time of the next scheduled callback, if any."""
-        with self._lock:
-            return self._events[0][0] if self._events else None
-
-    def advance(self, seconds: float) -> None:
-        """Move virtual time forward, running every callback that falls due."""
-        if seconds < 0:
-            raise ValueError("time cannot go backwards")
-        self.advance_to(self.monotonic() + seconds)
-
-    def advance_to(self, target_s: float) -> None:
-        """Move virtual monotonic time to ``target_s``, running due callbacks in order."""
-        while True:
-            with self._lock:
-                if not self._events or self._events[0][0] > target_s:
-                    self._mono = max(self._mono, target_s)
-                    return
-                at_s, _, callback = heapq.heappop(self._events)
-                self._mono = max(self._mono, at_s)
-            callback()  # outside the lock: a callback may schedule more
-
-    def sleep(self, seconds: float) -> None:
-        """Advance virtual time instead of sleeping."""
-        self.advance(max(0.0, seconds))
-
-    def wait_for(
-        self,
-        predicate: Callable[[], bool],
-        timeout_s: float,
-        cond: threading.Condition | None = None,
-    ) -> bool:
-        """Step virtual time through scheduled callbacks until ``predicate()`` or timeout."""
-        deadline = self.monotonic() + max(0.0, timeout_s)
-        while not predicate():
-            due = self.next_event_s()
-            if due is None or due > deadline:
-                self.advance_to(deadline)
-                return bool(predicate())
-            self.advance_to(due)
-        return True
-
-
-Clock = RealClock | FakeClock
-REAL_CLOCK = RealClock()
+    def __init__(self, start: float = DEFAULT_WALL_START_S, monotonic_start: float = 1_000.0):
+        super().__init__(monotonic_start, wall_start_s=start)
 
 
 class _Fake:
     """Shared plumbing: the clock and a condition that handles notify."""
 
     def __init__(self, clock: Clock | None):
-        self.clock = clock if clock is not None else REAL_CLOCK
+        self.clock = clock if clock is not None else SYSTEM_CLOCK
         self._cond = threading.Condition(threading.RLock())
 
     def _changed(self) -> None:
@@ -160,7 +52,7 @@ class _Fake:
             self._cond.notify_all()
 
     def _wait_for(self, predicate: Callable[[], bool], timeout_s: float) -> bool:
-        return self.clock.wait_for(predicate, timeout_s, self._cond)
+        return wait_for(self.clock, predicate, timeout_s, self._cond)
 
 
 # -- scanner ------------------------------------------------------------------
@@ -402,12 +294,15 @@ class FakeScale(_Fake):
 
 
 class FakeDoor(_Fake):
-    """A bin door with a fail-secure lock and a closed sensor.
+    """A bin door with a fail-secure lock and a closed sensor, on the real door's contract.
 
     The resident moves it with ``open_by_hand()``/``close_by_hand()`` (an open
-    attempt on a locked door fails).  ``block()`` jams the bolt so ``lock()``
-    fails after ``lock_retries`` attempts; ``fail_unlock()`` makes ``unlock()``
-    fail.  ``history`` keeps every command with its monotonic time.
+    attempt on a locked door fails).  ``lock()`` does what ``GpioDoor.lock()``
+    does: the bolt goes out at once, then it waits up to ``close_timeout_s`` for
+    the closed sensor and raises DoorFault if the door stays open (bolt out, door
+    not shut).  ``block()`` jams the bolt so ``lock()`` fails after
+    ``lock_retries`` attempts; ``fail_unlock()`` makes ``unlock()`` fail.
+    ``history`` keeps every command with its monotonic time.
     """
 
     def __init__(
@@ -415,14 +310,18 @@ class FakeDoor(_Fake):
         *,
         lock_retries: int = 3,
         actuate_s: float = 0.05,
+        close_timeout_s: float = 10.0,
         start_open: bool = False,
         clock: Clock | None = None,
     ):
         super().__init__(clock)
-        if lock_retries < 1 or actuate_s < 0:
-            raise HardwareConfigError("fake door: lock_retries >= 1, actuate_s >= 0")
+        if lock_retries < 1 or actuate_s < 0 or not close_timeout_s > 0:
+            raise HardwareConfigError(
+                "fake door: lock_retries >= 1, actuate_s >= 0, close_timeout_s > 0"
+            )
         self.lock_retries = lock_retries
         self.actuate_s = actuate_s
+        self.close_timeout_s = close_timeout_s
         self._locked = True  # fail-secure from construction
         self._closed_sensor = not start_open
         self._blocked = False
@@ -500,7 +399,18 @@ class FakeDoor(_Fake):
             self._cond.notify_all()
 
     def lock(self) -> None:
-        """Engage the bolt, retrying a jam ``lock_retries`` times, then raise DoorFault."""
+        """Engage the bolt, then wait for the closed sensor; DoorFault on a jam or an open door."""
+        self._engage_bolt()
+        if not self._wait_for(lambda: self._closed_sensor, self.close_timeout_s):
+            self._log("close_timeout")
+            # as GpioDoor: the bolt stays out, so the door latches when the resident shuts it
+            raise DoorFault(
+                f"door still open {self.close_timeout_s:g} s after lock "
+                "(the bolt is out; the door is not shut)"
+            )
+
+    def _engage_bolt(self) -> None:
+        """Throw the bolt, retrying a jam ``lock_retries`` times, then raise DoorFault."""
         for attempt in range(1, self.lock_retries + 1):
             self._log("lock" if attempt == 1 else "lock_retry")
             self.clock.sleep(self.actuate_s)
@@ -541,7 +451,7 @@ class FakeIndicator:
     """Records every state shown and every beep, for tests to assert on."""
 
     def __init__(self, *, clock: Clock | None = None):
-        self.clock = clock if clock is not None else REAL_CLOCK
+        self.clock = clock if clock is not None else SYSTEM_CLOCK
         self.state = "off"
         self.states: list[str] = []
         self.beeps: list[str] = []

@@ -23,10 +23,9 @@ from __future__ import annotations
 import statistics
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
 
 from hardware import HardwareConfigError, ScaleFault
-from hardware.clock import SYSTEM_CLOCK, perf_counter_ns
+from hardware.clock import SYSTEM_CLOCK, Clock, perf_counter_ns
 from hardware.gpio import Pins
 
 MAX_HIGH_NS = 60_000
@@ -83,7 +82,7 @@ class HX711:
         max_attempts: int | None = None,
         ready_timeout_s: float | None = None,
         poll_s: float = 0.001,
-        clock: Any = None,
+        clock: Clock | None = None,
     ):
         if gain not in GAIN_PULSES:
             raise HardwareConfigError(

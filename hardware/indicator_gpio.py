@@ -13,10 +13,9 @@ a new beep cancels the rest of the previous pattern.
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 from hardware import HardwareConfigError
-from hardware.clock import SYSTEM_CLOCK, call_later
+from hardware.clock import SYSTEM_CLOCK, Clock, call_later
 from hardware.gpio import Pins, resolve_pins
 
 #: state -> (green, red)
@@ -47,7 +46,7 @@ class GpioIndicator:
         buzzer_pin: int | None = None,
         active_low: bool = False,
         pins: Pins | None = None,
-        clock: Any = None,
+        clock: Clock | None = None,
     ):
         self.pins = resolve_pins(gpio, pins)
         self.clock = clock if clock is not None else SYSTEM_CLOCK

@@ -29,7 +29,7 @@ from fractions import Fraction
 from typing import Any
 
 from hardware import HardwareConfigError, ScaleFault
-from hardware.clock import SYSTEM_CLOCK
+from hardware.clock import SYSTEM_CLOCK, Clock
 from hardware.gpio import Pins, resolve_pins
 from hardware.hx711 import HX711
 from hardware.interfaces import WeightSample
@@ -77,7 +77,7 @@ class HX711Scale:
         outlier_g: int = 2_000,
         ready_timeout_s: float | None = None,
         pins: Pins | None = None,
-        clock: Any = None,
+        clock: Clock | None = None,
     ):
         if not isinstance(offset_counts, int) or isinstance(offset_counts, bool):
             raise HardwareConfigError(f"offset_counts {offset_counts!r} must be an integer")

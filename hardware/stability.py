@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import statistics
 from collections import deque
-from typing import Any
 
 from hardware import HardwareConfigError, ScaleFault
-from hardware.clock import SYSTEM_CLOCK
+from hardware.clock import SYSTEM_CLOCK, Clock
 from hardware.interfaces import Scale, WeightSample
 
 
@@ -102,7 +101,7 @@ def wait_stable(
     timeout_s: float,
     band_g: int = 10,
     window_s: float = 1.0,
-    clock: Any = None,
+    clock: Clock | None = None,
     *,
     detector: StabilityDetector | None = None,
     read_timeout_s: float = 5.0,

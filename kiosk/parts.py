@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from hardware.fakes import REAL_CLOCK
+from hardware.clock import SYSTEM_CLOCK
 from kiosk.config import KioskConfig, build_driver
 from kiosk.doors import DoorLocker
 from kiosk.flow import DoorSlot, FlowSettings
@@ -47,7 +47,7 @@ class Hardware:
                 log.exception("closing %r failed", part)
 
 
-def build_hardware(config: KioskConfig, clock=REAL_CLOCK) -> Hardware:
+def build_hardware(config: KioskConfig, clock=SYSTEM_CLOCK) -> Hardware:
     """Construct the scanner, scales, doors and indicator the config names."""
     runtime = {"clock": clock}
     scales: dict[str, Any] = {}

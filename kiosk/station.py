@@ -37,7 +37,7 @@ import time
 
 from statemachine.exceptions import TransitionNotAllowed
 
-from hardware.fakes import REAL_CLOCK
+from hardware.clock import SYSTEM_CLOCK
 from kiosk.config import KioskConfig
 from kiosk.crash import CRASH_ENV, CrashHook, CrashingClient
 from kiosk.doors import DoorLocker
@@ -97,8 +97,8 @@ class Station:
         self,
         config: KioskConfig,
         *,
-        clock=REAL_CLOCK,
-        wall_clock=REAL_CLOCK,
+        clock=SYSTEM_CLOCK,
+        wall_clock=SYSTEM_CLOCK,
         threaded: bool = True,
         hardware: Hardware | None = None,
         journal: Journal | None = None,

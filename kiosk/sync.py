@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from hardware.fakes import REAL_CLOCK
+from hardware.clock import SYSTEM_CLOCK
 from kiosk import BackendAuthError, BackendRejected, BackendUnavailable, SyncError
 from kiosk.journal import Journal, JournalDeposit
 from protocol.signing import MAX_SKEW_S, signed_headers
@@ -76,7 +76,7 @@ class BackendClient:
         self._secret = secret
         self.timeout_s = timeout_s
         self.session = session or requests.Session()
-        self.clock = clock or REAL_CLOCK
+        self.clock = clock or SYSTEM_CLOCK
 
     def post_deposits(self, items: list[dict], timeout_s: float | None = None) -> list[dict]:
         """Upload 1-500 deposits; return the backend's results in the same order."""
@@ -257,10 +257,10 @@ class Syncer:
         self.interval_s = interval_s
         self.config_refresh_s = config_refresh_s
         self.max_batches = max_batches
-        self.clock = clock or REAL_CLOCK
+        self.clock = clock or SYSTEM_CLOCK
         # the journal's sync stamps are read by people (`kiosk status`) and other processes,
         # so they are wall-clock times even when ``clock`` is virtual (a scripted simulator)
-        self.wall_clock = wall_clock or REAL_CLOCK
+        self.wall_clock = wall_clock or SYSTEM_CLOCK
         self.rng = rng or random.Random()
         self.failures = 0
         self._held_in_pass = 0

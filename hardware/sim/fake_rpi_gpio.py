@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hardware.clock import SYSTEM_CLOCK, perf_counter_ns
+from hardware.clock import SYSTEM_CLOCK, Clock, perf_counter_ns
 
 # RPi.GPIO's own values, so code that logs or compares them behaves the same
 BOARD, BCM = 10, 11
@@ -61,7 +61,7 @@ class FakeGPIO:
     RISING, FALLING, BOTH = RISING, FALLING, BOTH
     VERSION, RPI_INFO = VERSION, RPI_INFO
 
-    def __init__(self, clock: Any = None):
+    def __init__(self, clock: Clock | None = None):
         self.clock = clock if clock is not None else SYSTEM_CLOCK
         self._mode: int | None = None
         self._warnings = True
@@ -357,7 +357,7 @@ def board() -> FakeGPIO:
     return _board
 
 
-def reset(clock: Any = None) -> FakeGPIO:
+def reset(clock: Clock | None = None) -> FakeGPIO:
     """Replace the module's header with a fresh one on ``clock``; return it."""
     global _board
     _board = FakeGPIO(clock)

@@ -31,7 +31,7 @@ from collections import deque
 from fractions import Fraction
 from typing import Any
 
-from hardware.clock import perf_counter_ns
+from hardware.clock import Clock, perf_counter_ns
 
 POWER_DOWN_NS = 60_000
 SELECTION_BY_PULSES = {25: ("A", 128), 26: ("B", 32), 27: ("A", 64)}
@@ -84,7 +84,7 @@ class HX711Model:
         self._rng = random.Random(seed)
         self._spikes: deque[int] = deque()
         self._overruns: deque[int] = deque()
-        self.clock: Any = None
+        self.clock: Clock | None = None
         self.board: Any = None
         # chip state
         self.selection = ("A", 128)

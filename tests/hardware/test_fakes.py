@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import threading
+from pathlib import Path
 
 import pytest
 
 from hardware import DoorFault, HardwareConfigError, ScaleFault, ScannerFault
+from hardware.clock import Clock, SystemClock, VirtualClock, WallClock
 from hardware.fakes import (
     FakeClock,
     FakeDoor,
@@ -14,7 +17,6 @@ from hardware.fakes import (
     FakeQrReader,
     FakeScale,
     NullIndicator,
-    RealClock,
 )
 from hardware.interfaces import Door, Indicator, QrReader, Scale
 from hardware.registry import DRIVERS, build, driver_class
@@ -60,6 +62,24 @@ def test_fake_clock_wait_for_stops_at_the_event_that_satisfies_it():
     start = clock.monotonic()
     assert not clock.wait_for(lambda: False, 1.5)
     assert clock.monotonic() - start == 1.5
+
+
+def test_one_clock_family_real_and_virtual_clocks_fit_both_protocols():
+    assert issubclass(FakeClock, VirtualClock)
+    for clock in (SystemClock(), VirtualClock(), FakeClock()):
+        assert isinstance(clock, Clock) and isinstance(clock, WallClock)
+
+
+def test_the_kiosk_takes_no_clock_from_the_fakes():
+    """Production code runs on hardware.clock; only the simulator builds on the fakes."""
+    root = Path(__file__).resolve().parents[2]
+    importers = {
+        path.relative_to(root).as_posix()
+        for folder in ("kiosk", "hardware")
+        for path in (root / folder).rglob("*.py")
+        if re.search(r"^\s*from hardware\.fakes import", path.read_text(), flags=re.M)
+    }
+    assert importers == {"kiosk/sim.py"}
 
 
 # -- scanner --------------------------------------------------------------------
@@ -111,7 +131,7 @@ def test_fake_scanner_buffer_is_bounded():
 
 
 def test_fake_scanner_wakes_a_reader_blocked_on_the_real_clock():
-    reader = FakeQrReader(clock=RealClock())
+    reader = FakeQrReader(clock=SystemClock())
     timer = threading.Timer(0.05, reader.present, args=("from another thread",))
     timer.start()
     try:
@@ -266,6 +286,47 @@ def test_fake_door_left_open_times_out():
     start = clock.monotonic()
     assert door.wait_closed(True, 30.0) is False
     assert clock.monotonic() - start == 30.0
+
+
+def test_fake_door_lock_waits_for_the_closed_sensor_as_a_gpio_door_does():
+    clock = FakeClock()
+    door = FakeDoor(close_timeout_s=10.0, clock=clock)
+    door.unlock()
+    door.open_by_hand()
+    clock.schedule(3.0, door.close_by_hand)  # the resident shuts it while lock() waits
+    start = clock.monotonic()
+    door.lock()
+    assert clock.monotonic() - start == pytest.approx(3.0)
+    assert door.locked and door.is_closed()
+    assert door.commands() == ["unlock", "opened", "lock", "closed"]
+
+
+def test_fake_door_lock_of_a_door_left_open_fails_after_its_timeout_with_the_bolt_out():
+    clock = FakeClock()
+    door = FakeDoor(close_timeout_s=4.0, clock=clock)
+    door.unlock()
+    door.open_by_hand()
+    start = clock.monotonic()
+    with pytest.raises(DoorFault, match="still open 4 s after lock"):
+        door.lock()
+    assert clock.monotonic() - start == pytest.approx(4.0 + door.actuate_s)
+    assert door.locked and not door.is_closed()  # fail-secure: it latches once shut
+    assert door.commands()[-2:] == ["lock", "close_timeout"]
+    door.close_by_hand()
+    assert door.open_by_hand() is False
+
+
+def test_fake_door_lock_has_the_gpio_doors_close_timeout_keyword_and_default():
+    import inspect
+
+    from hardware.door_gpio import GpioDoor
+
+    def default(cls):
+        return inspect.signature(cls).parameters["close_timeout_s"].default
+
+    assert default(FakeDoor) == default(GpioDoor) == 10.0
+    with pytest.raises(HardwareConfigError):
+        FakeDoor(close_timeout_s=0, clock=FakeClock())
 
 
 def test_fake_door_jam_fails_lock_after_the_configured_retries():
