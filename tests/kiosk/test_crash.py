@@ -105,7 +105,10 @@ def run_kiosk(
     if crash_at:
         env["SORTPOINT_KIOSK_CRASH_AT"] = crash_at
     kiosk = Path(sys.executable).with_name("kiosk")
-    return subprocess.run(
+    # the simulator logs to <state_dir>/kiosk-sim.log, not stderr: keep this run's part of it
+    log_file = tmp_path / "state" / "kiosk-sim.log"
+    logged_before = log_file.stat().st_size if log_file.exists() else 0
+    result = subprocess.run(
         [
             str(kiosk),
             "-v",
@@ -123,6 +126,8 @@ def run_kiosk(
         timeout=120,
         check=False,
     )
+    result.log = log_file.read_bytes()[logged_before:].decode() if log_file.exists() else ""
+    return result
 
 
 def backend_state(world) -> tuple[dict[str, int], int, int]:
@@ -164,14 +169,14 @@ def test_sigkill_at_each_state_loses_and_duplicates_nothing(
     label = world.labels["H001"][0]
     crashed = run_kiosk(tmp_path, config, SESSION.format(label=label, grams=GRAMS), crash_at)
     assert crashed.returncode == -9, crashed.stdout + crashed.stderr
-    assert "crash hook: SIGKILL at" in crashed.stderr
+    assert "crash hook: SIGKILL at" in crashed.log
     restarted = run_kiosk(tmp_path, config, RESTART, None)
     assert restarted.returncode == 0, restarted.stdout + restarted.stderr
     rows = assert_exactly_once(tmp_path, world, expected)
     if crash_at == "upload":  # the lost answer: sent again, answered duplicate, credited once
         assert [r.sync_status for r in rows] == ["duplicate"]
     if crash_at in ("door_open", "weighing_after"):
-        assert "recovered deposit" in restarted.stderr
+        assert "recovered deposit" in restarted.log
 
 
 @pytest.mark.slow
