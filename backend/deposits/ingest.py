@@ -186,8 +186,16 @@ def content_hash(item: DepositIn) -> str:
 
 
 def _utc_text(at: dt.datetime) -> str:
-    """``at`` in UTC as ``strftime("%Y-%m-%dT%H:%M:%S.%fZ")`` spells it (stored hashes use it)."""
-    at = at.astimezone(dt.UTC)
+    """``at`` in UTC as ``strftime("%Y-%m-%dT%H:%M:%S.%fZ")`` spells it (stored hashes use it).
+
+    Total over what the schema accepts: a local time whose UTC falls outside
+    datetime's years 1..9999 (``0001-01-01T00:00:00+01:00``) is spelled too,
+    so such an item reaches the checks and is rejected there, alone.
+    """
+    try:
+        at = at.astimezone(dt.UTC)
+    except OverflowError:
+        return _utc_text_out_of_range(at)
     if at.year < 1000:  # strftime's %Y pads these, or not, by platform
         return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     # the same text in a quarter of strftime's time
@@ -195,6 +203,19 @@ def _utc_text(at: dt.datetime) -> str:
         f"{at.year}-{at.month:02}-{at.day:02}"
         f"T{at.hour:02}:{at.minute:02}:{at.second:02}.{at.microsecond:06}Z"
     )
+
+
+def _utc_text_out_of_range(at: dt.datetime) -> str:
+    """``at`` in UTC when that is 0000-12-31 (east of UTC on 0001-01-01) or 10000-01-01."""
+    offset = at.utcoffset()
+    local = at.replace(tzinfo=None)
+    if offset > dt.timedelta(0):
+        # the UTC day before 0001-01-01: local + (1 day - offset) stays on that first day
+        day, clock = "0000-12-31", local + (dt.timedelta(days=1) - offset)
+    else:
+        # the UTC day after 9999-12-31: local - (offset + 1 day) stays on that last day
+        day, clock = "10000-01-01", local - (offset + dt.timedelta(days=1))
+    return f"{day}T{clock:%H:%M:%S}.{clock.microsecond:06}Z"
 
 
 def rules_until(now: dt.datetime, limits: Limits) -> dt.datetime:
