@@ -5,9 +5,11 @@ from __future__ import annotations
 import click
 
 from backend.core.cli import SortpointGroup, emit, json_option
-from backend.core.db import db
 
-db_cli = SortpointGroup("db", help="Create and migrate the database (Alembic).")
+# the only group whose commands run on a database without sortpoint's tables: they make them
+db_cli = SortpointGroup(
+    "db", help="Create and migrate the database (Alembic).", needs_database=False
+)
 
 
 @db_cli.command("upgrade")
@@ -17,13 +19,11 @@ def db_upgrade(revision: str, as_json: bool) -> None:
     """Create or migrate the database to the newest schema."""
     from backend import migrations
 
-    before = migrations.current_revision(db.engine)
-    migrations.upgrade(db.engine, revision)
-    after = migrations.current_revision(db.engine)
+    out = migrations.upgrade_database(revision)
     emit(
-        {"from": before, "to": after, "head": migrations.head_revision(), "url": _safe_url()},
+        out,
         as_json,
-        f"database {_safe_url()} at revision {after} (was {before or 'empty'})",
+        f"database {out['url']} at revision {out['to']} (was {out['from'] or 'empty'})",
     )
 
 
@@ -33,12 +33,8 @@ def db_current(as_json: bool) -> None:
     """Show the database's schema revision and the newest one."""
     from backend import migrations
 
-    current, head = migrations.current_revision(db.engine), migrations.head_revision()
-    emit(
-        {"current": current, "head": head, "up_to_date": current == head, "url": _safe_url()},
-        as_json,
-        f"{_safe_url()}: revision {current or 'none'} (head {head})",
-    )
+    out = migrations.database_revision()
+    emit(out, as_json, f"{out['url']}: revision {out['current'] or 'none'} (head {out['head']})")
 
 
 @db_cli.command("downgrade")
@@ -50,10 +46,4 @@ def db_downgrade(revision: str, yes: bool) -> None:
 
     if not yes:
         raise click.ClickException("a downgrade drops data; add --yes if you mean it")
-    migrations.downgrade(db.engine, revision)
-    click.echo(f"database at revision {migrations.current_revision(db.engine) or 'base'}")
-
-
-def _safe_url() -> str:
-    assert db.engine is not None
-    return db.engine.url.render_as_string(hide_password=True)
+    click.echo(f"database at revision {migrations.downgrade_database(revision) or 'base'}")

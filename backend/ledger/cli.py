@@ -8,7 +8,7 @@ import sys
 import click
 
 from backend.core.cli import SortpointGroup, aware_datetime, emit, json_option
-from backend.core.db import db
+from backend.ledger import use_cases
 
 ledger_cli = SortpointGroup("ledger", help="Check and show the points ledger.")
 
@@ -17,10 +17,7 @@ ledger_cli = SortpointGroup("ledger", help="Check and show the points ledger.")
 @json_option
 def ledger_verify(as_json: bool) -> None:
     """Recompute every balance from the entries; exit 1 on any mismatch."""
-    from backend.ledger import services as ledger
-
-    with db.read() as s:  # one snapshot; deposits keep flowing meanwhile
-        found = ledger.verify(s)
+    found = use_cases.verify_ledger()
     mismatches = [_plain(m) for m in found]
     lines = [f"MISMATCH {m.describe() if hasattr(m, 'describe') else m}" for m in found]
     emit(
@@ -57,10 +54,7 @@ def _plain(value) -> dict:
 @json_option
 def ledger_show(household: str, community: str | None, limit: int, as_json: bool) -> None:
     """Show HOUSEHOLD's balance and latest ledger entries."""
-    from backend.ledger import statements
-
-    with db.read() as s:
-        info = statements.household_statement(s, household, community, limit)
+    info = use_cases.household_statement(household, community, limit)
     lines = [
         f"{info['community']}/{info['household']}: balance {info['balance']} points "
         f"({info['entry_count']} entries)"
@@ -109,11 +103,7 @@ rules_cli = SortpointGroup("rules", help="Set and list versioned points rules.")
 @json_option
 def rules_set(community, category, points_per_kg, min_g, daily_cap, effective_at, as_json) -> None:
     """Append a new version of COMMUNITY's points rule for a category."""
-    from backend.ledger import rules
-
-    with db.begin() as s:
-        rule = rules.set_rule(s, community, category, points_per_kg, min_g, daily_cap, effective_at)
-        info = rules.rule_info(rule, category)
+    info = use_cases.set_rule(community, category, points_per_kg, min_g, daily_cap, effective_at)
     cap = info["daily_cap"] if info["daily_cap"] is not None else "none"
     emit(
         info,
@@ -129,10 +119,7 @@ def rules_set(community, category, points_per_kg, min_g, daily_cap, effective_at
 @json_option
 def rules_list(community: str, category: str | None, as_json: bool) -> None:
     """List every version of COMMUNITY's points rules (* = in force now)."""
-    from backend.ledger import rules
-
-    with db.read() as s:
-        table = rules.rules_table(s, community, category)
+    table = use_cases.rules_table(community, category)
     lines = [
         f"{'*' if r['current'] else ' '} {r['category']:<10} v{r['version']:<3} "
         f"{r['points_per_kg']:>6} pts/kg  min {r['min_net_g']:>5} g  "

@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 
 from backend.core.cli import SortpointGroup, emit, json_option
-from backend.core.db import db
+from backend.registry import use_cases
+from backend.registry.services import parse_household_csv
 
 # ------------------------------------------------------------------ community
 
@@ -34,11 +35,7 @@ community_cli = SortpointGroup("community", help="Create and list communities.")
 @json_option
 def community_create(slug, name, timezone, categories, as_json) -> None:
     """Create community SLUG with its label-signing key and categories."""
-    from backend.registry import services as registry
-
-    with db.begin() as s:
-        community = registry.create_community(s, slug, name, timezone, categories)
-        info = _community_info(s, community)
+    info = use_cases.create_community(slug, name, timezone, categories)
     emit(
         info,
         as_json,
@@ -55,10 +52,7 @@ def community_create(slug, name, timezone, categories, as_json) -> None:
 @json_option
 def community_list(as_json: bool) -> None:
     """List communities with their time zones and categories."""
-    from backend.registry import services as registry
-
-    with db.read() as s:
-        infos = [_community_info(s, c) for c in registry.list_communities(s)]
+    infos = use_cases.list_communities()
     emit(
         infos,
         as_json,
@@ -72,26 +66,8 @@ def community_list(as_json: bool) -> None:
 @json_option
 def community_set_timezone(slug: str, timezone: str, as_json: bool) -> None:
     """Change the IANA time zone of community SLUG."""
-    from backend.registry import services as registry
-
-    with db.begin() as s:
-        info = _community_info(s, registry.set_timezone(s, slug, timezone))
+    info = use_cases.set_timezone(slug, timezone)
     emit(info, as_json, f"community {slug} now uses {timezone}")
-
-
-def _community_info(session, community) -> dict:
-    from backend.registry import services as registry
-
-    return {
-        "slug": community.slug,
-        "name": community.name,
-        "timezone": community.timezone,
-        "label_public_key": community.label_public_key,
-        "categories": [
-            {"code": c.code, "name": c.name, "max_plausible_g": c.max_plausible_g}
-            for c in registry.list_categories(session, community)
-        ],
-    }
 
 
 # ------------------------------------------------------- building / household
@@ -106,11 +82,7 @@ building_cli = SortpointGroup("building", help="Add buildings (staff grid cells)
 @json_option
 def building_add(community: str, code: str, name: str, as_json: bool) -> None:
     """Add building CODE to COMMUNITY."""
-    from backend.registry import services as registry
-
-    with db.begin() as s:
-        building = registry.add_building(s, community, code, name)
-        info = {"community": community, "code": building.code, "name": building.name}
+    info = use_cases.add_building(community, code, name)
     emit(info, as_json, f"building {code} added to {community}")
 
 
@@ -125,17 +97,7 @@ household_cli = SortpointGroup("household", help="Register households.")
 @json_option
 def household_add(community: str, code: str, building: str, unit: str, as_json: bool) -> None:
     """Register household CODE in COMMUNITY (its points account starts at 0)."""
-    from backend.registry import services as registry
-
-    with db.begin() as s:
-        household = registry.add_household(s, community, code, building, unit)
-        info = {
-            "community": community,
-            "code": household.code,
-            "building": building,
-            "unit": household.unit,
-            "balance": 0,
-        }
+    info = use_cases.add_household(community, code, building, unit)
     emit(info, as_json, f"household {code} added to {community} (building {building})")
 
 
@@ -149,18 +111,15 @@ def household_import(community: str, file: Path, as_json: bool) -> None:
     All rows are added or none: a bad row stops the import and is named by
     its line number.
     """
-    from backend.registry import services as registry
-
     try:
         text = file.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise click.ClickException(
             f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})"
         ) from None
-    rows = registry.parse_household_csv(text)
+    rows = parse_household_csv(text)  # the command's input, checked before any database work
     with click.progressbar(length=len(rows), label="importing households", file=sys.stderr) as bar:
-        with db.begin() as s:
-            added = registry.import_households(s, community, rows, progress=bar.update)
+        added = use_cases.import_households(community, rows, progress=bar.update)
     emit(
         {"community": community, "imported": added},
         as_json,
@@ -187,12 +146,7 @@ kiosk_cli = SortpointGroup("kiosk", help="Register, disable and list kiosks.")
 @json_option
 def kiosk_register(community: str, name: str, doors: tuple[str, ...], as_json: bool) -> None:
     """Register kiosk NAME in COMMUNITY; prints its id and secret."""
-    from backend.registry import services as registry
-
-    with db.begin() as s:
-        info = registry.kiosk_info(
-            s, registry.register_kiosk(s, community, name, doors), with_secret=True
-        )
+    info = use_cases.register_kiosk(community, name, doors)
     emit(
         info,
         as_json,
@@ -211,11 +165,8 @@ def kiosk_register(community: str, name: str, doors: tuple[str, ...], as_json: b
 @json_option
 def kiosk_disable(kiosk_id: str, as_json: bool) -> None:
     """Disable KIOSK_ID: its requests are refused from now on."""
-    from backend.registry import services as registry
-
-    with db.begin() as s:
-        kiosk, changed = registry.disable_kiosk(s, kiosk_id)
-        info = registry.kiosk_info(s, kiosk) | {"changed": changed}
+    info = use_cases.disable_kiosk(kiosk_id)
+    changed = info["changed"]
     emit(info, as_json, f"kiosk {kiosk_id} {'disabled' if changed else 'was already disabled'}")
 
 
@@ -224,10 +175,7 @@ def kiosk_disable(kiosk_id: str, as_json: bool) -> None:
 @json_option
 def kiosk_list(community: str | None, as_json: bool) -> None:
     """List kiosks, their doors and when they were last seen."""
-    from backend.registry import services as registry
-
-    with db.read() as s:
-        infos = [registry.kiosk_info(s, k) for k in registry.list_kiosks(s, community)]
+    infos = use_cases.list_kiosks(community)
     lines = [
         f"{i['kiosk_id']}\t{i['community']}\t{'enabled' if i['enabled'] else 'DISABLED'}\t{i['name']}\t"
         + " ".join(f"{d['door']}={d['category']}" for d in i["doors"])
@@ -256,14 +204,15 @@ def labels_issue(
     community: str, household: str, count: int, pdf: Path | None, as_json: bool
 ) -> None:
     """Issue COUNT signed labels for HOUSEHOLD; prints the payloads, one per line."""
-    from backend.registry import labels
-
     _check_writable(pdf)
-    with db.begin() as s:
-        issued = labels.issue_labels(s, community, household, count)
-        # written inside the transaction: a sheet that cannot be written issues nothing
-        if pdf is not None:
-            _write_pdf(pdf, _render_sheet(issued, f"{community} {household} labels"))
+
+    def write_sheet(issued: list) -> None:
+        # inside the issuing transaction: a sheet that cannot be written issues nothing
+        _write_pdf(pdf, _render_sheet(issued, f"{community} {household} labels"))
+
+    issued = use_cases.issue_labels(
+        community, household, count, before_commit=write_sheet if pdf is not None else None
+    )
     emit(
         {"labels": [i.as_dict() for i in issued], "pdf": str(pdf) if pdf else None},
         as_json,
@@ -282,18 +231,35 @@ def labels_issue(
 )
 @json_option
 def labels_list(community, household, include_revoked, pdf, as_json) -> None:
-    """List the labels of COMMUNITY (or one HOUSEHOLD): household, serial, payload."""
-    from backend.registry import labels
+    """List the labels of COMMUNITY (or one HOUSEHOLD): household, serial, payload.
 
-    with db.begin() as s:
-        found = labels.household_labels(s, community, household, include_revoked)
+    With --all, revoked labels too, and a fourth column for every label:
+    "active", or "revoked AT (REASON)".
+    """
+    found = use_cases.list_labels(community, household, include_revoked)
     if pdf is not None:
         _write_pdf(pdf, _render_sheet(found, f"{community} labels"))
+    if not include_revoked:
+        emit(
+            [i.as_dict() for i in found],
+            as_json,
+            [f"{i.household}\t{i.serial}\t{i.payload}" for i in found],
+        )
+        return
     emit(
-        [i.as_dict() for i in found],
+        [
+            i.as_dict() | {"revoked_at": i.revoked_at, "revoked_reason": i.revoked_reason}
+            for i in found
+        ],
         as_json,
-        [f"{i.household}\t{i.serial}\t{i.payload}" for i in found],
+        [f"{i.household}\t{i.serial}\t{i.payload}\t{_label_state(i)}" for i in found],
     )
+
+
+def _label_state(label: use_cases.ListedLabel) -> str:
+    if label.revoked_at is None:
+        return "active"
+    return f"revoked {label.revoked_at.isoformat()} ({label.revoked_reason})"
 
 
 def _check_writable(path: Path | None) -> None:
@@ -323,19 +289,10 @@ def _write_pdf(path: Path, data: bytes) -> None:
 @json_option
 def labels_revoke(serial: str, reason: str, as_json: bool) -> None:
     """Revoke label SERIAL: deposits with it are rejected from now on."""
-    from backend.registry import labels
-
-    with db.begin() as s:
-        label, changed = labels.revoke_label(s, serial, reason)
-        info = {
-            "serial": label.serial,
-            "revoked_at": label.revoked_at.isoformat(),
-            "reason": label.revoked_reason,
-            "changed": changed,
-        }
+    info = use_cases.revoke_label(serial, reason)
     emit(
         info,
         as_json,
-        f"label {label.serial} {'revoked' if changed else 'was already revoked'}"
+        f"label {info['serial']} {'revoked' if info['changed'] else 'was already revoked'}"
         f" ({info['reason']})",
     )
