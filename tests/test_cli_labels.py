@@ -111,3 +111,23 @@ def test_revoke(runner):
     assert run_json(runner, "labels", "list", "oak") == []
     assert len(run_json(runner, "labels", "list", "oak", "--all")) == 1
     assert "no label" in fails(runner, "labels", "revoke", "ZZZZZZZZZZ")
+
+
+def test_list_all_marks_the_revoked_labels(runner):
+    setup_community(runner)
+    issued = run_json(runner, "labels", "issue", "oak", "H1", "--count", "2")["labels"]
+    kept, lost = sorted(label["serial"] for label in issued)
+    revoked_at = run_json(runner, "labels", "revoke", lost, "--reason", "lost bag")["revoked_at"]
+
+    lines = run(runner, "labels", "list", "oak", "--all").stdout.splitlines()
+    states = {line.split("\t")[1]: line.split("\t")[3] for line in lines}
+    assert all(len(line.split("\t")) == 4 for line in lines)
+    assert states == {kept: "active", lost: f"revoked {revoked_at} (lost bag)"}
+
+    listed = {i["serial"]: i for i in run_json(runner, "labels", "list", "oak", "H1", "--all")}
+    assert listed[kept]["revoked_at"] is None and listed[kept]["revoked_reason"] is None
+    assert listed[lost]["revoked_at"] == revoked_at
+    assert listed[lost]["revoked_reason"] == "lost bag"
+    # without --all: only the active label, in the three columns and keys as before
+    assert run(runner, "labels", "list", "oak").stdout.split("\t")[1] == kept
+    assert set(run_json(runner, "labels", "list", "oak")[0]) == {"household", "serial", "payload"}
