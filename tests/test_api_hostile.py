@@ -17,11 +17,12 @@ import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from backend.core.db import db
 from backend.deposits import ingest
 from backend.kiosk_api import schemas
-from tests.factories import build_world, deposit_item, post_deposits
+from tests.factories import build_world, deposit_item, post_deposits, signed
 
 UTC = dt.UTC
 
@@ -108,3 +109,91 @@ def _item(at: dt.datetime) -> ingest.DepositIn:
     import uuid
 
     return ingest.DepositIn(uuid.UUID(int=1), "SP1.x", 1, "plastic", 1, at)
+
+
+# ---------------------------------------------------------------- bodies: nesting, UTF-8, type
+
+PATH = "/api/v1/deposits"
+
+
+def _post(client, world, body: bytes, content_type: str | None = "application/json", **kw):
+    headers = signed(world.kiosk.id, world.secret, "POST", PATH, body)
+    headers.pop("Content-Type", None)
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    return client.post(PATH, data=body, headers=headers, **kw)
+
+
+def _body(world, extra: bytes = b"") -> bytes:
+    item = msgspec.json.encode(deposit_item(world.labels["H001"][0]))
+    return b'{"deposits": [' + item + b"]" + extra + b"}"
+
+
+def _assert_error(response, status: int, code: str) -> str:
+    assert response.status_code == status, response.data
+    error = response.get_json()["error"]
+    assert error["code"] == code
+    return error["message"]
+
+
+@pytest.mark.parametrize("depth", [1_000, 100_000, 1_000_000])
+def test_deep_nesting_in_an_ignored_field_is_a_bad_request(client, world, depth):
+    body = _body(world, b', "x": ' + b"[" * depth + b"]" * depth)
+    assert len(body) < 4 * 1024 * 1024
+    message = _assert_error(_post(client, world, body), 400, "bad_request")
+    assert "nested too deeply" in message
+    # nesting an honest body never needs is refused, and nothing was applied
+    assert _results(_post(client, world, _body(world)))[0].status == "accepted"
+
+
+def test_invalid_utf8_anywhere_is_a_bad_request(client, world):
+    for extra in (b', "x\xff": 1', b', "x": "\xc3\x28"', b', "x": {"\xed\xa0\x80": []}'):
+        message = _assert_error(_post(client, world, _body(world, extra)), 400, "bad_request")
+        assert "UTF-8" in message
+    assert _results(_post(client, world, _body(world)))[0].status == "accepted"
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [None, "", "text/plain", "application/x-www-form-urlencoded", "application/jsonx",
+     "application/json-patch+json", "application/json; charset=latin-1",
+     "application/json; boundary=x", "multipart/form-data; boundary=x"],
+)  # fmt: skip
+def test_a_body_that_is_not_declared_json_is_refused_before_authentication(
+    client, world, content_type
+):
+    response = _post(client, world, _body(world), content_type)
+    _assert_error(response, 415, "unsupported_media_type")
+    # before authentication: an unsigned request gets the same answer
+    unsigned = client.post(PATH, data=_body(world), content_type=content_type or "")
+    _assert_error(unsigned, 415, "unsupported_media_type")
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json", "application/json; charset=utf-8", "Application/JSON; Charset=UTF-8"],
+)
+def test_json_with_or_without_charset_utf8_is_accepted(client, world, content_type):
+    assert _results(_post(client, world, _body(world), content_type))[0].status == "accepted"
+
+
+def _post_chunked(app, world, body: bytes):
+    """POST as a WSGI server hands over a chunked body: no CONTENT_LENGTH, input terminated."""
+    headers = signed(world.kiosk.id, world.secret, "POST", PATH, body)
+    environ = EnvironBuilder(PATH, method="POST", headers=headers, data=body).get_environ()
+    del environ["CONTENT_LENGTH"]
+    environ["HTTP_TRANSFER_ENCODING"] = "chunked"
+    environ["wsgi.input_terminated"] = True  # granian and gunicorn set it
+    answer, status, headers = run_wsgi_app(app, environ, buffered=True)
+    return app.response_class(b"".join(answer), status=status, headers=headers)
+
+
+def test_a_chunked_body_over_the_limit_is_413_not_401(client, world, app):
+    limit = app.config["MAX_CONTENT_LENGTH"]
+    response = _post_chunked(app, world, _body(world, b', "pad": "' + b"x" * limit + b'"'))
+    _assert_error(response, 413, "payload_too_large")
+    # at the limit exactly, a chunked body is read whole and applied
+    body = _body(world)
+    body = body[:-1] + b', "pad": "' + b"x" * (limit - len(body) - 11) + b'"}'
+    assert len(body) == limit
+    assert _results(_post_chunked(app, world, body))[0].status == "accepted"

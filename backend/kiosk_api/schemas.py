@@ -170,13 +170,24 @@ _batch_decoder = msgspec.json.Decoder(DepositBatch)
 
 
 def decode_batch(body: bytes, max_batch: int) -> DepositBatch:
-    """Decode and validate a deposits body; 400 if malformed, 413 if too many items."""
+    """Decode and validate a deposits body; 400 if malformed, 413 if too many items.
+
+    The whole body must be UTF-8 (msgspec checks the strings it keeps, not the
+    ones it skips: an ignored key or value) and nested no deeper than the
+    parser's recursion limit allows (a deposits body needs three levels).
+    """
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"body is not valid UTF-8: {exc.reason} at byte {exc.start}") from None
     try:
         batch = _batch_decoder.decode(body)
     except msgspec.ValidationError as exc:
         raise BadRequest(f"invalid deposits body: {exc}") from None
     except msgspec.DecodeError as exc:
         raise BadRequest(f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("body is nested too deeply") from None
     if len(batch.deposits) > max_batch:
         raise RequestEntityTooLarge(
             f"{len(batch.deposits)} deposits in one batch; at most {max_batch} are accepted"
