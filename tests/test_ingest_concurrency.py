@@ -243,19 +243,46 @@ def test_other_database_errors_are_not_retried(monkeypatch):
     assert fake.transactions == 1
 
 
-def test_claim_labels_reports_only_the_claims_that_held(world):
-    """A label claimed in between (by a batch that committed first) is not won again."""
+def test_claim_labels_counts_only_the_claims_that_held(world):
+    """A label claimed in between (by a batch that committed first) is not claimed again."""
     from backend.deposits import store as ingest_store
     from protocol import labels as plabels
 
     serials = [plabels.parse_label(world.labels["H001"][n])[0].serial for n in range(3)]
     earlier, mine = uuid.uuid4(), uuid.uuid4()
     with db.begin() as s:
-        assert ingest_store.claim_labels(s.connection(), {serials[0]: earlier}) == {
-            serials[0]: earlier
-        }
+        assert ingest_store.claim_labels(s.connection(), {serials[0]: earlier}) == 1
     with db.begin() as s:
-        won = ingest_store.claim_labels(s.connection(), {serial: mine for serial in serials})
-    assert won == {serials[1]: mine, serials[2]: mine}
+        assert ingest_store.claim_labels(s.connection(), {serial: mine for serial in serials}) == 2
     with db.session() as s:
         assert s.get(Label, serials[0]).first_deposit_id == earlier
+        assert s.get(Label, serials[1]).first_deposit_id == mine
+
+
+def test_a_claim_lost_after_the_reads_retries_the_batch_as_label_reuse(world, monkeypatch, caplog):
+    """The plan saw the label unclaimed, a batch that committed first claimed it: retried."""
+    import dataclasses
+
+    from backend.deposits import store as ingest_store
+
+    caplog.set_level(logging.INFO, logger="backend.deposits.ingest")
+    label = world.labels["H001"][0]
+    [first] = ingest.ingest(db, world.kiosk.id, as_deposits([deposit_item(label)]))
+    assert first.status == "accepted"
+    real, calls = ingest_store.labels_with_locked_accounts, []
+
+    def stale_once(session, serials):
+        labels, accounts = real(session, serials)
+        calls.append(1)
+        if len(calls) == 1:  # as read before the other batch committed
+            labels = {s: dataclasses.replace(r, first_deposit_id=None) for s, r in labels.items()}
+        return labels, accounts
+
+    monkeypatch.setattr(ingest_store, "labels_with_locked_accounts", stale_once)
+    [again] = ingest.ingest(db, world.kiosk.id, as_deposits([deposit_item(label)]))
+    assert (again.status, again.reason, again.points) == ("flagged", "label_reused", 0)
+    assert len(calls) == 2
+    assert any("retried" in r.getMessage() for r in caplog.records)
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(LedgerEntry)) == 1
+        assert ledger.verify(s) == []

@@ -62,7 +62,7 @@ def _count(model) -> int:
         return s.scalar(select(func.count()).select_from(model))
 
 
-def test_function_path_answers_exactly_as_the_batch_path(app):
+def test_function_path_answers_exactly_as_the_general_path(app):
     fn_world, general = _world("green"), _world("blue")
     taken: list[bool] = []
     fn_answers = [
@@ -72,14 +72,13 @@ def test_function_path_answers_exactly_as_the_batch_path(app):
             for item in as_deposits(_scenario(fn_world, general.labels["H001"][3]))
         )
     ]
-    general_answers = _answers(
-        general, _scenario(general, fn_world.labels["H001"][3]), general=True
-    )
+    general_answers = _answers(general, _scenario(general, fn_world.labels["H001"][3]))
     assert fn_answers == general_answers
-    # every new accepted deposit went through the function; everything else fell back
-    assert taken == [s == "accepted" for s, *_ in fn_answers]
-    assert sum(taken) == 6
-    assert [a[1] for a in fn_answers[6:9]] == [25, 5, 0]  # the cap, applied in the function
+    # every new accepted deposit went through the function, but for the two the cap
+    # reduced: the day's total was beyond what the plan's award held for (SPF05)
+    assert taken == [s == "accepted" and i not in (7, 8) for i, (s, *_) in enumerate(fn_answers)]
+    assert sum(taken) == 4
+    assert [a[1] for a in fn_answers[6:9]] == [25, 5, 0]
     with db.session() as s:
         assert ledger.verify(s) == []
         by_world = {}
@@ -165,7 +164,8 @@ def test_racing_function_deposits_never_pass_the_daily_cap(app):
     results = in_threads(worker, count=len(labels))
     assert sum(o.points for o, _ in results) == 30
     assert all(o.status == "accepted" for o, _ in results)
-    assert all(taken for _, taken in results)
+    # the first two fit under the cap as planned; the others found a total beyond the bound
+    assert sorted(taken for _, taken in results) == [False, False, True, True]
     with db.session() as s:
         assert s.get(Account, household.id).balance == 30
         assert ledger.verify(s) == []
@@ -369,3 +369,36 @@ def test_threads_share_direct_connections_at_most_one_each(app):
     assert 1 <= len(_idle_pids()) <= len(labels)
     with db.session() as s:
         assert ledger.verify(s) == []
+
+
+def test_the_live_function_is_the_newest_migrations_text():
+    """``create_schema`` installs ``pg_one.CREATE_SQL``; ``db upgrade`` the newest revision's."""
+    import importlib.util
+    from pathlib import Path
+
+    versions = Path(ingest_fn.__file__).resolve().parents[1] / "migrations" / "versions"
+    newest = None
+    for path in sorted(versions.glob("*.py")):
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        if ingest_fn.NAME in getattr(module, "CREATE_SQL", ""):
+            newest = module
+    assert newest is not None
+    assert newest.CREATE_SQL == ingest_fn.CREATE_SQL
+    assert newest.DROP_SQL == ingest_fn.DROP_SQL
+
+
+def test_a_day_total_beyond_the_plans_bound_falls_back_and_records_nothing(app):
+    world = _world("green")  # cap 30
+    kiosk = _kept(world)
+    first = _by_function(
+        kiosk, as_deposits([deposit_item(world.labels["H001"][0], net_g=2_500)])[0]
+    )
+    assert (first.points, first.balance) == (25, 25)
+    before = (_count(Deposit), _count(LedgerEntry), _count(RequestNonce))
+    item = as_deposits([deposit_item(world.labels["H001"][1], net_g=1_000)])[0]
+    assert _by_function(kiosk, item) is None  # 10 points hold up to a total of 20, not 25
+    assert (_count(Deposit), _count(LedgerEntry), _count(RequestNonce)) == before
+    [capped] = ingest.ingest(db, world.kiosk.id, [item])
+    assert (capped.points, capped.reason, capped.balance) == (5, "daily_cap", 30)

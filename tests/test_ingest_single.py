@@ -1,9 +1,8 @@
-"""One-deposit requests take the fused path: the same answers as a batch, exactly once under races."""
+"""One-deposit requests on the general path: the same answers as a batch, exactly once under races."""
 
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import random
 import uuid
 
@@ -15,7 +14,7 @@ from backend.deposits import ingest
 from backend.deposits import store as ingest_store
 from backend.deposits.models import Deposit
 from backend.ledger import services as ledger
-from backend.ledger.models import Account, DailyTotal, LedgerEntry
+from backend.ledger.models import Account, DailyTotal
 from tests.factories import (
     as_deposits,
     build_world,
@@ -83,35 +82,37 @@ def _scenario(world, foreign_label: str) -> list[dict]:
     ]
 
 
-def _answers(world, items, *, general: bool) -> list[tuple]:
-    """Apply ``items`` one request each; ``general`` forces the batch path."""
-    answers = []
-    for item in as_deposits(items):
-        with db.begin() as s:
-            kiosk = ingest.load_kiosk(s, world.kiosk.id, dt.datetime.now(UTC))
-            [o] = ingest.apply_batch(s, kiosk, [item], recheck=general)
-        answers.append(
-            (
-                o.status,
-                o.points,
-                o.balance,
-                o.reason,
-                o.original_status,
-                o.error["code"] if o.error else None,
-            )
+def _answer(o) -> tuple:
+    return (
+        o.status,
+        o.points,
+        o.balance,
+        o.reason,
+        o.original_status,
+        o.error["code"] if o.error else None,
+    )
+
+
+def _answers(world, items) -> list[tuple]:
+    """Apply ``items`` one request each, on the general path."""
+    return [_answer(ingest.ingest(db, world.kiosk.id, [item])[0]) for item in as_deposits(items)]
+
+
+def test_one_request_each_answers_exactly_as_one_batch(app):
+    """One plan: the same items give the same answers one by one and all in one batch."""
+    single, batched = _world("green"), _world("blue")
+    single_answers = _answers(single, _scenario(single, batched.labels["H001"][3]))
+    batch_answers = [
+        _answer(o)
+        for o in ingest.ingest(
+            db, batched.kiosk.id, as_deposits(_scenario(batched, single.labels["H001"][3]))
         )
-    return answers
-
-
-def test_single_path_answers_exactly_as_the_batch_path(app):
-    fused, general = _world("green"), _world("blue")
-    fused_answers = _answers(fused, _scenario(fused, general.labels["H001"][3]), general=False)
-    general_answers = _answers(general, _scenario(general, fused.labels["H001"][3]), general=True)
-    assert fused_answers == general_answers
-    statuses = [a[0] for a in fused_answers]
+    ]
+    assert single_answers == batch_answers
+    statuses = [a[0] for a in single_answers]
     assert statuses[:5] == ["accepted", "duplicate", "conflict", "flagged", "flagged"]
-    assert [a[1] for a in fused_answers[6:10]] == [25, 5, 0, 10]
-    assert [a[3] for a in fused_answers[5:9]] == [
+    assert [a[1] for a in single_answers[6:10]] == [25, 5, 0, 10]
+    assert [a[3] for a in single_answers[5:9]] == [
         "below_minimum",
         None,
         "daily_cap",
@@ -127,7 +128,7 @@ def test_single_path_answers_exactly_as_the_batch_path(app):
                 )
             ).all()
         )
-        for world in (fused, general):
+        for world in (single, batched):
             assert totals[world.households["H002"].id] == 40  # 30 plastic + 10 paper
 
 
@@ -143,7 +144,7 @@ def statements(app):
     event.remove(db.engine, "before_cursor_execute", record)
 
 
-def test_a_single_deposit_request_runs_the_fused_statements(
+def test_a_single_deposit_request_runs_the_general_statements(
     client, statements, on_postgres, monkeypatch
 ):
     # on PostgreSQL these are the statements when the one-call function is not taken
@@ -154,66 +155,29 @@ def test_a_single_deposit_request_runs_the_fused_statements(
     response = post_deposits(client, world, [deposit_item(world.labels["H001"][1])])
     assert response.json["results"][0]["status"] == "accepted"
     kinds = [s.split(" ")[0] for s in statements if not s.startswith("BEGIN")]
-    assert not any("FROM deposits WHERE" in s for s in statements)  # no separate id look-up
-    assert sum("LEFT OUTER JOIN deposits AS known" in s for s in statements) == 1
-    if on_postgres:
-        assert kinds == ["INSERT", "SELECT", "WITH"]  # nonce, read, write
-    else:
-        assert kinds == [
-            "INSERT",
-            "SELECT",
-            "UPDATE",
-            "INSERT",
-            "INSERT",
-            "UPDATE",
-            "INSERT",
-        ]
+    # nonce, labels with the locked account, recorded ids; claim, total, entry, account, deposit
+    assert kinds == ["INSERT", "SELECT", "SELECT", "UPDATE", "INSERT", "INSERT", "UPDATE", "INSERT"]
+    assert "FOR NO KEY UPDATE OF accounts" in statements[1] or not on_postgres
 
 
-def test_a_claim_lost_after_the_read_is_retried_as_label_reuse(app, monkeypatch, caplog):
-    """The read saw the label unclaimed, a concurrent batch claimed it first: no double credit."""
-    caplog.set_level(logging.INFO, logger="backend.deposits.ingest")
-    world = _world("green")
-    label = world.labels["H001"][0]
-    [first] = ingest.ingest(db, world.kiosk.id, as_deposits([deposit_item(label)]))
-    assert first.status == "accepted"
-    real = ingest_store.lock_one
-
-    def stale(conn, serial, deposit_id):
-        found = real(conn, serial, deposit_id)
-        label_row, account, recorded = found
-        return (
-            (*label_row[:3], None, label_row[4]),
-            account,
-            recorded,
-        )  # unclaimed, as it was
-
-    monkeypatch.setattr(ingest_store, "lock_one", stale)
-    [again] = ingest.ingest(db, world.kiosk.id, as_deposits([deposit_item(label)]))
-    assert (again.status, again.reason, again.points) == ("flagged", "label_reused", 0)
-    assert any("retried" in r.getMessage() for r in caplog.records)
-    with db.session() as s:
-        assert s.scalar(select(func.count()).select_from(LedgerEntry)) == 1
-        assert ledger.verify(s) == []
-
-
-def test_an_id_recorded_after_the_read_is_retried_as_a_duplicate(app, monkeypatch):
+def test_an_id_recorded_after_the_reads_is_retried_as_a_duplicate(app, monkeypatch):
     world = _world("green")
     item = deposit_item(world.labels["H001"][0])
     [first] = ingest.ingest(db, world.kiosk.id, as_deposits([item]))
-    real = ingest_store.lock_one
+    real, calls = ingest_store.recorded, []
 
-    def blind(conn, serial, deposit_id):
-        label_row, account, _ = real(conn, serial, deposit_id)
-        return label_row, account, None  # as if the id were not recorded yet
+    def blind_once(conn, ids):
+        calls.append(1)
+        return {} if len(calls) == 1 else real(conn, ids)  # as if not recorded yet
 
-    monkeypatch.setattr(ingest_store, "lock_one", blind)
+    monkeypatch.setattr(ingest_store, "recorded", blind_once)
     [again] = ingest.ingest(db, world.kiosk.id, as_deposits([item]))
     assert (again.status, again.original_status, again.points) == (
         "duplicate",
         "accepted",
         first.points,
     )
+    assert len(calls) == 2
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(Deposit)) == 1
         assert ledger.verify(s) == []

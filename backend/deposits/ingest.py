@@ -1,64 +1,68 @@
-"""Deposit ingest: apply one kiosk batch exactly once (docs/protocol.md, "Deposits").
+"""Deposit ingest, the use case: read what the plan needs, plan, write; exactly once.
 
-Each item ends as one of:
+One upload is one transaction (``in_transaction``, retried whole after a lost
+race).  The decisions are ``plan``'s, made once for every path; the writers
+only write them:
 
-* ``accepted`` – recorded, points credited (possibly 0: ``below_minimum``,
-  ``daily_cap``, ``no_rule``);
-* ``flagged`` – recorded, no points, held for staff (``label_reused``,
-  ``implausible_weight``);
-* ``rejected`` – not recorded, with an error code (CHECK_CODES);
-* ``duplicate`` – the id was recorded before with the same content: the
-  original status and points and the current balance;
-* ``conflict`` – the id was recorded before with different content.
+1. no database: every item checked (time window, door, category, weight, the
+   label's signature: the backend trusts no kiosk) - ``plan.check``;
+2. the checked labels joined to their households' accounts, locked ``FOR NO
+   KEY UPDATE`` in ascending household order (this lock serialises a
+   household's labels, daily totals and entries, so concurrent batches
+   cannot deadlock); then the ids recorded before, and the day totals a cap
+   needs - ``store``;
+3. ``plan.decide``: statuses, label claims, points, caps, postings;
+4. ``store.write``: claims (``UPDATE ... WHERE first_deposit_id IS NULL``),
+   daily totals, ledger entries and accounts, deposits ``INSERT ... ON
+   CONFLICT (id) DO NOTHING``.  A claim or an id taken by a transaction that
+   committed after our reads makes a count come back short: the transaction
+   is rolled back and retried, and the retry sees it (a label reused, a
+   duplicate).  Every deposit is credited exactly once.
 
-One batch is one transaction.  The statements, in a fixed lock order so
-concurrent batches cannot deadlock: accounts of the households involved
-``FOR NO KEY UPDATE`` (ascending household; this lock also serialises the
-household's labels and daily totals) -> label claims (``UPDATE labels SET
-first_deposit_id = :id WHERE serial = :s AND first_deposit_id IS NULL``: a
-label credits the deposit that claims it, atomically) -> daily totals ->
-ledger entries -> deposits ``INSERT ... ON CONFLICT (id) DO NOTHING``
-(ascending id).  If a concurrent batch recorded one of our ids after we
-looked (fewer rows go in than were sent), the whole transaction is rolled
-back and retried, and the retry sees that deposit as a duplicate: every
-deposit is credited exactly once.  The SQL itself is in ``store``.
-
-A batch of one item - what a kiosk sends as each bag goes in - takes a
-shorter path (``_apply_one``) with the same checks, claim plan and scoring:
-one read that locks the account and also finds a recorded id, then (on
-PostgreSQL) one statement for every write.  A count that comes back short
-there - a label claimed or an id recorded while the read waited for its
-lock - rolls the transaction back and retries it on the general path.
+On PostgreSQL a one-deposit upload from a kept kiosk copy is first tried in
+one round trip (``apply_one_fn``): the same plan, made on the common case's
+assumptions, written by ``pg_one``'s function, which checks the assumptions
+and falls back to the path above when one does not hold.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hashlib
 import logging
 import random
 import time
-import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import TypeVar
 
-import nacl.exceptions
-import nacl.signing
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from backend.core.errors import NotFound, SortpointError, Unauthorized
-from backend.deposits import pg_one as store_fn
-from backend.deposits import store
+from backend.deposits import pg_one, plan, store
+from backend.deposits.context import KioskContext, KioskRef
+from backend.deposits.plan import CHECK_CODES, DepositIn, Limits, Outcome
 from backend.ledger import points
 from backend.ledger import services as ledger
-from protocol import labels as plabels
+
+__all__ = [
+    "CHECK_CODES",
+    "DepositIn",
+    "IngestBusy",
+    "KioskContext",
+    "KioskRef",
+    "Limits",
+    "Outcome",
+    "apply_batch",
+    "apply_one_fn",
+    "content_hash",
+    "in_transaction",
+    "ingest",
+    "load_kiosk",
+    "rules_until",
+]
 
 log = logging.getLogger(__name__)
-KioskRef = store.KioskRef
-KioskContext = store.KioskContext
 T = TypeVar("T")
 
 #: attempts of one batch transaction before giving up with IngestBusy
@@ -66,19 +70,9 @@ MAX_ATTEMPTS = 6
 #: PostgreSQL SQLSTATEs worth a retry: serialization failure, deadlock, unique violation
 _RETRY_SQLSTATES = {"40001", "40P01", "23505"}
 
-CHECK_CODES = (
-    "label_malformed",
-    "label_bad_signature",
-    "label_revoked",
-    "label_unknown",
-    "label_wrong_community",
-    "unknown_door",
-    "unknown_category",
-    "door_category_mismatch",
-    "net_g_out_of_range",
-    "occurred_at_in_future",
-    "occurred_at_too_old",
-)
+_RaceLost = store.RaceLost
+#: the server's defaults (``SORTPOINT_DEPOSIT_MAX_AGE_S`` moves the age)
+DEFAULT_LIMITS = Limits()
 
 
 class IngestBusy(SortpointError):
@@ -86,94 +80,6 @@ class IngestBusy(SortpointError):
 
     code = "busy"
     http_status = 503
-
-
-class _RaceLost(Exception):
-    """A concurrent transaction changed what this batch read; retry it whole."""
-
-
-@dataclass(frozen=True, slots=True)
-class DepositIn:
-    """One deposit as the kiosk submitted it (already type-checked)."""
-
-    id: uuid.UUID
-    label: str
-    door: int
-    category: str
-    net_g: int
-    occurred_at: dt.datetime
-
-
-@dataclass(slots=True)
-class Outcome:
-    """The answer for one item, in the order the items came."""
-
-    id: str
-    status: str
-    points: int = 0
-    balance: int | None = None
-    reason: str | None = None
-    error: dict | None = None
-    #: for a duplicate: the status the id was recorded with
-    original_status: str | None = None
-
-    def to_json(self) -> dict:
-        """Return the wire form (docs/protocol.md)."""
-        return {
-            "id": self.id,
-            "status": self.status,
-            "points": self.points,
-            "balance": self.balance,
-            "reason": self.reason,
-            "original_status": self.original_status,
-            "error": self.error,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """How far occurred_at may be ahead of or behind the server clock."""
-
-    max_age_s: int = 30 * 24 * 3600
-    max_ahead_s: int = 300
-
-
-@dataclass(slots=True)
-class _Candidate:
-    """A new item that passed the checks that need no locks."""
-
-    index: int
-    item: DepositIn
-    digest: str
-    serial: str
-    household_code: str
-    category: store.CategoryInfo
-    household_id: int = 0
-    day: dt.date | None = None
-
-
-@dataclass(slots=True)
-class _Batch:
-    """Working state of one batch inside its transaction."""
-
-    ref: KioskRef
-    items: Sequence[DepositIn]
-    now: dt.datetime
-    outcomes: list[Outcome | None]
-    digests: list[str]
-    candidates: list[_Candidate] = field(default_factory=list)
-    existing: dict[uuid.UUID, tuple] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class _Writes:
-    """What scoring decided to write: daily total increments, postings, deposit rows."""
-
-    increments: dict
-    postings: list[ledger.Posting]
-    rows: list[dict]
-    #: household -> balance after this batch, as scoring counted it
-    running: dict[int, int]
 
 
 def content_hash(item: DepositIn) -> str:
@@ -261,7 +167,7 @@ def ingest(
     kiosk_id: str,
     items: Sequence[DepositIn],
     *,
-    limits: Limits = Limits(),
+    limits: Limits = DEFAULT_LIMITS,
     now: dt.datetime | None = None,
 ) -> list[Outcome]:
     """Apply a batch from ``kiosk_id`` in its own transaction (with retries)."""
@@ -269,7 +175,7 @@ def ingest(
     def work(session: Session, attempt: int) -> list[Outcome]:
         at = now or dt.datetime.now(dt.UTC)
         kiosk = load_kiosk(session, kiosk_id, rules_until(at, limits))
-        return apply_batch(session, kiosk, items, limits=limits, now=at, recheck=attempt > 1)
+        return apply_batch(session, kiosk, items, limits=limits, now=at)
 
     return in_transaction(db, work)
 
@@ -279,390 +185,44 @@ def apply_batch(
     kiosk: KioskContext,
     items: Sequence[DepositIn],
     *,
-    limits: Limits = Limits(),
+    limits: Limits = DEFAULT_LIMITS,
     now: dt.datetime | None = None,
-    recheck: bool = False,
 ) -> list[Outcome]:
     """Apply a batch inside the caller's transaction; return one outcome per item.
 
     ``kiosk`` comes from ``load_kiosk`` (or the request's authentication)
-    with rules loaded up to ``rules_until(now, limits)``.  ``recheck`` (set on
-    a retry) looks the new ids up again once the locks are held, so a batch
-    that lost a race sees the winner's deposits as duplicates instead of
-    losing again.
+    with rules loaded up to ``rules_until(now, limits)``.  Raises ``RaceLost``
+    when a concurrent transaction took a label or an id after the reads:
+    ``in_transaction`` retries the whole transaction.
     """
     now = now or dt.datetime.now(dt.UTC)
-    if len(items) == 1 and not recheck:
-        outcome = _apply_one(session, kiosk, items[0], limits, now)
-        if outcome is not None:
-            return [outcome]
-    conn = session.connection()
-    ref, setup = kiosk.ref, kiosk.setup
-    batch = _Batch(ref, items, now, [None] * len(items), [content_hash(i) for i in items])
-    batch.existing = store.existing(conn, {i.id for i in items})
-    for index, item in enumerate(items):
-        if item.id in batch.existing:
-            continue
-        checked = _check(ref, setup, item, now, limits)
-        if isinstance(checked, Outcome):
-            batch.outcomes[index] = checked
-        else:
-            checked.index, checked.digest = index, batch.digests[index]
-            batch.candidates.append(checked)
+    checked = [plan.check(kiosk, item, now, limits) for item in items]
+    serials = [c.serial for c in checked if isinstance(c, plan.Checked)]
     labels, accounts = {}, {}
-    if batch.candidates:
-        # the account locks serialise every batch touching these households,
-        # including their labels' claims and their daily totals
-        labels, accounts = store.labels_with_locked_accounts(
-            session, [c.serial for c in batch.candidates]
-        )
-    _check_labels(batch, labels)
+    if serials:
+        # the account locks serialise every transaction touching these
+        # households, their labels' claims and their daily totals included
+        labels, accounts = store.labels_with_locked_accounts(session, serials)
+    conn = session.connection()
+    # read after the locks: an id a concurrent upload recorded is seen now
+    recorded = store.recorded(conn, {item.id for item in items})
     # duplicates answer with their household's current balance
-    others = {row[3] for row in batch.existing.values()} - accounts.keys()
+    others = {r.household_id for r in recorded.values()} - accounts.keys()
     if others:
         accounts.update(ledger.read_accounts(session, others))
-    if recheck and batch.candidates:
-        _recheck(conn, batch)
-    won = store.claim_labels(conn, _plan_claims(batch, labels))
-    _decide(session, batch, setup.rules, won, accounts)
-    return batch.outcomes
-
-
-def _plan_claims(batch: _Batch, labels: dict[str, tuple]) -> dict[str, uuid.UUID]:
-    """Pick, per unclaimed label, the first candidate in order that may claim it."""
-    plan: dict[str, uuid.UUID] = {}
-    seen_ids: set[uuid.UUID] = set()
-    for c in batch.candidates:
-        first_use = c.item.id not in seen_ids
-        seen_ids.add(c.item.id)
-        plausible = c.item.net_g <= c.category.max_plausible_g
-        if first_use and plausible and labels[c.serial][3] is None and c.serial not in plan:
-            plan[c.serial] = c.item.id
-    return plan
-
-
-def _recheck(conn, batch: _Batch) -> None:
-    """Move candidates recorded by a concurrent batch (now committed) to the existing ones."""
-    late = store.existing(conn, {c.item.id for c in batch.candidates})
-    if late:
-        batch.existing.update(late)
-        batch.candidates = [c for c in batch.candidates if c.item.id not in late]
-
-
-@functools.lru_cache(maxsize=1024)
-def _verify_key(text: str) -> nacl.signing.VerifyKey:
-    # libsodium verifies Ed25519 about twice as fast as OpenSSL here, and
-    # label checks are a tenth of a batch (docs/performance.md); the kiosk
-    # keeps protocol.labels (cryptography), the same RFC 8032 signatures
-    return nacl.signing.VerifyKey(plabels.public_key_from_text(text).public_bytes_raw())
-
-
-def _signature_ok(public_key_text: str, signature: bytes, message: bytes) -> bool:
-    try:
-        _verify_key(public_key_text).verify(message, signature)
-    except nacl.exceptions.BadSignatureError:
-        return False
-    return True
-
-
-def _reject(item: DepositIn, code: str, message: str) -> Outcome:
-    return Outcome(str(item.id), "rejected", error={"code": code, "message": message})
-
-
-def _check(
-    ref: KioskRef, setup: store.Setup, item: DepositIn, now, limits: Limits
-) -> Outcome | _Candidate:
-    """Run every check that needs no lock; return a rejection or a candidate."""
-    ahead_s = (item.occurred_at - now).total_seconds()
-    if ahead_s > limits.max_ahead_s:
-        return _reject(
-            item,
-            "occurred_at_in_future",
-            f"occurred_at is {int(ahead_s)} s ahead of the server clock",
-        )
-    if -ahead_s > limits.max_age_s:
-        return _reject(
-            item,
-            "occurred_at_too_old",
-            f"occurred_at is older than the accepted backlog of {limits.max_age_s} s",
-        )
-    door = setup.doors.get(item.door)
-    if door is None:
-        return _reject(item, "unknown_door", f"door {item.door} is not a door of this kiosk")
-    category = setup.categories.get(item.category)
-    if category is None:
-        return _reject(item, "unknown_category", f"category {item.category!r} is not known here")
-    if door.category_id != category.id:
-        return _reject(
-            item,
-            "door_category_mismatch",
-            f"door {item.door} does not take {item.category!r}",
-        )
-    if not 0 < item.net_g <= door.capacity_g:
-        return _reject(
-            item,
-            "net_g_out_of_range",
-            f"net_g {item.net_g} is outside 1..{door.capacity_g} for door {item.door}",
-        )
-    try:
-        claims, signature = plabels.parse_label(item.label)
-    except plabels.LabelError as exc:
-        return _reject(item, exc.code, str(exc))
-    if claims.community != ref.community_slug:
-        return _reject(
-            item,
-            "label_wrong_community",
-            f"the label belongs to community {claims.community!r}",
-        )
-    signed = f"{plabels.VERSION}.{claims.community}.{claims.household}.{claims.serial}"
-    if not _signature_ok(ref.label_public_key, signature, signed.encode("ascii")):
-        return _reject(item, "label_bad_signature", "label signature does not verify")
-    return _Candidate(0, item, "", claims.serial, claims.household, category)
-
-
-def _check_labels(batch: _Batch, labels: dict[str, tuple]) -> None:
-    """Reject candidates whose label is unknown here or revoked; bind their household."""
-    kept = []
-    for c in batch.candidates:
-        row = labels.get(c.serial)
-        if row is None or row[1] != c.household_code or row[4] != batch.ref.community_id:
-            batch.outcomes[c.index] = _reject(
-                c.item,
-                "label_unknown",
-                f"label {c.serial} was never issued to this household",
-            )
-        elif row[2] is not None and row[2] <= c.item.occurred_at:
-            batch.outcomes[c.index] = _reject(
-                c.item, "label_revoked", f"label {c.serial} was revoked"
-            )
-        else:
-            c.household_id = row[0]
-            c.day = points.local_day(c.item.occurred_at, batch.ref.timezone)
-            kept.append(c)
-    batch.candidates = kept
-
-
-def _daily_totals(session: Session, batch: _Batch, rules: points.RuleBook) -> dict:
-    """Read the day's totals, only for candidates whose rule has a cap."""
-    keys = {
-        (c.household_id, c.category.id, c.day)
-        for c in batch.candidates
-        if (rule := rules.in_force(c.category.id, c.item.occurred_at))
-        and rule.daily_cap is not None
-    }
-    return points.load_daily_totals(session, keys) if keys else {}
-
-
-def _decide(
-    session: Session,
-    batch: _Batch,
-    rules: points.RuleBook,
-    won: dict[str, uuid.UUID],
-    accounts: dict[int, ledger.AccountState],
-) -> None:
-    """Score the candidates in order (``won``: the label claims that held), then write."""
-    _write(session, accounts, _score_all(session, batch, rules, won, accounts))
-
-
-def _score_all(
-    session: Session,
-    batch: _Batch,
-    rules: points.RuleBook,
-    won: dict[str, uuid.UUID],
-    accounts: dict[int, ledger.AccountState],
-) -> _Writes:
-    """Fill every outcome still open, in order; return what must be written."""
-    totals = _daily_totals(session, batch, rules)
-    running = {h: state.balance for h, state in accounts.items()}
-    recorded: dict[uuid.UUID, tuple] = dict(batch.existing)
-    by_index = {c.index: c for c in batch.candidates}
-    increments, postings, rows = {}, [], []
-    for index, item in enumerate(batch.items):
-        if batch.outcomes[index] is not None:
-            continue  # rejected by a check
-        if item.id in recorded:
-            batch.outcomes[index] = _repeat(item, batch.digests[index], recorded[item.id], running)
-            continue
-        c = by_index[index]
-        status, award = _score(c, rules, won, totals, increments)
-        if award.points:
-            running[c.household_id] += award.points
-            postings.append(_posting(c, award.points))
-        rows.append(_deposit_row(batch, c, status, award))
-        recorded[item.id] = (
-            c.digest,
-            status,
-            award.points,
-            c.household_id,
-            award.reason,
-        )
-        batch.outcomes[index] = Outcome(
-            str(item.id), status, award.points, running[c.household_id], award.reason
-        )
-    return _Writes(increments, postings, rows, running)
-
-
-def _score(c: _Candidate, rules: points.RuleBook, won: dict, totals: dict, increments: dict):
-    """Return (status, award) of one new deposit; count accepted points towards its cap."""
-    rule = rules.in_force(c.category.id, c.item.occurred_at)
-    rule_id = rule.id if rule else None
-    if c.item.net_g > c.category.max_plausible_g:
-        return "flagged", points.Award(0, rule_id, "implausible_weight")
-    if won.get(c.serial) != c.item.id:
-        return "flagged", points.Award(0, rule_id, "label_reused")
-    key = (c.household_id, c.category.id, c.day)
-    award = points.score(rule, c.item.net_g, totals.get(key, 0) + increments.get(key, 0))
-    increments[key] = increments.get(key, 0) + award.points
-    return "accepted", award
-
-
-def _repeat(item: DepositIn, digest: str, original: tuple, running: dict[int, int]) -> Outcome:
-    """Answer an id recorded before: duplicate (same content) or conflict."""
-    stored_digest, status, pts, household_id, reason = original
-    if stored_digest == digest:
-        return Outcome(
-            str(item.id),
-            "duplicate",
-            pts,
-            running.get(household_id),
-            reason,
-            original_status=status,
-        )
-    return Outcome(
-        str(item.id),
-        "conflict",
-        error={
-            "code": "conflict",
-            "message": "this id was recorded before with different content",
-        },
+    keys = plan.day_keys(kiosk, checked, labels)
+    decided = plan.decide(
+        kiosk,
+        items,
+        digests=[content_hash(item) for item in items],
+        checked=checked,
+        recorded=recorded,
+        labels=labels,
+        accounts=accounts,
+        totals=points.load_daily_totals(session, keys) if keys else {},
     )
-
-
-def _posting(c: _Candidate, amount: int) -> ledger.Posting:
-    deposit_id = str(c.item.id)
-    return ledger.Posting(
-        c.household_id,
-        "deposit",
-        amount,
-        f"{c.item.net_g} g {c.item.category}",
-        "deposit",
-        deposit_id,
-        idempotency_key="deposit:" + deposit_id,
-    )
-
-
-def _deposit_row(batch: _Batch, c: _Candidate, status: str, award: points.Award) -> dict:
-    item = c.item
-    return {
-        "id": item.id,
-        "kiosk_id": batch.ref.kiosk_id,
-        "community_id": batch.ref.community_id,
-        "household_id": c.household_id,
-        "label_serial": c.serial,
-        "door": item.door,
-        "category_id": c.category.id,
-        "net_g": item.net_g,
-        "occurred_at": item.occurred_at,
-        "local_day": c.day,
-        "received_at": batch.now,
-        "status": status,
-        "points": award.points,
-        "rule_id": award.rule_id,
-        "reason": award.reason,
-        "content_hash": c.digest,
-    }
-
-
-def _write(session, accounts, writes: _Writes) -> None:
-    """Write daily totals, ledger entries and deposits, in lock order."""
-    conn = session.connection()
-    points.add_daily_totals(session, writes.increments)
-    if writes.postings:
-        # the deposit id is the idempotency key: its unique index backs up the
-        # deposits primary key, so the ledger needs no extra look-up here
-        ledger.post_many(
-            session,
-            writes.postings,
-            locked=accounts,
-            check_keys=False,
-            return_ids=False,
-        )
-        _check_balances(accounts, writes)
-    rows = writes.rows
-    if rows:
-        inserted = store.insert_deposits(conn, rows)
-        if inserted != len(rows):
-            raise _RaceLost(f"{len(rows) - inserted} deposit ids were recorded concurrently")
-
-
-def _check_balances(accounts: dict[int, ledger.AccountState], writes: _Writes) -> None:
-    for household_id in {p.household_id for p in writes.postings}:
-        if accounts[household_id].balance != writes.running[household_id]:
-            raise AssertionError("ledger and ingest disagree on a balance")
-
-
-# ------------------------------------------------------------ one deposit
-
-
-def _apply_one(
-    session: Session, kiosk: KioskContext, item: DepositIn, limits: Limits, now
-) -> Outcome | None:
-    """Apply a one-item batch in fewer statements; None: use the general path instead.
-
-    The same checks, claim plan and scoring as a batch; only the reads and
-    writes are fused (``store.lock_one`` / ``write_one``).  A check
-    that rejects the item, an unknown label or a household without an account
-    take the general path, which answers them (a rejected id may still be a
-    duplicate, so it needs the id look-up first).
-    """
-    checked = _check(kiosk.ref, kiosk.setup, item, now, limits)
-    if isinstance(checked, Outcome):
-        return None
-    conn = session.connection()
-    found = store.lock_one(conn, checked.serial, item.id)
-    if found is None:
-        return None
-    label, account, recorded = found
-    batch = _Batch(kiosk.ref, [item], now, [None], [content_hash(item)])
-    if recorded is not None:
-        return _repeat(item, batch.digests[0], recorded, {label[0]: account.balance})
-    checked.digest = batch.digests[0]
-    batch.candidates.append(checked)
-    labels = {checked.serial: label}
-    _check_labels(batch, labels)
-    if batch.candidates:
-        plan = _plan_claims(batch, labels)
-        accounts = {label[0]: account}
-        # scored as if the claim holds; the write checks that it did
-        writes = _score_all(session, batch, kiosk.setup.rules, plan, accounts)
-        _write_one(session, accounts, writes, plan, now)
-    return batch.outcomes[0]
-
-
-def _write_one(session: Session, accounts, writes: _Writes, plan: dict, now) -> None:
-    """Write one new deposit: one statement on PostgreSQL, the batch writes on SQLite."""
-    conn = session.connection()
-    if conn.dialect.name != "postgresql":
-        # SQLite serialises writers (BEGIN IMMEDIATE): the claim read is current
-        if store.claim_labels(conn, plan) != plan:
-            raise _RaceLost("a label was claimed concurrently")
-        _write(session, accounts, writes)
-        return
-    [row] = writes.rows
-    entry = account = total = None
-    if writes.postings:
-        [posting] = writes.postings
-        state = accounts[posting.household_id]
-        entry = ledger.stage(posting, state, now)
-        account = (posting.household_id, state, now)
-        [(key, amount)] = writes.increments.items()
-        total = (*key, amount)
-        _check_balances(accounts, writes)
-    claimed, inserted = store.write_one(
-        conn, row, claim=plan, entry=entry, account=account, total=total
-    )
-    if claimed != len(plan) or inserted != 1:
-        raise _RaceLost("the label or the deposit id was taken concurrently")
+    store.write(session, kiosk, decided, accounts, now)
+    return decided.outcomes
 
 
 # ------------------------------------------- one deposit, one round trip (PostgreSQL)
@@ -671,54 +231,56 @@ def _write_one(session: Session, accounts, writes: _Writes, plan: dict, now) -> 
 def apply_one_fn(
     engine, kiosk: KioskContext, nonce: str, item: DepositIn, *, limits: Limits, now
 ) -> Outcome | None:
-    """Record ``nonce`` and apply one new deposit in one call of ``pg_one``; None: general path.
+    """Record ``nonce`` and apply one deposit in one call of ``pg_one``; None: the general path.
 
     ``kiosk`` is a kept copy (every rule version); the function records the
-    nonce only while that copy is current.  Python decides everything it can
-    (the checks, the rule, the points before the cap: ``points.score`` with
-    nothing credited yet); the function applies the cap against the locked
-    day's total with the same formula.  Whatever is not a new, plausible
-    deposit that claims its label goes to the general path, which answers it.
+    nonce only while that copy is current.  The plan is ``plan.assume_ordinary``'s;
+    an item it rejects or does not accept with a claim, or any assumption the
+    function finds false, goes to the general path, which answers it.
     """
-    checked = _check(kiosk.ref, kiosk.setup, item, now, limits)
-    if isinstance(checked, Outcome) or item.net_g > checked.category.max_plausible_g:
+    checked = plan.check(kiosk, item, now, limits)
+    if not isinstance(checked, plan.Checked):
+        return None  # a rejected id may still be a duplicate: the general path knows
+    assumed = plan.assume_ordinary(kiosk, item, content_hash(item), checked)
+    if assumed is None:
         return None
-    ref = kiosk.ref
-    rule = kiosk.setup.rules.in_force(checked.category.id, item.occurred_at)
-    base = points.score(rule, item.net_g, 0)
-    posting = _posting(checked, 0)
-    done = store_fn.call(
-        engine,
-        {
-            "p_kiosk_id": ref.kiosk_id,
-            "p_nonce": nonce,
-            "p_now": now,
-            "p_secret": kiosk.secret,
-            "p_timezone": ref.timezone,
-            "p_label_key": ref.label_public_key,
-            "p_rules_mark": kiosk.rules_mark,
-            "p_serial": checked.serial,
-            "p_household_code": checked.household_code,
-            "p_community_id": ref.community_id,
-            "p_deposit_id": item.id,
-            "p_door": item.door,
-            "p_category_id": checked.category.id,
-            "p_net_g": item.net_g,
-            "p_occurred_at": item.occurred_at,
-            "p_local_day": points.local_day(item.occurred_at, ref.timezone),
-            "p_content_hash": content_hash(item),
-            "p_rule_id": base.rule_id,
-            "p_points": base.points,
-            "p_reason": base.reason,
-            "p_daily_cap": rule.daily_cap if rule is not None else None,
-            "p_entry_kind": posting.kind,
-            "p_entry_reason": posting.reason,
-            "p_source_type": posting.source_type,
-            "p_source_id": posting.source_id,
-            "p_idempotency_key": posting.idempotency_key,
-        },
-    )
-    if done is None:
+    balance = pg_one.call(engine, _fn_args(kiosk, nonce, now, assumed))
+    if balance is None:
         return None
-    awarded, reason, balance = done
-    return Outcome(posting.source_id, "accepted", awarded, balance, reason)
+    [outcome] = assumed.plan.outcomes
+    return plan.with_balance(outcome, balance)
+
+
+def _fn_args(kiosk: KioskContext, nonce: str, now, assumed: plan.Assumed) -> dict:
+    """The function's arguments: the plan's decisions and assumptions, by name."""
+    ref, d, posting = kiosk.ref, assumed.deposit, assumed.posting
+    item = d.item
+    return {
+        "p_kiosk_id": ref.kiosk_id,
+        "p_nonce": nonce,
+        "p_now": now,
+        "p_secret_as_stored": kiosk.secret_as_stored,
+        "p_timezone": ref.timezone,
+        "p_label_key": ref.label_public_key,
+        "p_rules_mark": kiosk.rules_mark,
+        "p_serial": d.serial,
+        "p_household_code": assumed.label.household_code,
+        "p_community_id": ref.community_id,
+        "p_deposit_id": item.id,
+        "p_door": item.door,
+        "p_category_id": d.category_id,
+        "p_net_g": item.net_g,
+        "p_occurred_at": item.occurred_at,
+        "p_local_day": d.local_day,
+        "p_content_hash": d.content_hash,
+        "p_status": d.status,
+        "p_rule_id": d.award.rule_id,
+        "p_points": d.award.points,
+        "p_reason": d.award.reason,
+        "p_max_credited": assumed.max_credited,
+        "p_entry_kind": posting.kind if posting else None,
+        "p_entry_reason": posting.reason if posting else None,
+        "p_source_type": posting.source_type if posting else None,
+        "p_source_id": posting.source_id if posting else None,
+        "p_idempotency_key": posting.idempotency_key if posting else None,
+    }

@@ -2,25 +2,35 @@
 
 A kiosk uploads each bag as it goes in, so a request of one deposit is the
 common case, and on PostgreSQL its cost is mostly round trips (BEGIN, the
-nonce, the locking read, the write, COMMIT).  This PL/pgSQL function does what
-those statements do in one call, run on a connection in autocommit (one
-statement, one transaction) through the bare psycopg cursor: one of the
-engine's direct connections (``_Direct``), kept in autocommit beside its pool.
+nonce, the locking read, the write, COMMIT).  This PL/pgSQL function is the
+one-deposit *writer*: it writes what ``plan.assume_ordinary`` decided, in one
+call on a connection in autocommit (one statement, one transaction) through
+the bare psycopg cursor.
 
-It takes only the new-deposit, label-claiming case, with everything Python
-decides already decided (``ingest.apply_one_fn``: checks, rule, points before
-the cap, local day, content hash, the ledger entry's reason and keys).  The
-function records the nonce only if the kept kiosk copy is still current (the
-same test as ``auth._insert_nonce_if_current``), locks the household's account
-``FOR NO KEY UPDATE`` (the ingest lock order), claims the label, applies the
-daily cap against the locked day's total with ``points.score``'s formula, and
-writes the daily total, ledger entry, account and deposit.  Anything else -
-a replayed nonce, a stale copy, an unknown or revoked label, a label claimed
-before, an id recorded before - raises one of ``FALLBACK_SQLSTATES``: the whole
-statement rolls back (the nonce too) and the request takes the general path,
-which answers it exactly as before.
+It decides nothing.  The plan was made in Python before anything was read,
+on stated assumptions; the function checks each against the locked rows and
+raises one of ``FALLBACK_SQLSTATES`` when one does not hold, which rolls the
+whole statement back (the nonce too) and sends the request to the general
+path, where the same plan is made on the rows as read:
 
-Created by Alembic revision 0002 and by ``schema.create_schema``; never on SQLite.
+* the kept kiosk copy is current and the nonce is new: the statement of
+  ``context.nonce_if_current_sql``, spelled in here (SPF01);
+* the label was issued to the household and community the payload names and
+  is not revoked; the household has an account (SPF02), locked ``FOR NO KEY
+  UPDATE`` (the ingest lock order);
+* the label was never claimed: the claim ``UPDATE ... WHERE first_deposit_id
+  IS NULL`` (SPF03);
+* the day's total is at most ``p_max_credited``, the most under which the
+  plan's award holds (``points.award_holds_up_to``; NULL: any) (SPF05);
+* the deposit id is new (SPF04).
+
+Then it writes the plan's daily total increment, ledger entry (the balance
+after it and the account's new balance and count, which only the locked
+row knows) and deposit row, and returns the balance.
+
+Created by ``schema.create_schema`` from ``CREATE_SQL`` below and by the newest
+Alembic revision that spells the same text out (a test holds them equal);
+never on SQLite.
 """
 
 from __future__ import annotations
@@ -32,22 +42,24 @@ import weakref
 
 from sqlalchemy import event
 
+from backend.deposits.context import nonce_if_current_sql
+
 log = logging.getLogger(__name__)
 
 NAME = "sortpoint_ingest_one"
 
-#: SQLSTATEs after which the request takes the general path: the function's
-#: own refusals (SPF01-04), lock and uniqueness races, and a database not
-#: upgraded yet (no such function)
+#: SQLSTATEs after which the request takes the general path: an assumption of
+#: the plan that did not hold (SPF01-05), lock and uniqueness races, and a
+#: database not upgraded yet (no such function)
 FALLBACK_SQLSTATES = frozenset(
-    {"SPF01", "SPF02", "SPF03", "SPF04", "40P01", "40001", "23505", "42883"}
+    {"SPF01", "SPF02", "SPF03", "SPF04", "SPF05", "40P01", "40001", "23505", "42883"}
 )
 
 _ARGS = (
     ("p_kiosk_id", "text"),
     ("p_nonce", "text"),
     ("p_now", "timestamptz"),
-    ("p_secret", "text"),
+    ("p_secret_as_stored", "text"),
     ("p_timezone", "text"),
     ("p_label_key", "text"),
     ("p_rules_mark", "integer"),
@@ -61,10 +73,11 @@ _ARGS = (
     ("p_occurred_at", "timestamptz"),
     ("p_local_day", "date"),
     ("p_content_hash", "text"),
+    ("p_status", "text"),
     ("p_rule_id", "integer"),
     ("p_points", "integer"),
     ("p_reason", "text"),
-    ("p_daily_cap", "integer"),
+    ("p_max_credited", "integer"),
     ("p_entry_kind", "text"),
     ("p_entry_reason", "text"),
     ("p_source_type", "text"),
@@ -74,87 +87,81 @@ _ARGS = (
 ARG_NAMES = tuple(name for name, _ in _ARGS)
 _SIGNATURE = ", ".join(sql_type for _, sql_type in _ARGS)
 
+_NONCE = nonce_if_current_sql(
+    kiosk_id="p_kiosk_id",
+    nonce="p_nonce",
+    seen_at="p_now",
+    secret_as_stored="p_secret_as_stored",
+    timezone="p_timezone",
+    label_key="p_label_key",
+    rules_mark="p_rules_mark",
+)
+
 CREATE_SQL = f"""
 CREATE OR REPLACE FUNCTION {NAME}({", ".join(f"{n} {t}" for n, t in _ARGS)})
-RETURNS TABLE (out_points integer, out_reason text, out_balance bigint)
+RETURNS TABLE (out_balance bigint)
 LANGUAGE plpgsql VOLATILE AS $fn$
 DECLARE
     v_household integer;
-    v_code text;
-    v_revoked timestamptz;
-    v_community integer;
     v_balance bigint;
     v_count integer;
-    v_total integer;
-    v_room integer;
-    v_points integer := p_points;
-    v_reason text := p_reason;
 BEGIN
-    -- the nonce, only while the caller's kept kiosk copy is current
-    INSERT INTO request_nonces (kiosk_id, nonce, seen_at)
-    SELECT p_kiosk_id, p_nonce, p_now
-     WHERE EXISTS (SELECT 1 FROM kiosks k JOIN communities c ON c.id = k.community_id
-                    WHERE k.id = p_kiosk_id AND k.enabled AND k.secret = p_secret
-                      AND c.timezone = p_timezone AND c.label_public_key = p_label_key)
-       AND (SELECT coalesce(max(r.id), 0) FROM points_rules r) = p_rules_mark
-    ON CONFLICT (kiosk_id, nonce) DO NOTHING;
+    -- assumed: the kept kiosk copy is current and the nonce is new
+    {_NONCE};
     IF NOT FOUND THEN
         RAISE EXCEPTION 'replayed nonce or stale kiosk copy' USING ERRCODE = 'SPF01';
     END IF;
-    -- the household's account lock serialises its labels, totals and entries
-    SELECT l.household_id, h.code, l.revoked_at, l.community_id, a.balance, a.entry_count
-      INTO v_household, v_code, v_revoked, v_community, v_balance, v_count
+    -- assumed: the label is this household's, of this community, not revoked; the
+    -- household's account lock serialises its labels, totals and entries
+    SELECT l.household_id, a.balance, a.entry_count
+      INTO v_household, v_balance, v_count
       FROM labels l
       JOIN households h ON h.id = l.household_id
       JOIN accounts a ON a.household_id = l.household_id
-     WHERE l.serial = p_serial
+     WHERE l.serial = p_serial AND h.code = p_household_code
+       AND l.community_id = p_community_id AND l.revoked_at IS NULL
        FOR NO KEY UPDATE OF a;
-    IF NOT FOUND OR v_code <> p_household_code OR v_community <> p_community_id
-       OR (v_revoked IS NOT NULL AND v_revoked <= p_occurred_at) THEN
+    IF NOT FOUND THEN
         RAISE EXCEPTION 'label for the general path' USING ERRCODE = 'SPF02';
     END IF;
+    -- assumed: the label was never claimed
     UPDATE labels SET first_deposit_id = p_deposit_id
      WHERE serial = p_serial AND first_deposit_id IS NULL;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'label claimed before' USING ERRCODE = 'SPF03';
     END IF;
-    IF p_daily_cap IS NOT NULL THEN
-        SELECT t.points INTO v_total FROM daily_totals t
-         WHERE t.household_id = v_household AND t.category_id = p_category_id
-           AND t.day = p_local_day;
-        -- points.score: room = max(0, cap - credited today); more than room is capped
-        v_room := greatest(0, p_daily_cap - coalesce(v_total, 0));
-        IF v_points > v_room THEN
-            v_points := v_room;
-            v_reason := 'daily_cap';
-        END IF;
+    -- assumed: the day's total is at most what the plan's award holds for
+    IF p_max_credited IS NOT NULL AND coalesce(
+           (SELECT t.points FROM daily_totals t
+             WHERE t.household_id = v_household AND t.category_id = p_category_id
+               AND t.day = p_local_day), 0) > p_max_credited THEN
+        RAISE EXCEPTION 'the day total changes the award' USING ERRCODE = 'SPF05';
     END IF;
-    IF v_points > 0 THEN
+    IF p_entry_kind IS NOT NULL THEN
         INSERT INTO daily_totals AS t (household_id, category_id, day, points)
-        VALUES (v_household, p_category_id, p_local_day, v_points)
+        VALUES (v_household, p_category_id, p_local_day, p_points)
         ON CONFLICT (household_id, category_id, day)
         DO UPDATE SET points = t.points + excluded.points;
-        v_balance := v_balance + v_points;
+        v_balance := v_balance + p_points;
         v_count := v_count + 1;
         INSERT INTO ledger_entries (household_id, kind, amount, balance_after, reason,
                                     source_type, source_id, idempotency_key, created_at)
-        VALUES (v_household, p_entry_kind, v_points, v_balance, p_entry_reason,
+        VALUES (v_household, p_entry_kind, p_points, v_balance, p_entry_reason,
                 p_source_type, p_source_id, p_idempotency_key, p_now);
         UPDATE accounts SET balance = v_balance, entry_count = v_count, updated_at = p_now
          WHERE household_id = v_household;
     END IF;
+    -- assumed: the deposit id is new
     INSERT INTO deposits (id, kiosk_id, community_id, household_id, label_serial, door,
                           category_id, net_g, occurred_at, local_day, received_at, status,
                           points, rule_id, reason, content_hash)
     VALUES (p_deposit_id, p_kiosk_id, p_community_id, v_household, p_serial, p_door,
-            p_category_id, p_net_g, p_occurred_at, p_local_day, p_now, 'accepted',
-            v_points, p_rule_id, v_reason, p_content_hash)
+            p_category_id, p_net_g, p_occurred_at, p_local_day, p_now, p_status,
+            p_points, p_rule_id, p_reason, p_content_hash)
     ON CONFLICT (id) DO NOTHING;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'deposit id recorded before' USING ERRCODE = 'SPF04';
     END IF;
-    out_points := v_points;
-    out_reason := v_reason;
     out_balance := v_balance;
     RETURN NEXT;
 END
@@ -327,16 +334,66 @@ def _close(conn) -> None:
         log.debug("closing a one-deposit connection failed", exc_info=True)
 
 
-def call(engine, args: dict) -> tuple[int, str | None, int] | None:
-    """Run the function in autocommit on the engine's direct connection; None: take the general path.
+def call(engine, args: dict) -> int | None:
+    """Run the function in autocommit; return the household's balance, or None: the general path.
 
-    ``args`` maps every name of ``ARG_NAMES``.  Returns (points, reason,
-    balance) of the credited deposit.  Errors other than the fallback ones
-    propagate; a connection they broke is closed (``_Direct``).
+    ``args`` maps every name of ``ARG_NAMES``.  Errors other than the
+    fallback ones propagate.
     """
+    values = tuple(args[name] for name in ARG_NAMES)
+    if DIRECT:
+        return _call_direct(engine, values)
+    return _call_pooled(engine, values)
+
+
+#: run the call on the engine's direct connections (``_Direct``) rather than its pool
+DIRECT = True
+
+
+def _fell_back(exc) -> bool:
+    sqlstate = getattr(exc, "sqlstate", None)
+    if sqlstate == "42883" and not _missing_logged:
+        _note_missing()
+    if sqlstate in FALLBACK_SQLSTATES:  # an assumption that did not hold, or a race
+        log.debug("one-deposit function fell back: %s", sqlstate)
+        return True
+    return False
+
+
+def _call_pooled(engine, values: tuple) -> int | None:
+    """The call on a connection checked out of the engine's pool, switched to autocommit."""
     import psycopg
 
-    values = tuple(args[name] for name in ARG_NAMES)
+    fairy = engine.raw_connection()
+    try:
+        conn = fairy.driver_connection
+        conn.autocommit = True
+        try:
+            cursor = fairy.info.get(_CURSOR)
+            if cursor is None or cursor.closed:
+                cursor = fairy.info[_CURSOR] = conn.cursor()
+            cursor.execute(CALL_SQL, values)
+            return cursor.fetchone()[0]
+        except psycopg.Error as exc:
+            if _fell_back(exc):
+                return None
+            if isinstance(exc, psycopg.OperationalError):
+                fairy.invalidate(exc)
+            raise
+        finally:
+            if not (conn.closed or conn.broken):
+                conn.autocommit = False
+    finally:
+        fairy.close()
+
+
+_CURSOR = "sortpoint.pg_one.cursor"
+
+
+def _call_direct(engine, values: tuple) -> int | None:
+    """The call on one of the engine's direct connections (``_Direct``)."""
+    import psycopg
+
     direct = _direct(engine)
     slot = direct.take()
     if slot is not None and direct.pre_ping and not _alive(slot):
@@ -348,13 +405,9 @@ def call(engine, args: dict) -> tuple[int, str | None, int] | None:
     try:
         cursor = slot[1]
         cursor.execute(CALL_SQL, values)
-        return cursor.fetchone()
+        return cursor.fetchone()[0]
     except psycopg.Error as exc:
-        sqlstate = getattr(exc, "sqlstate", None)
-        if sqlstate == "42883" and not _missing_logged:
-            _note_missing()
-        if sqlstate in FALLBACK_SQLSTATES:  # a race or a refusal: the connection is fine
-            log.debug("one-deposit function fell back: %s", sqlstate)
+        if _fell_back(exc):  # the connection is fine
             return None
         if isinstance(exc, psycopg.OperationalError):
             keep = False

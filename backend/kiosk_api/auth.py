@@ -20,13 +20,13 @@ import functools
 import itertools
 import re
 
-from sqlalchemy import Integer, bindparam, delete, select, update
+from sqlalchemy import Integer, bindparam, delete, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from backend.core.errors import Unauthorized
-from backend.core.sql import insert_ignore_for, upsert_for
-from backend.deposits.store import RULES_MARK, KioskContext, kiosk_context
+from backend.core.sql import insert_ignore_for
+from backend.deposits.context import KioskContext, kiosk_context, nonce_if_current_sql
 from backend.kiosk_api.kiosk_cache import KioskCache
 from backend.kiosk_api.models import RequestNonce
 from backend.registry.models import Community, Kiosk
@@ -113,7 +113,7 @@ def authenticate(
     kept = cache.get(kiosk_id) if use_cache else None
     if (
         kept is not None
-        and _signed_by(kept.secret, signed, signature)
+        and _signed_by(kept.hmac_key, signed, signature)
         and _record_nonce_if_current(conn, kept, nonce, now)
     ):
         _after_nonce(session, kept, now, max_skew_s, cache)
@@ -122,7 +122,7 @@ def authenticate(
         cache.forget(kiosk_id)
     kiosk = kiosk_context(conn, kiosk_id, None if use_cache else (rules_until or now))
     # an unknown kiosk costs the same HMAC as a known one and gets the same answer
-    secret = kiosk.secret if kiosk is not None else "unknown-kiosk"
+    secret = kiosk.hmac_key if kiosk is not None else "unknown-kiosk"
     if kiosk is None or not _signed_by(secret, signed, signature):
         raise _fail("signature_invalid", "unknown kiosk or wrong signature")
     if not kiosk.enabled:
@@ -154,7 +154,7 @@ def kept_kiosk(
     kept = cache.get(kiosk_id) if cache is not None and cache.enabled else None
     if kept is None or _touch_due(kept.last_seen_at, now):
         return None
-    if not _signed_by(kept.secret, (method, target, timestamp, nonce, body), signature):
+    if not _signed_by(kept.hmac_key, (method, target, timestamp, nonce, body), signature):
         return None
     return kept, nonce
 
@@ -189,32 +189,33 @@ def _insert_nonce(dialect: str):
     return insert_ignore_for(dialect, NONCES, ["kiosk_id", "nonce"]).returning(NONCES.c.nonce)
 
 
-@functools.lru_cache(maxsize=4)
-def _insert_nonce_if_current(dialect: str):
-    """INSERT the nonce only if a kept kiosk copy still matches the database."""
-    current = (
-        select(KIOSKS.c.id)
-        .select_from(KIOSKS.join(COMMUNITIES, COMMUNITIES.c.id == KIOSKS.c.community_id))
-        .where(
-            KIOSKS.c.id == bindparam("kiosk_id", type_=KIOSKS.c.id.type),
-            KIOSKS.c.enabled,
-            KIOSKS.c.secret == bindparam("secret", type_=KIOSKS.c.secret.type),
-            COMMUNITIES.c.timezone == bindparam("timezone", type_=COMMUNITIES.c.timezone.type),
-            COMMUNITIES.c.label_public_key
-            == bindparam("label_key", type_=COMMUNITIES.c.label_public_key.type),
-        )
-        .exists()
+@functools.lru_cache(maxsize=1)
+def _insert_nonce_if_current():
+    """INSERT the nonce only if a kept kiosk copy still matches the database.
+
+    The statement is ``context.nonce_if_current_sql``, the same text the
+    PostgreSQL one-deposit function runs; typed parameters, so SQLite gets its
+    UTC timestamps as the column stores them.
+    """
+    sql = nonce_if_current_sql(
+        kiosk_id=":kiosk_id",
+        nonce=":nonce",
+        seen_at=":seen_at",
+        secret_as_stored=":secret_as_stored",
+        timezone=":timezone",
+        label_key=":label_key",
+        rules_mark=":rules_mark",
     )
-    source = select(
+    # SQLite reads "ON CONFLICT" after INSERT ... SELECT as an upsert because
+    # the SELECT has a WHERE clause
+    return text(sql + " RETURNING nonce").bindparams(
         bindparam("kiosk_id", type_=NONCES.c.kiosk_id.type),
         bindparam("nonce", type_=NONCES.c.nonce.type),
         bindparam("seen_at", type_=NONCES.c.seen_at.type),
-    ).where(current, RULES_MARK == bindparam("rules_mark", type_=Integer()))
-    stmt = upsert_for(dialect, NONCES).from_select(["kiosk_id", "nonce", "seen_at"], source)
-    # SQLite reads "ON CONFLICT" after INSERT ... SELECT as an upsert because
-    # the SELECT has a WHERE clause
-    return stmt.on_conflict_do_nothing(index_elements=["kiosk_id", "nonce"]).returning(
-        NONCES.c.nonce
+        bindparam("secret_as_stored", type_=KIOSKS.c.secret.type),
+        bindparam("timezone", type_=COMMUNITIES.c.timezone.type),
+        bindparam("label_key", type_=COMMUNITIES.c.label_public_key.type),
+        bindparam("rules_mark", type_=Integer()),
     )
 
 
@@ -234,13 +235,12 @@ def _record_nonce_if_current(
         "kiosk_id": ref.kiosk_id,
         "nonce": nonce,
         "seen_at": now,
-        "secret": kiosk.secret,
+        "secret_as_stored": kiosk.secret_as_stored,
         "timezone": ref.timezone,
         "label_key": ref.label_public_key,
         "rules_mark": kiosk.rules_mark,
     }
-    stmt = _insert_nonce_if_current(conn.dialect.name)
-    return conn.execute(stmt, params).first() is not None
+    return conn.execute(_insert_nonce_if_current(), params).first() is not None
 
 
 def _touch_due(last_seen: dt.datetime | None, now: dt.datetime) -> bool:

@@ -129,6 +129,35 @@ def score(rule: Rule | None, net_g: int, credited_today: int) -> Award:
     return Award(points, rule.id, None)
 
 
+def needs_total(rule: Rule | None) -> bool:
+    """True when ``score`` depends on what was credited that day (the rule has a cap)."""
+    return rule is not None and rule.daily_cap is not None
+
+
+def award_holds_up_to(rule: Rule | None, net_g: int) -> int | None:
+    """Return the most points credited that day for which ``score`` still gives its award at 0.
+
+    None: the award does not depend on the day's total.  Found by asking
+    ``score`` itself (an award never grows with the total, and no longer
+    changes once the total reaches the cap), so the cap is written once, in
+    ``score``: the one-deposit path makes its plan at a total of 0 and the
+    database checks that the locked day's total is at most this.
+    """
+    if not needs_total(rule):
+        return None
+    first = score(rule, net_g, 0)
+    if score(rule, net_g, rule.daily_cap) == first:
+        return None
+    low, high = 0, rule.daily_cap  # score(low) == first != score(high)
+    while high - low > 1:
+        middle = (low + high) // 2
+        if score(rule, net_g, middle) == first:
+            low = middle
+        else:
+            high = middle
+    return low
+
+
 @functools.lru_cache(maxsize=256)
 def _zone(name: str) -> zoneinfo.ZoneInfo:
     return zoneinfo.ZoneInfo(name)
