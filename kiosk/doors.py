@@ -10,8 +10,9 @@ an open door is not a jam.  So ``DoorLocker.lock_all``:
 * locks each **closed** door in place and reports one that fails (a jam: a real problem);
 * hands each **open** door's ``lock()`` to a background thread (on a Pi), which secures the
   output at once and confirms when the door is shut; the station watches the sensor and acts
-  when the door closes.  In inline mode (virtual time, tests) it is called in place: the fakes
-  do not wait.
+  when the door closes.  In inline mode (virtual time, tests) it is called in place: a fake
+  door waits as a real one does, but on the virtual clock, so the wait costs no real time and
+  a resident scheduled to shut the door meanwhile ends it.
 """
 
 from __future__ import annotations

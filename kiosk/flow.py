@@ -26,9 +26,13 @@ Rules the chart keeps (python-statemachine ``StateChart``):
   (``allow_event_without_transition = False``): nothing is silently ignored;
 * the deposit id is journalled before a door unlocks and the result before it locks.
 
-The flow does no I/O of its own beyond the objects it is given (doors, journal, screen,
-indicator); the station (``kiosk.station``) feeds it events from the hardware.  What the
-resident reads (prompts, hints, the words for the backend's answers) is in ``kiosk.texts``.
+The chart makes every per-state decision; the station (``kiosk.station``) only runs it: it
+passes on queued events (``offer``), door sensor changes (``door_moved``), and calls ``poll``
+and ``tick`` every step.  ``poll`` reads what the current state waits for from the station's
+inputs (``Readings``: stable weights, scale and scanner errors), the answer from the journal,
+and whether a fault's cause has cleared.  The flow does no I/O of its own beyond the objects it
+is given (doors, journal, readings, screen, indicator).  What the resident reads (prompts,
+hints, the words for the backend's answers) is in ``kiosk.texts``.
 """
 
 from __future__ import annotations
@@ -36,15 +40,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from statemachine import State, StateChart
 from statemachine.exceptions import TransitionNotAllowed
 
 from hardware import DoorFault, HardwareFault, ScaleFault
+from hardware.clock import Clock, WallClock
 from hardware.interfaces import Door, Indicator
 from kiosk import KioskError, OutboxFull
+from kiosk.config import KioskConfig, TimeoutsSection, WeighingSection
 from kiosk.doors import DoorLocker
+from kiosk.journal import Journal
+from kiosk.labels import LabelVerifier
 from kiosk.texts import (
     CHOICE_IMPOSSIBLE,
     LABEL_UNUSABLE,
@@ -86,12 +94,52 @@ TIMEOUTS: dict[str, str] = {
     "recovering": "recovery_timeout_s",
 }
 
-#: fault kinds that clear when their condition clears; every other kind needs a reset
-SELF_CLEARING_FAULTS = frozenset({"door_left_open", "scale", "outbox_full", "scanner", "config"})
+#: fault kind -> the flow's check that its cause is gone; every other kind needs a reset
+SELF_CLEARING_FAULTS: dict[str, str] = {
+    "door_left_open": "doors_closed",
+    "scale": "scales_settled",
+    "scanner": "scanner_ok",
+    "config": "label_key_loaded",
+    "outbox_full": "outbox_has_room",
+}
+#: how often a self-clearing fault's cause is checked (seconds)
+FAULT_CHECK_S = 1.0
+
+#: fault kind -> why the kiosk is out of order, given the error's words
+FAULT_REASONS = {
+    "scale": "scale fault: {}",
+    "scanner": "scanner fault: {}",
+    "config": "cannot verify labels: {}",
+    "door_jammed": "door fault: {}",
+    "hardware": "hardware fault: {}",
+}
+
+#: state -> what the flow watches for in it, every step (``poll``)
+WATCHES = {
+    "idle": "_watch_health",
+    "weighing_before": "_watch_weight",
+    "weighing_after": "_watch_weight",
+    "recovering": "_watch_recovery",
+    "showing_result": "_watch_answer",
+    "fault": "_watch_fault",
+}
+#: states a scale error does not interrupt: the result needs no scale (the fault comes at
+#: idle), and a fault has its own check
+SCALE_FREE_STATES = frozenset({"showing_result", "fault"})
 
 
 class NoLabelKey(KioskError):
     """The kiosk has no community key to verify labels with (never reached the backend)."""
+
+
+#: an action's error -> the fault it is (first match; anything else is "internal")
+ERROR_FAULTS: tuple[tuple[type[Exception], str], ...] = (
+    (DoorFault, "door_jammed"),
+    (ScaleFault, "scale"),
+    (NoLabelKey, "config"),
+    (OutboxFull, "outbox_full"),
+    (HardwareFault, "hardware"),
+)
 
 
 #: states in which the machine, not the resident, is expected to act next
@@ -109,17 +157,35 @@ class DoorSlot:
     scale: str = "main"
 
 
+#: the kiosk config's defaults, the one source of the flow's
+_TIMEOUTS, _WEIGHING = TimeoutsSection(), WeighingSection()
+
+
 @dataclass(frozen=True, slots=True)
 class FlowSettings:
-    """Timeouts (seconds) and weighing limits the flow runs with."""
+    """Timeouts (seconds) and weighing limits the flow runs with; defaults are the config's."""
 
-    category_s: float = 30.0
-    door_open_s: float = 20.0
-    door_close_s: float = 60.0
-    result_display_s: float = 8.0
-    backend_answer_s: float = 2.0
-    stable_timeout_s: float = 15.0
-    min_deposit_g: int = 30
+    category_s: float = _TIMEOUTS.category_s
+    door_open_s: float = _TIMEOUTS.door_open_s
+    door_close_s: float = _TIMEOUTS.door_close_s
+    result_display_s: float = _TIMEOUTS.result_display_s
+    backend_answer_s: float = _TIMEOUTS.backend_answer_s
+    stable_timeout_s: float = _WEIGHING.stable_timeout_s
+    min_deposit_g: int = _WEIGHING.min_deposit_g
+
+    @classmethod
+    def from_config(cls, config: KioskConfig) -> FlowSettings:
+        """Return the flow's timeouts and limits from the kiosk config."""
+        t, w = config.timeouts, config.weighing
+        return cls(
+            category_s=t.category_s,
+            door_open_s=t.door_open_s,
+            door_close_s=t.door_close_s,
+            result_display_s=t.result_display_s,
+            backend_answer_s=t.backend_answer_s,
+            stable_timeout_s=w.stable_timeout_s,
+            min_deposit_g=w.min_deposit_g,
+        )
 
     @property
     def recovery_timeout_s(self) -> float:
@@ -151,18 +217,48 @@ class Screen(Protocol):
         ...
 
 
+class Readings(Protocol):
+    """What the flow reads from the station's inputs; a scale named None is the first one."""
+
+    def scale_error(self, scale: str | None) -> str | None:
+        """Return why the scale cannot be read, or None."""
+        ...
+
+    def stable_g(self, scale: str | None) -> int | None:
+        """Return the scale's stable weight since the last restart, or None."""
+        ...
+
+    def stable_weights(self) -> dict[str, int] | None:
+        """Return every scale's stable weight, or None until each one has settled."""
+        ...
+
+    def scales_settled(self) -> bool:
+        """True when every scale answers and is stable."""
+        ...
+
+    def restart_weighing(self) -> None:
+        """Forget the samples so far: a weight from now on is made of later ones."""
+        ...
+
+    def scanner_error(self) -> str | None:
+        """Return why the scanner cannot be read, or None."""
+        ...
+
+
 @dataclass
 class FlowContext:
     """Everything the flow acts on, injected by the station (or a test)."""
 
     doors: dict[int, DoorSlot]
-    journal: Any
-    verifier: Callable[[], Any]
+    journal: Journal
+    readings: Readings
+    #: returns the label verifier; raises NoLabelKey while the kiosk has none
+    verifier: Callable[[], LabelVerifier]
     screen: Screen
     indicator: Indicator
-    clock: Any
+    clock: Clock
     #: wall time for ``occurred_at`` (the flow's ``clock`` may be virtual)
-    wall_clock: Any = None
+    wall_clock: WallClock | None = None
     settings: FlowSettings = field(default_factory=FlowSettings)
     #: category -> (points_per_kg, min_net_g) from the cached backend config
     rules: Callable[[], dict[str, tuple[int, int]]] = dict
@@ -269,6 +365,8 @@ class DepositFlow(StateChart):
         self.notice: str | None = None
         self.entered_at_s = ctx.clock.monotonic()
         self._pending_claims: tuple[str, LabelClaims | None, str | None] | None = None
+        self._next_fault_check_s = ctx.clock.monotonic()
+        self._upload_wanted = False
         super().__init__(listeners=listeners)
 
     # -- queries ---------------------------------------------------------------
@@ -320,6 +418,124 @@ class DepositFlow(StateChart):
         """Return what to tell a resident whose action is not possible now."""
         return busy_hint(self.state, self.fault_reason)
 
+    def at_rest(self) -> bool:
+        """True where upkeep may take time: at idle, never between a scan and its unlock."""
+        return self.state == "idle"
+
+    def take_upload_request(self) -> bool:
+        """Return True once after a deposit worth uploading was recorded (sync it soon)."""
+        wanted, self._upload_wanted = self._upload_wanted, False
+        return wanted
+
+    # -- driven by the station ---------------------------------------------------
+
+    def offer(self, event: str, **kwargs) -> bool:
+        """Send a resident's or technician's event; one not allowed now is explained, not ignored."""
+        try:
+            self.send(event, **kwargs)
+            return True
+        except TransitionNotAllowed:
+            hint = self.busy_hint()
+            log.warning("event %r not allowed in state %s: %s", event, self.state, hint)
+            self.ctx.screen.show(hint, tone="warn")
+            return False
+
+    def resume(self) -> None:
+        """At start, recover the deposits a crash left open before serving anyone."""
+        open_deposits = self.ctx.journal.open_deposits()
+        if open_deposits and self.state == "idle":
+            log.warning("recovering %d open deposit(s) after a restart", len(open_deposits))
+            self.send("recover")
+
+    def reset_requested(self, by: str) -> None:
+        """Clear a fault on a technician's request (``kiosk reset``); anywhere else, only log it."""
+        log.warning("reset requested by %s in state %s", by, self.state)
+        if self.state == "fault":
+            self.offer("reset")
+
+    def door_moved(self, number: int, closed: bool) -> None:
+        """Act on a door sensor change: the deposit's door opening or shutting, or a forced door."""
+        state, slot = self.state, self.active_door()
+        is_active = slot is not None and slot.number == number
+        if not closed and is_active and state in ("door_unlocked", "weighing_after"):
+            self.offer("door_opened")
+        elif closed and is_active and state == "door_open":
+            self.offer("door_closed")
+        elif (
+            not closed
+            and state not in ("fault", "recovering")
+            and not (is_active and state == "door_open")
+        ):
+            # only the unlocked door may move: any other opening means a broken lock
+            self.offer("fail", kind="door_forced", reason=f"door {number} opened while locked")
+
+    def poll(self) -> None:
+        """Act on what the inputs show now, as the current state asks (``tick`` times it out)."""
+        if self.state not in SCALE_FREE_STATES:
+            error = self.ctx.readings.scale_error(self._scale_name())
+            if error:
+                self._fail("scale", error)
+                return
+        watch = WATCHES.get(self.state)
+        if watch is not None:
+            getattr(self, watch)()
+
+    def _scale_name(self) -> str | None:
+        slot = self.active_door()
+        return slot.scale if slot is not None else None
+
+    def _fail(self, kind: str, detail: object) -> None:
+        self.send("fail", kind=kind, reason=FAULT_REASONS[kind].format(detail))
+
+    def _watch_health(self) -> None:
+        """At idle: a scanner that cannot be read or a missing label key is a fault."""
+        scanner_error = self.ctx.readings.scanner_error()
+        if scanner_error:
+            self._fail("scanner", scanner_error)
+        elif (key_error := self._label_key_error()) is not None:
+            self._fail("config", key_error)
+
+    def _watch_weight(self) -> None:
+        """Weighing: go on once the deposit's scale is stable."""
+        grams = self.ctx.readings.stable_g(self._scale_name())
+        if grams is not None:
+            self.send("settled", grams=grams)
+
+    def _watch_recovery(self) -> None:
+        """Recovering: weigh once every scale has settled since entry."""
+        weights = self.ctx.readings.stable_weights()
+        if weights:
+            self.send(
+                "settled", grams=self.ctx.readings.stable_g(self._scale_name()), weights=weights
+            )
+
+    def _watch_answer(self) -> None:
+        """The result screen: show the backend's answer once the journal has it."""
+        deposit = self.current
+        if deposit is None or deposit.answered or deposit.deposit_id is None:
+            return
+        result = self.ctx.journal.get(deposit.deposit_id).answer()
+        if result is not None:  # with the backend's reason: the screen says why
+            self.send("answer", result=result)
+
+    def _watch_fault(self) -> None:
+        """A fault whose cause has gone clears by itself (checked every ``FAULT_CHECK_S``)."""
+        check = SELF_CLEARING_FAULTS.get(self.fault_kind)
+        now_s = self.ctx.clock.monotonic()
+        if check is None or now_s < self._next_fault_check_s:
+            return
+        self._next_fault_check_s = now_s + FAULT_CHECK_S
+        if getattr(self, check)():
+            log.warning("fault %s cleared by itself", self.fault_kind)
+            self.send("cleared")
+
+    def _label_key_error(self) -> str | None:
+        try:
+            self.ctx.verifier()
+        except NoLabelKey as exc:
+            return str(exc)
+        return None
+
     # -- entry actions: what the resident sees ---------------------------------
 
     def _show(self, text: str, tone: str = "info") -> None:
@@ -362,7 +578,8 @@ class DepositFlow(StateChart):
         self._show(PROMPTS["door_open"])
 
     def on_enter_weighing_after(self) -> None:
-        """Tell the resident the deposit is being weighed."""
+        """Weigh afresh: the weight after must come from samples taken after the door shut."""
+        self.ctx.readings.restart_weighing()
         self._show(PROMPTS["weighing_after"])
 
     def on_enter_showing_result(self) -> None:
@@ -370,10 +587,12 @@ class DepositFlow(StateChart):
         self.ctx.indicator.show("ok")
         self.ctx.indicator.beep("short")
         self._show(self.result_text(), tone="ok")
+        self._upload_wanted = bool(self.current.net_g and self.current.net_g > 0)
 
     def on_enter_recovering(self) -> None:
-        """Lock every door and explain the wait."""
+        """Lock every door, weigh afresh and explain the wait."""
         self.lock_all_doors()
+        self.ctx.readings.restart_weighing()
         self.ctx.indicator.show("busy")
         self._show(PROMPTS["recovering"])
 
@@ -421,6 +640,23 @@ class DepositFlow(StateChart):
     def has_open_deposits(self) -> bool:
         """True when the journal holds a deposit that was never finished."""
         return bool(self.ctx.journal.open_deposits())
+
+    def scales_settled(self) -> bool:
+        """True when every scale answers and is stable (a scale fault's cause is gone)."""
+        return self.ctx.readings.scales_settled()
+
+    def scanner_ok(self) -> bool:
+        """True when the scanner can be read."""
+        return self.ctx.readings.scanner_error() is None
+
+    def label_key_loaded(self) -> bool:
+        """True when the kiosk has a community key to verify labels with."""
+        return self._label_key_error() is None
+
+    def outbox_has_room(self) -> bool:
+        """True when the journal's outbox is below its limit again."""
+        journal = self.ctx.journal
+        return journal.outbox_depth() + len(journal.open_deposits()) < journal.outbox_limit
 
     # -- transition actions ----------------------------------------------------
 
@@ -578,16 +814,11 @@ class DepositFlow(StateChart):
 
     def fault_from_error(self, error: Exception | None = None) -> None:
         """Classify an action error into a fault kind and a reason."""
-        if isinstance(error, DoorFault):
-            self.set_fault("door_jammed", f"door fault: {error}")
-        elif isinstance(error, ScaleFault):
-            self.set_fault("scale", f"scale fault: {error}")
-        elif isinstance(error, NoLabelKey):
-            self.set_fault("config", f"cannot verify labels: {error}")
-        elif isinstance(error, OutboxFull):
-            self.set_fault("outbox_full", "the deposit journal is full until the kiosk syncs")
-        elif isinstance(error, HardwareFault):
-            self.set_fault("hardware", f"hardware fault: {error}")
+        kind = next((k for cls, k in ERROR_FAULTS if isinstance(error, cls)), None)
+        if kind in FAULT_REASONS:
+            self.set_fault(kind, FAULT_REASONS[kind].format(error))
+        elif kind == "outbox_full":
+            self.set_fault(kind, "the deposit journal is full until the kiosk syncs")
         else:
             log.error("unexpected error in the deposit flow", exc_info=error)
             self.set_fault("internal", f"internal error: {error!r}")

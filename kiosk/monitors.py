@@ -6,6 +6,8 @@
   a resident scans: it adds no wait to scan -> unlock.  ``restart()`` forgets the
   window, so a weight "after the door closed" is made only of later samples.
 * ``ScannerPump`` reads the scanner and posts each payload to the station.
+* ``InputMonitors`` holds both and answers the flow's questions about them
+  (``kiosk.flow.Readings``): the flow decides what the answers mean.
 
 Both run either inline (``poll_once()``, called by the station loop: the mode
 for virtual time, where a fake's ``read`` advances the clock) or on a daemon
@@ -21,6 +23,7 @@ import threading
 from collections.abc import Callable
 
 from hardware import HardwareFault, ScaleFault, ScannerFault
+from hardware.clock import Clock
 from hardware.interfaces import QrReader, Scale, WeightSample
 from hardware.stability import StabilityDetector
 
@@ -50,7 +53,7 @@ class ScaleMonitor:
         *,
         band_g: int,
         window_s: float,
-        clock,
+        clock: Clock,
         read_timeout_s: float | None = None,
     ):
         self.name = name
@@ -184,3 +187,82 @@ class ScannerPump:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2 * READ_TIMEOUT_S + 1)
+
+
+class InputMonitors:
+    """The scale monitors and the scanner pump, read the way the flow asks (``Readings``)."""
+
+    def __init__(self, scales: dict[str, ScaleMonitor], scanner: ScannerPump):
+        self.scales = scales
+        self.scanner = scanner
+
+    @classmethod
+    def build(
+        cls,
+        scales: dict[str, Scale],
+        scanner: QrReader,
+        post: Callable[..., bool],
+        *,
+        band_g: int,
+        window_s: float,
+        clock: Clock,
+    ) -> InputMonitors:
+        """Return a monitor per scale and a pump posting the scanner's payloads to ``post``."""
+        monitors = {
+            name: ScaleMonitor(name, scale, band_g=band_g, window_s=window_s, clock=clock)
+            for name, scale in scales.items()
+        }
+        return cls(monitors, ScannerPump(scanner, post))
+
+    def monitor(self, scale: str | None) -> ScaleMonitor | None:
+        """Return the monitor of ``scale``, else the first one (None without any scale)."""
+        if scale in self.scales:
+            return self.scales[scale]
+        return next(iter(self.scales.values()), None)
+
+    def scale_error(self, scale: str | None) -> str | None:
+        """Return why ``scale`` cannot be read, or None."""
+        monitor = self.monitor(scale)
+        return monitor.error if monitor is not None else None
+
+    def stable_g(self, scale: str | None) -> int | None:
+        """Return the stable weight of ``scale`` since its last restart, or None."""
+        monitor = self.monitor(scale)
+        return monitor.stable_g() if monitor is not None else None
+
+    def stable_weights(self) -> dict[str, int] | None:
+        """Return every scale's stable weight, or None until each one has settled."""
+        weights = {name: m.stable_g() for name, m in self.scales.items()}
+        if not weights or None in weights.values():
+            return None
+        return weights
+
+    def scales_settled(self) -> bool:
+        """True when every scale answers and is stable."""
+        return all(m.error is None and m.stable_g() is not None for m in self.scales.values())
+
+    def restart_weighing(self) -> None:
+        """Forget every window: the next stable weights are made of samples from now on."""
+        for monitor in self.scales.values():
+            monitor.restart()
+
+    def scanner_error(self) -> str | None:
+        """Return why the scanner cannot be read, or None."""
+        return self.scanner.error
+
+    def poll_scales(self) -> None:
+        """Take one sample of every scale now (inline mode)."""
+        for monitor in self.scales.values():
+            monitor.poll_once()
+
+    def start(self) -> None:
+        """Read the scanner and sample every scale on daemon threads."""
+        for monitor in self.scales.values():
+            monitor.start()
+        self.scanner.start()
+
+    def stop(self) -> None:
+        """Stop the scanner's and the scales' threads."""
+        self.scanner.stop()
+        for monitor in self.scales.values():
+            monitor.stop()

@@ -1,22 +1,33 @@
 """The station's parts built from its config, and what the flow needs from the backend config.
 
+``build_parts(config)`` returns the typed ``StationParts`` a ``kiosk.station.Station`` runs
+on: hardware, journal, syncer, screen, systemd notifier, clocks and crash hook; a test or the
+simulator gives its own clock, screen, hardware, journal or backend client.
 ``build_hardware(config)`` constructs every driver the config names through the registry
 (``kiosk.config.build_driver``), passing the station clock to the drivers that take one, so an
-all-fake station runs in virtual time.  ``flow_settings`` turns the config's timeouts into the
-flow's; ``rules_from_backend_config`` reads the points rules out of the cached
-``GET /api/v1/kiosk/config`` answer for the offline estimate.
+all-fake station runs in virtual time.  ``rules_from_backend_config`` reads the points rules
+out of the cached ``GET /api/v1/kiosk/config`` answer for the offline estimate.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import random
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
-from hardware.clock import SYSTEM_CLOCK
+from hardware.clock import SYSTEM_CLOCK, Clock, WallClock
+from hardware.interfaces import Indicator, QrReader, Scale
 from kiosk.config import KioskConfig, build_driver
+from kiosk.crash import CRASH_ENV, CrashHook, CrashingClient
 from kiosk.doors import DoorLocker
-from kiosk.flow import DoorSlot, FlowSettings
+from kiosk.flow import DoorSlot, Screen
+from kiosk.journal import Journal
+from kiosk.systemd import Notifier
+
+if TYPE_CHECKING:  # kiosk.sync pulls in requests: imported when a syncer is built
+    from kiosk.sync import BackendClient, Syncer
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +38,10 @@ MAIN_SCALE = "main"
 class Hardware:
     """Every driver the station uses, built from the config."""
 
-    scanner: Any
-    scales: dict[str, Any]
+    scanner: QrReader
+    scales: dict[str, Scale]
     doors: dict[int, DoorSlot]
-    indicator: Any
+    indicator: Indicator
 
     def lock_all(self, locker: DoorLocker | None = None) -> list[str]:
         """Lock every door; return the problems with shut doors (never raise)."""
@@ -47,10 +58,86 @@ class Hardware:
                 log.exception("closing %r failed", part)
 
 
-def build_hardware(config: KioskConfig, clock=SYSTEM_CLOCK) -> Hardware:
+@dataclass
+class StationParts:
+    """What a station runs on; ``clock`` drives the flow and the drivers, ``wall_clock`` dates."""
+
+    hardware: Hardware
+    journal: Journal
+    syncer: Syncer
+    screen: Screen
+    notifier: Notifier
+    clock: Clock
+    wall_clock: WallClock
+    crash: CrashHook
+
+
+def build_parts(
+    config: KioskConfig,
+    *,
+    clock: Clock = SYSTEM_CLOCK,
+    wall_clock: WallClock = SYSTEM_CLOCK,
+    screen: Screen | None = None,
+    hardware: Hardware | None = None,
+    journal: Journal | None = None,
+    client: BackendClient | None = None,
+) -> StationParts:
+    """Build the parts the config names; the ones given are used as they are."""
+    config.state_path.mkdir(parents=True, exist_ok=True)
+    journal = journal or Journal(
+        config.journal_path,
+        outbox_limit=config.journal.outbox_limit,
+        outbox_warn_ratio=config.journal.outbox_warn_ratio,
+    )
+    crash = CrashHook(os.environ.get(CRASH_ENV))
+    return StationParts(
+        hardware=hardware or build_hardware(config, clock),
+        journal=journal,
+        syncer=build_syncer(config, journal, client, crash, clock=clock, wall_clock=wall_clock),
+        screen=screen or LogScreen(),
+        notifier=Notifier(),
+        clock=clock,
+        wall_clock=wall_clock,
+        crash=crash,
+    )
+
+
+def build_syncer(
+    config: KioskConfig,
+    journal: Journal,
+    client: BackendClient | None,
+    crash: CrashHook,
+    *,
+    clock: Clock,
+    wall_clock: WallClock,
+) -> Syncer:
+    """Return the syncer uploading ``journal`` to the config's backend (through ``client``)."""
+    from kiosk.sync import BackendClient, Syncer
+
+    backend = config.backend
+    if client is None:
+        # signatures carry real time whatever clock the flow runs on: the server checks it
+        client = BackendClient(backend.url, backend.kiosk_id, backend.secret, backend.timeout_s)
+    if crash.point == "upload":
+        client = CrashingClient(client, crash)
+    return Syncer(
+        journal,
+        client,
+        batch_size=backend.batch_size,
+        base_delay_s=backend.retry_base_s,
+        max_delay_s=backend.retry_max_s,
+        interval_s=backend.sync_interval_s,
+        config_refresh_s=backend.config_refresh_s,
+        clock=clock,
+        wall_clock=wall_clock,
+        rng=random.Random(),
+    )
+
+
+def build_hardware(config: KioskConfig, clock: Clock = SYSTEM_CLOCK) -> Hardware:
     """Construct the scanner, scales, doors and indicator the config names."""
     runtime = {"clock": clock}
-    scales: dict[str, Any] = {}
+    scales: dict[str, Scale] = {}
     if config.scale is not None:
         scales[MAIN_SCALE] = build_driver("scale", config.scale, **runtime)
     for name, spec in config.scales.items():
@@ -70,20 +157,6 @@ def build_hardware(config: KioskConfig, clock=SYSTEM_CLOCK) -> Hardware:
         scales=scales,
         doors=doors,
         indicator=build_driver("indicator", config.indicator, **runtime),
-    )
-
-
-def flow_settings(config: KioskConfig) -> FlowSettings:
-    """Return the flow's timeouts and limits from the config."""
-    t, w = config.timeouts, config.weighing
-    return FlowSettings(
-        category_s=t.category_s,
-        door_open_s=t.door_open_s,
-        door_close_s=t.door_close_s,
-        result_display_s=t.result_display_s,
-        backend_answer_s=t.backend_answer_s,
-        stable_timeout_s=w.stable_timeout_s,
-        min_deposit_g=w.min_deposit_g,
     )
 
 

@@ -499,20 +499,22 @@ def _grams(text: str) -> int:
 # -- entry points used by the command line ------------------------------------------------------
 
 
-def build_sim_station(
-    config: KioskConfig, *, virtual: bool, out: IO[str] = sys.stdout, **station_kw
-):
-    """Return a station on fakes (with the saved world restored) and its screen."""
+def build_sim_station(config: KioskConfig, *, virtual: bool, out: IO[str] = sys.stdout, **parts_kw):
+    """Return a station on fakes (with the saved world restored) and its screen.
+
+    ``parts_kw`` go to ``kiosk.parts.build_parts`` (a test's journal or backend client).
+    """
+    from kiosk.parts import build_parts
     from kiosk.station import Station
 
     world = load_world(config.state_path)
     config = simulated(config, world)
     screen = SimScreen(out)
     clock = FakeClock(start=time.time(), monotonic_start=1_000.0) if virtual else None
-    kwargs = {"screen": screen, "threaded": not virtual, **station_kw}
+    kwargs = {"screen": screen, **parts_kw}
     if clock is not None:
         kwargs["clock"] = clock
-    return Station(config, **kwargs), screen
+    return Station(config, build_parts(config, **kwargs), threaded=not virtual), screen
 
 
 def read_labels(path: str | Path) -> list[tuple[str, str]]:

@@ -1,26 +1,25 @@
 """The station: hardware, journal, syncer and the deposit flow wired into one loop.
 
-* **Build.** ``kiosk.parts.build_hardware(config)`` constructs every driver the config names
-  through the registry, with the station clock, so an all-fake station runs in virtual time.
+The station runs the flow and decides nothing about states: the chart (``kiosk.flow``) does.
+
+* **Build.** ``kiosk.parts.build_parts(config)`` returns the typed ``StationParts``: every
+  driver the config names (through the registry, with the station clock, so an all-fake
+  station runs in virtual time), the journal, the syncer, the screen and the clocks.  A test
+  or the simulator builds them with its own clock, screen, hardware, journal or client.
 * **Loop.** Single-threaded: ``step()`` drains a bounded event queue (scans, choices,
-  commands), polls door sensors, asks the scale monitors for a stable weight, fires state
-  timeouts and pings the watchdog.  In ``threaded`` mode (a Pi) the scanner and scales are
-  read on daemon threads that only post events or update a window; in inline mode (tests,
+  commands) into the flow (``offer``), passes door sensor changes on (``door_moved``), lets
+  the flow read the scales, scanner and journal (``poll``) and fire its timeouts (``tick``),
+  then does the housekeeping (sync, config refresh, reset requests, journal upkeep, status,
+  watchdog).  In ``threaded`` mode (a Pi) the scanner and scales are read on daemon threads
+  that only post events or update a window (``kiosk.monitors``); in inline mode (tests,
   scripted simulator) ``step()`` reads them itself and a fake's read moves virtual time.
-* **Recovery.** On start every door is locked first; every ``open`` journal deposit is then
-  resolved by the flow's ``recovering`` state: once the doors are shut and the weight is
-  stable, an increase of at least ``min_deposit_g`` over ``before_g`` is recorded with that
-  net, anything else is marked interrupted.  The deposit id was the journal's before the door
-  unlocked and is the backend's idempotency key, so nothing is lost or counted twice.
+* **Recovery.** On start every door is locked first; the flow then resolves every ``open``
+  journal deposit in its ``recovering`` state.
 * **Choosing a bin.** A push button per door (``[[doors]] button_pin``, polled and
   debounced by ``hardware.button_gpio``) and the touch-screen page (``kiosk.ui``, when
-  ``[ui] enabled``) only post ``choose``/``cancel`` events to the queue; the loop decides.
+  ``[ui] enabled``) only post ``choose``/``cancel`` events to the queue; the flow decides.
 * **Fail-secure.** Doors are locked on start, on exit, on SIGTERM and on any unhandled
   exception (``run()``'s ``finally``), and whenever the flow enters ``fault``.
-* **Faults.** ``door_left_open``, ``scale``, ``scanner``, ``outbox_full`` and ``config`` faults
-  clear by themselves once their condition clears (checked every ``FAULT_CHECK_S``); every
-  other fault (a jammed or forced door, an internal error) waits for a technician's
-  ``kiosk reset`` (or ``reset`` in the simulator).
 
 ``SORTPOINT_KIOSK_CRASH_AT`` injects crashes for the tests (``kiosk.crash``).
 """
@@ -30,42 +29,24 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import random
 import signal
 import threading
 import time
+from collections.abc import Callable
 
 from statemachine.exceptions import TransitionNotAllowed
 
-from hardware.clock import SYSTEM_CLOCK
 from kiosk.config import KioskConfig
-from kiosk.crash import CRASH_ENV, CrashHook, CrashingClient
 from kiosk.doors import DoorLocker
-from kiosk.flow import (
-    SELF_CLEARING_FAULTS,
-    DepositFlow,
-    DoorSlot,
-    FlowContext,
-    NoLabelKey,
-)
-from kiosk.journal import Journal
+from kiosk.flow import DepositFlow, FlowContext, FlowSettings, NoLabelKey
 from kiosk.labels import LabelVerifier
-from kiosk.monitors import ScaleMonitor, ScannerPump
-from kiosk.parts import (
-    Hardware,
-    LogScreen,
-    build_hardware,
-    flow_settings,
-    rules_from_backend_config,
-)
+from kiosk.monitors import InputMonitors
+from kiosk.parts import StationParts, build_parts, rules_from_backend_config
 from kiosk.status import take_reset_request, write_status
-from kiosk.systemd import Notifier
 from kiosk.upkeep import JournalPruner
 
 log = logging.getLogger(__name__)
 
-#: how often a self-clearing fault's condition is checked
-FAULT_CHECK_S = 1.0
 #: how often the loop looks for a reset request or a config fetched by the sync thread
 POLL_EVERY_S = 0.5
 #: how often the status file is rewritten when nothing changes (real seconds)
@@ -76,18 +57,13 @@ BACKEND_CONFIG_META = "backend_config"
 
 
 class _Entered:
-    """Flow listener: remember the states entered, restart weighing windows at once."""
+    """Flow listener: note that a state was entered (the status file is rewritten then)."""
 
-    def __init__(self, monitors: dict[str, ScaleMonitor]):
-        self.states: list[str] = []
-        self.monitors = monitors
+    def __init__(self) -> None:
+        self.any = False
 
     def on_enter_state(self, state) -> None:
-        self.states.append(state.id)
-        if state.id in ("weighing_after", "recovering"):
-            # the weight "after" must come from samples taken after the door shut
-            for monitor in self.monitors.values():
-                monitor.restart()
+        self.any = True
 
 
 class Station:
@@ -96,49 +72,32 @@ class Station:
     def __init__(
         self,
         config: KioskConfig,
+        parts: StationParts | None = None,
         *,
-        clock=SYSTEM_CLOCK,
-        wall_clock=SYSTEM_CLOCK,
         threaded: bool = True,
-        hardware: Hardware | None = None,
-        journal: Journal | None = None,
-        client=None,
-        syncer=None,
-        screen=None,
-        notifier: Notifier | None = None,
         tick_s: float = 0.05,
-        crash_at: str | None = None,
-        rng: random.Random | None = None,
     ):
-        self.config = config
-        self.clock = clock
-        self.wall_clock = wall_clock
-        self.threaded = threaded
-        self.tick_s = tick_s
-        self.screen = screen or LogScreen()
-        self.notifier = notifier or Notifier()
-        self.crash = CrashHook(crash_at if crash_at is not None else os.environ.get(CRASH_ENV))
+        parts = parts or build_parts(config)
+        self.config, self.threaded, self.tick_s = config, threaded, tick_s
+        self.hardware, self.journal, self.syncer = parts.hardware, parts.journal, parts.syncer
+        self.screen, self.notifier, self.crash = parts.screen, parts.notifier, parts.crash
+        self.clock, self.wall_clock = parts.clock, parts.wall_clock
         self.events: queue.Queue = queue.Queue(maxsize=EVENT_QUEUE_SIZE)
         self.events_dropped = 0
         self.steps = 0  # loop iterations completed
-        config.state_path.mkdir(parents=True, exist_ok=True)
-        self.hardware = hardware or build_hardware(config, clock)
         # on a Pi an open door's lock() waits for it to shut: never in the loop
         self.locker = DoorLocker(background=threaded)
-        self.journal = journal or Journal(
-            config.journal_path,
-            outbox_limit=config.journal.outbox_limit,
-            outbox_warn_ratio=config.journal.outbox_warn_ratio,
+        weighing = config.weighing
+        self.inputs = InputMonitors.build(
+            self.hardware.scales,
+            self.hardware.scanner,
+            self.post,
+            band_g=weighing.band_g,
+            window_s=weighing.window_s,
+            clock=self.clock,
         )
-        self.syncer = syncer or self._build_syncer(client, rng)
-        self.monitors = self._build_monitors()
-        self.scanner = ScannerPump(self.hardware.scanner, self.post)
-        self.category_names: dict[str, str] = {}
-        self.verifier: LabelVerifier | None = None
-        self.verifier_error: str | None = None
-        self._rules: dict[str, tuple[int, int]] = {}
         self._load_backend_config()
-        self._entered = _Entered(self.monitors)
+        self._entered = _Entered()
         self.flow = DepositFlow(self._flow_context(), listeners=[self._entered, self.crash])
         self._init_schedule()
         self.buttons = self._build_buttons()
@@ -151,54 +110,19 @@ class Station:
 
     # -- construction helpers ----------------------------------------------------------
 
-    def _build_monitors(self) -> dict[str, ScaleMonitor]:
-        weighing = self.config.weighing
-        return {
-            name: ScaleMonitor(
-                name,
-                scale,
-                band_g=weighing.band_g,
-                window_s=weighing.window_s,
-                clock=self.clock,
-            )
-            for name, scale in self.hardware.scales.items()
-        }
-
     def _init_schedule(self) -> None:
-        """Set the loop's bookkeeping: door states seen, when to sync, refresh, check."""
+        """Set the loop's bookkeeping: door states seen, when to sync, refresh, poll."""
         self._door_closed = {n: s.door.is_closed() for n, s in self.hardware.doors.items()}
         self._stopping = False
         self._started = False
         now_s = self.clock.monotonic()
         self._next_sync_s = now_s
         self._next_refresh_s = now_s + self.config.backend.config_refresh_s
-        self._next_fault_check_s = now_s
         self._next_poll_s = now_s
         self._status_due_s = 0.0
         self._started_at = time.time()
         self.pruner = JournalPruner(
             self.journal, keep_synced_days=self.config.journal.keep_synced_days, clock=self.clock
-        )
-
-    def _build_syncer(self, client, rng):
-        from kiosk.sync import BackendClient, Syncer
-
-        backend = self.config.backend
-        if client is None:
-            # signatures carry real time whatever clock the flow runs on: the server checks it
-            client = BackendClient(backend.url, backend.kiosk_id, backend.secret, backend.timeout_s)
-        if self.crash.point == "upload":
-            client = CrashingClient(client, self.crash)
-        return Syncer(
-            self.journal,
-            client,
-            batch_size=backend.batch_size,
-            base_delay_s=backend.retry_base_s,
-            max_delay_s=backend.retry_max_s,
-            interval_s=backend.sync_interval_s,
-            config_refresh_s=backend.config_refresh_s,
-            clock=self.clock,
-            rng=rng or random.Random(),
         )
 
     def _build_buttons(self):
@@ -249,12 +173,13 @@ class Station:
         return FlowContext(
             doors=self.hardware.doors,
             journal=self.journal,
+            readings=self.inputs,
             verifier=self._require_verifier,
             screen=self.screen,
             indicator=self.hardware.indicator,
             clock=self.clock,
             wall_clock=self.wall_clock,
-            settings=flow_settings(self.config),
+            settings=FlowSettings.from_config(self.config),
             rules=lambda: self._rules,
             locker=self.locker,
         )
@@ -268,17 +193,18 @@ class Station:
         """(Re)build the label verifier and points rules from the cached backend config."""
         cached = self.journal.get_meta(BACKEND_CONFIG_META)
         backend = self.config.backend
+        self.verifier: LabelVerifier | None = None
+        self.verifier_error: str | None = None
         try:
             self.verifier = LabelVerifier.from_backend_config(
                 cached,
                 community=backend.community,
                 fallback_public_key=backend.label_public_key,
             )
-            self.verifier_error = None
         except ValueError as exc:
-            self.verifier, self.verifier_error = None, str(exc)
-        self._rules = rules_from_backend_config(cached)
-        self.category_names = {
+            self.verifier_error = str(exc)
+        self._rules: dict[str, tuple[int, int]] = rules_from_backend_config(cached)
+        self.category_names: dict[str, str] = {
             str(c.get("code")): str(c.get("name"))
             for c in (cached or {}).get("categories") or []
             if isinstance(c, dict) and c.get("code") and c.get("name")
@@ -303,17 +229,12 @@ class Station:
         """Lock every door, schedule recovery of open deposits, start inputs, tell systemd."""
         problems = self.hardware.lock_all(self.locker)
         if problems:
-            self._send("fail", kind="door_jammed", reason="; ".join(problems))
+            self.flow.offer("fail", kind="door_jammed", reason="; ".join(problems))
         if not self.threaded:
             self.refresh_config()  # the syncer thread does this itself in threaded mode
-        open_deposits = self.journal.open_deposits()
-        if open_deposits and self.flow.state == "idle":
-            log.warning("recovering %d open deposit(s) after a restart", len(open_deposits))
-            self._send("recover")
+        self.flow.resume()
         if self.threaded:
-            for monitor in self.monitors.values():
-                monitor.start()
-            self.scanner.start()
+            self.inputs.start()
             self.syncer.start()
             if self.buttons is not None:
                 self.buttons.start()
@@ -355,11 +276,9 @@ class Station:
             log.error("doors not locked at shutdown: %s", "; ".join(problems))
         if self.ui is not None:
             self.ui.stop()
-        self.scanner.stop()
+        self.inputs.stop()
         if self.buttons is not None:
             self.buttons.close()
-        for monitor in self.monitors.values():
-            monitor.stop()
         if self.threaded and self._started:
             self.syncer.stop()
         try:
@@ -372,20 +291,18 @@ class Station:
     # -- the loop ------------------------------------------------------------------------
 
     def step(self) -> None:
-        """Run one iteration: events, inputs, doors, weight, timeouts, housekeeping."""
+        """Run one iteration: events, inputs, doors, the flow's watch and timeout, housekeeping."""
         started_s = self.clock.monotonic()
         self._drain_events(self.tick_s if self.threaded else 0.0)
         if not self.threaded:
-            self.scanner.poll_once()
+            self.inputs.scanner.poll_once()
             if self.buttons is not None:
                 self.buttons.poll_once()
-            for monitor in self.monitors.values():
-                monitor.poll_once()
+            self.inputs.poll_scales()
             self._drain_events(0.0)
         self._watch_doors()
-        self._feed_flow()
-        self._safely(self.flow.tick)
-        self._after_transitions()
+        self._run_flow(self.flow.poll)
+        self._run_flow(self.flow.tick)
         self._housekeeping()
         if self.ui is not None:
             self.ui.refresh()  # the page reads this snapshot, never the flow itself
@@ -415,135 +332,31 @@ class Station:
             return
         if name == "reset":
             log.warning("technician reset requested")
-        self._send(name, **kwargs)
-        self._after_transitions()
+        self._run_flow(lambda: self.flow.offer(name, **kwargs))
 
-    def _send(self, event: str, **kwargs) -> bool:
-        """Send one event to the flow; a disallowed one is logged and explained, not ignored."""
-        try:
-            self.flow.send(event, **kwargs)
-            return True
-        except TransitionNotAllowed:
-            hint = self.flow.busy_hint()
-            log.warning("event %r not allowed in state %s: %s", event, self.flow.state, hint)
-            self.screen.show(hint, tone="warn")
-            return False
+    def _watch_doors(self) -> None:
+        """Tell the flow of every door sensor change; it decides what the change means."""
+        for number, slot in self.hardware.doors.items():
+            closed = slot.door.is_closed()
+            if closed != self._door_closed[number]:
+                self._door_closed[number] = closed
+                self._run_flow(lambda n=number, c=closed: self.flow.door_moved(n, c))
 
-    def _safely(self, action) -> None:
+    def _run_flow(self, action: Callable[[], object]) -> None:
+        """Run one flow call, then act on the states it entered (sync, status)."""
         try:
             action()
         except TransitionNotAllowed as exc:  # a timeout raced a transition: harmless, logged
             log.warning("%s", exc)
-
-    # -- inputs -> flow events -------------------------------------------------------------
-
-    def _watch_doors(self) -> None:
-        for number, slot in self.hardware.doors.items():
-            closed = slot.door.is_closed()
-            if closed == self._door_closed[number]:
-                continue
-            self._door_closed[number] = closed
-            active = self.flow.active_door()
-            state = self.flow.state
-            is_active = active is not None and active.number == number
-            if not closed and is_active and state in ("door_unlocked", "weighing_after"):
-                self._send("door_opened")
-            elif closed and is_active and state == "door_open":
-                self._send("door_closed")
-            elif (
-                not closed
-                and state not in ("fault", "recovering")
-                and not (is_active and state == "door_open")
-            ):
-                # only the unlocked door may move: any other opening means a broken lock
-                self._send(
-                    "fail",
-                    kind="door_forced",
-                    reason=f"door {number} opened while locked",
-                )
-            self._after_transitions()
-
-    def _monitor_for(self, slot: DoorSlot | None) -> ScaleMonitor | None:
-        if slot is not None and slot.scale in self.monitors:
-            return self.monitors[slot.scale]
-        return next(iter(self.monitors.values()), None)
-
-    def _feed_flow(self) -> None:
-        state, flow = self.flow.state, self.flow
-        monitor = self._monitor_for(flow.active_door())
-        # the result screen needs no scale: let it finish, the fault comes at idle
-        if monitor is not None and monitor.error and state not in ("fault", "showing_result"):
-            self._send("fail", kind="scale", reason=f"scale fault: {monitor.error}")
-            return
-        if state == "weighing_before":
-            grams = monitor.stable_g()
-            if grams is not None:
-                self._send("settled", grams=grams)
-        elif state == "weighing_after":
-            grams = monitor.stable_g()  # restarted on entry: only samples since then
-            if grams is not None:
-                self._send("settled", grams=grams)
-        elif state == "recovering":
-            weights = {name: m.stable_g() for name, m in self.monitors.items()}
-            if weights and None not in weights.values():  # every scale settled since entry
-                self._send("settled", grams=monitor.stable_g(), weights=weights)
-        elif state == "showing_result":
-            self._poll_answer()
-        elif state == "fault":
-            self._check_fault_cleared()
-        elif state == "idle":
-            self._check_idle_health()
-
-    def _check_idle_health(self) -> None:
-        if self.scanner.error:
-            self._send("fail", kind="scanner", reason=f"scanner fault: {self.scanner.error}")
-        elif self.verifier is None:
-            self._send(
-                "fail",
-                kind="config",
-                reason=f"cannot verify labels: {self.verifier_error}",
-            )
-
-    def _poll_answer(self) -> None:
-        deposit = self.flow.current
-        if deposit is None or deposit.answered or deposit.deposit_id is None:
-            return
-        result = self.journal.get(deposit.deposit_id).answer()
-        if result is not None:  # with the backend's reason: the screen says why
-            self._send("answer", result=result)
-
-    def _check_fault_cleared(self) -> None:
-        now_s = self.clock.monotonic()
-        if now_s < self._next_fault_check_s or self.flow.fault_kind not in SELF_CLEARING_FAULTS:
-            return
-        self._next_fault_check_s = now_s + FAULT_CHECK_S
-        if self._fault_condition_cleared(self.flow.fault_kind):
-            log.warning("fault %s cleared by itself", self.flow.fault_kind)
-            self._send("cleared")
-
-    def _fault_condition_cleared(self, kind: str) -> bool:
-        if kind == "door_left_open":
-            return all(slot.door.is_closed() for slot in self.hardware.doors.values())
-        if kind == "scale":
-            return all(m.error is None and m.stable_g() is not None for m in self.monitors.values())
-        if kind == "scanner":
-            return self.scanner.error is None
-        if kind == "config":
-            return self.verifier is not None
-        if kind == "outbox_full":
-            pending = self.journal.outbox_depth() + len(self.journal.open_deposits())
-            return pending < self.journal.outbox_limit
-        return False
+        self._after_transitions()
 
     def _after_transitions(self) -> None:
-        """React to states just entered: sync a finished deposit, refresh the status file."""
-        entered, self._entered.states = self._entered.states, []
-        if not entered:
+        """Sync a deposit the flow asks to upload; refresh the status when a state was entered."""
+        if self.flow.take_upload_request():
+            self._sync_soon()
+        if not self._entered.any:
             return
-        if "showing_result" in entered:
-            deposit = self.flow.current
-            if deposit is not None and deposit.net_g and deposit.net_g > 0:
-                self._sync_soon()
+        self._entered.any = False
         self.notifier.status(f"state {self.flow.state}")
         self._write_status(force=True)
 
@@ -554,7 +367,7 @@ class Station:
             self.syncer.wake()
         else:
             self.sync_now()
-            self._poll_answer()
+            self.flow.poll()  # the answer, if it came, shows at once
 
     def sync_now(self) -> None:
         """Upload the outbox now, in this thread; a failure is logged (the journal keeps all)."""
@@ -587,7 +400,7 @@ class Station:
         if now_s >= self._next_poll_s:
             self._next_poll_s = now_s + POLL_EVERY_S
             self._poll_outside_requests()
-        if self.flow.state == "idle":  # never between a scan and its unlock
+        if self.flow.at_rest():
             self.pruner.run_if_due()
         self.notifier.ping_if_due()
         self._write_status()
@@ -599,18 +412,13 @@ class Station:
             if fetched_at != self._config_loaded_at:
                 self._load_backend_config()
         request = take_reset_request(self.config.state_path)
-        if request is None:
-            return
-        by, state = request.get("by", "?"), self.flow.state
-        log.warning("reset requested by %s in state %s", by, state)
-        if state == "fault":
-            self._send("reset")
-            self._after_transitions()
+        if request is not None:
+            self._run_flow(lambda: self.flow.reset_requested(request.get("by", "?")))
 
     def status(self) -> dict:
         """Return what ``kiosk status`` shows about the running station."""
         flow = self.flow
-        monitor = self._monitor_for(None)
+        monitor = self.inputs.monitor(None)
         return {
             "pid": os.getpid(),
             "kiosk": self.config.kiosk.name,
@@ -628,7 +436,7 @@ class Station:
             },
             "weight_g": monitor.last_g() if monitor else None,
             "scale_error": monitor.error if monitor else None,
-            "scanner_error": self.scanner.error,
+            "scanner_error": self.inputs.scanner_error(),
             "events_dropped": self.events_dropped,
             "started_at": self._started_at,
             "updated_at": time.time(),

@@ -552,7 +552,7 @@ def latency_benchmark(runs: int = 500, state_dir: Path | None = None) -> dict:
     runner.start()
     times_ms: list[float] = []
     try:
-        _wait(lambda: station.monitors["main"].stable_g() is not None)
+        _wait(lambda: station.inputs.stable_g("main") is not None)
         payloads = [
             encode_label(key, LabelClaims("bench", "H1", new_serial())) for _ in range(runs + 10)
         ]

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from werkzeug.serving import make_server
 
 from kiosk.config import config_from_dict
+from kiosk.parts import build_parts
 from kiosk.sim import ScriptFailed, SimDriver, build_sim_station
 from kiosk.station import Station
 from protocol.labels import (
@@ -158,12 +159,13 @@ def wait_for(predicate, timeout_s: float = 20.0) -> None:
 
 
 @contextmanager
-def threaded_station(config, **station_kw):
+def threaded_station(config, **parts_kw):
     """Run a Station on its own thread in real time, as on a Pi; stop it on exit.
 
-    After a body that did not raise, the loop thread must have ended and every door be locked.
+    ``parts_kw`` go to ``build_parts`` (a backend client, say).  After a body that did not
+    raise, the loop thread must have ended and every door be locked.
     """
-    station = Station(config, threaded=True, tick_s=0.01, **station_kw)
+    station = Station(config, build_parts(config, **parts_kw), threaded=True, tick_s=0.01)
     runner = threading.Thread(target=station.run, kwargs={"install_signals": False})
     runner.start()
     try:
@@ -198,10 +200,10 @@ class Keys:
 class Session:
     """A station on fakes in virtual time, driven by simulator commands."""
 
-    def __init__(self, config, **station_kw):
+    def __init__(self, config, **parts_kw):
         self.out = io.StringIO()
         self.station, self.screen = build_sim_station(
-            config, virtual=True, out=self.out, **station_kw
+            config, virtual=True, out=self.out, **parts_kw
         )
         self.driver = SimDriver(self.station, self.screen, virtual=True, out=self.out)
         self.station.start()

@@ -132,7 +132,7 @@ def test_an_unhandled_exception_leaves_every_door_locked(tmp_path, keys):
     def broken():
         raise RuntimeError("a bug in the loop")
 
-    session.station._feed_flow = broken
+    session.station._watch_doors = broken
     with pytest.raises(RuntimeError, match="a bug in the loop"):
         session.station.run(install_signals=False)
     assert door.locked and all(s.door.locked for s in session.station.hardware.doors.values())
@@ -360,7 +360,7 @@ def test_a_real_door_left_open_does_not_stall_the_loop_nor_count_as_a_jam(tmp_pa
     from hardware.sim.door_model import DoorModel
     from hardware.sim.fake_rpi_gpio import FakeGPIO
     from kiosk.flow import DoorSlot
-    from kiosk.parts import Hardware
+    from kiosk.parts import Hardware, build_parts
 
     CLOSE_TIMEOUT_S = 80.0  # noqa: N806 - a constant of this test
     board = FakeGPIO(SystemClock())
@@ -387,7 +387,7 @@ def test_a_real_door_left_open_does_not_stall_the_loop_nor_count_as_a_jam(tmp_pa
         timeouts={"door_close_s": 1.0},
         weighing={"window_s": 0.3},
     )
-    station = Station(config, threaded=True, hardware=hardware, tick_s=0.01)
+    station = Station(config, build_parts(config, hardware=hardware), threaded=True, tick_s=0.01)
     runner = threading.Thread(target=station.run, kwargs={"install_signals": False})
     runner.start()
     try:

@@ -12,6 +12,7 @@ from hardware.fakes import FakeClock
 from kiosk import ConfigError
 from kiosk.config import config_from_dict
 from kiosk.journal import Journal
+from kiosk.parts import build_parts
 from kiosk.station import Station
 from kiosk.upkeep import DAY_S, RETRY_S, JournalPruner
 from tests.kiosk.stations import Keys, kiosk_config, offline_config
@@ -180,7 +181,7 @@ def test_the_station_prunes_once_a_day_in_virtual_time(tmp_path):
     clock = FakeClock(start=AT.timestamp())
     journal = Journal(config.journal_path, clock=clock.now)
     ids = every_kind(journal)
-    station = Station(config, clock=clock, threaded=False, journal=journal)
+    station = Station(config, build_parts(config, clock=clock, journal=journal), threaded=False)
     try:
         station.start()
         for _ in range(400):  # the open deposit is resolved first; pruning waits for idle
