@@ -12,11 +12,13 @@ tests/test_served_granian.py.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy import text
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from backend.core.db import db
@@ -197,3 +199,48 @@ def test_a_chunked_body_over_the_limit_is_413_not_401(client, world, app):
     body = body[:-1] + b', "pad": "' + b"x" * (limit - len(body) - 11) + b'"}'
     assert len(body) == limit
     assert _results(_post_chunked(app, world, body))[0].status == "accepted"
+
+
+# ---------------------------------------------------------------- no secret in any log line
+
+
+def _secrets(world) -> dict[str, str]:
+    from protocol import labels as plabels
+
+    return {
+        "kiosk secret": world.secret,
+        "label public key": world.public_key_text,
+        "label private key": plabels.private_key_to_text(world.private_key),
+    }
+
+
+def test_a_failing_database_logs_no_secret(client, world, caplog):
+    """Every log line, DEBUG included (SQLAlchemy's echo too), of requests before and after a failure."""
+    caplog.set_level(logging.DEBUG)
+    labels = world.labels["H001"]
+    # the kiosk's set-up is kept after this one: the next requests' nonce statement
+    # compares the kept secret and label key with the database's
+    assert _results(post_deposits(client, world, [deposit_item(labels[0])]))[0].status == (
+        "accepted"
+    )
+    config = client.get(
+        "/api/v1/kiosk/config",
+        headers=signed(world.kiosk.id, world.secret, "GET", "/api/v1/kiosk/config"),
+    )
+    assert config.status_code == 200
+    with db.begin() as s:
+        s.execute(text("DROP TABLE request_nonces"))
+    for items in ([deposit_item(labels[1])], [deposit_item(labels[2]), deposit_item(labels[3])]):
+        _assert_error(post_deposits(client, world, items), 500, "internal_error")
+    config = client.get(
+        "/api/v1/kiosk/config",
+        headers=signed(world.kiosk.id, world.secret, "GET", "/api/v1/kiosk/config"),
+    )
+    _assert_error(config, 500, "internal_error")
+
+    failures = [r for r in caplog.records if r.exc_info]
+    assert len(failures) >= 3, "each failure is logged with its traceback"
+    assert any("request_nonces" in caplog.text for _ in failures)
+    for name, secret in _secrets(world).items():
+        assert secret not in caplog.text, f"the {name} is in a log line"
+    assert "SQL parameters hidden" in caplog.text

@@ -18,6 +18,7 @@ Two kinds of transaction:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -33,6 +34,27 @@ def _is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
+class _NoRows(logging.Filter):
+    """Drop SQLAlchemy's result-row log lines: rows carry kiosk secrets and label keys."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != "Row %r"
+
+
+def _keep_secrets_out_of_logs() -> None:
+    """No statement parameter (``hide_parameters``) or result row is ever logged.
+
+    A failing statement's error, logged with its traceback, and the echo of
+    ``sqlalchemy.engine`` at INFO would otherwise print a kiosk's secret and
+    its community's label key (the nonce statement compares both); at DEBUG
+    the rows read back would print them too, so those lines are dropped
+    whatever the logging configuration.
+    """
+    engine_log = logging.getLogger("sqlalchemy.engine.Engine")
+    if not any(isinstance(f, _NoRows) for f in engine_log.filters):
+        engine_log.addFilter(_NoRows())
+
+
 def make_engine(url: str, *, pre_ping: bool = False, **kwargs) -> Engine:
     """Create an engine with sortpoint's settings for SQLite or PostgreSQL.
 
@@ -43,7 +65,12 @@ def make_engine(url: str, *, pre_ping: bool = False, **kwargs) -> Engine:
     the same signed-afresh batch, which its ids make idempotent.  Turn it on
     (``SORTPOINT_DB_PRE_PING=1``) behind proxies or firewalls that silently
     drop idle connections.
+
+    Statement parameters never appear in errors or log lines
+    (``hide_parameters``), nor result rows in log lines (``_keep_secrets_out_of_logs``).
     """
+    _keep_secrets_out_of_logs()
+    kwargs.setdefault("hide_parameters", True)
     if _is_sqlite(url):
         return _sqlite_engine(url, **kwargs)
     kwargs.setdefault("pool_pre_ping", pre_ping)
