@@ -207,6 +207,8 @@ class Deposit:
     estimate: int | None = None
     answer: dict | None = None
     answered: bool = False
+    #: the label's serial went to the backend from this kiosk before: no points are promised
+    label_used: bool = False
 
 
 class Screen(Protocol):
@@ -664,7 +666,9 @@ class DepositFlow(StateChart):
         """Start a deposit for the verified label."""
         _, claims, _ = self._pending_claims
         self._pending_claims = None
-        self.current = Deposit(payload=payload, claims=claims)
+        # the backend credits a label once: the kiosk knows the serials it has sent
+        used = self.ctx.journal.serial_used(claims.serial)
+        self.current = Deposit(payload=payload, claims=claims, label_used=used)
 
     def take_label_single_door(self, payload: str) -> None:
         """Start a deposit at the only door."""

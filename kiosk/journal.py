@@ -91,8 +91,17 @@ ALTER TABLE deposits ADD COLUMN sync_reason TEXT;
 ALTER TABLE deposits ADD COLUMN original_status TEXT;
 """
 
+# v3: every scan asks whether its label's serial was used here before (``serial_used``)
+_V3 = """
+CREATE INDEX deposits_serial ON deposits (serial);
+"""
+
 #: version -> the SQL that takes a journal from version - 1 to it
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2}
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3}
+
+#: states of a deposit whose label has reached, or will reach, the backend (an empty or
+#: interrupted deposit never leaves the kiosk; a rejected one claimed nothing)
+LABEL_CLAIMING_STATES = ("recorded", "synced")
 SCHEMA_VERSION = max(MIGRATIONS)
 
 
@@ -357,6 +366,16 @@ class Journal:
             return self._select("1 = 1", (), limit)
         marks = ", ".join("?" for _ in states)
         return self._select(f"state IN ({marks})", tuple(states), limit)
+
+    def serial_used(self, serial: str) -> bool:
+        """Return True if a deposit with the label ``serial`` went, or will go, to the backend."""
+        marks = ", ".join("?" for _ in LABEL_CLAIMING_STATES)
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT 1 FROM deposits WHERE serial = ? AND state IN ({marks}) LIMIT 1",
+                (serial, *LABEL_CLAIMING_STATES),
+            ).fetchone()
+        return row is not None
 
     def outbox_depth(self, *, include_held: bool = True) -> int:
         """Return how many recorded deposits await the backend's answer."""

@@ -171,8 +171,14 @@ def result_text(deposit: Any, outcome: tuple[str, str | None] | None, min_net_g:
     return f"Thank you: {weighed}. +{answer.get('points') or 0} points{because} - balance {balance}"
 
 
+#: the result before the backend's answer, for a label already used at this kiosk
+LABEL_USED_HERE = "this label was already used here: the deposit may be held for staff review"
+
+
 def _estimate_text(deposit: Any, weighed: str, min_g: int | None) -> str:
     balance = "pending" if deposit.answered else "..."
+    if deposit.label_used:  # the backend will most likely flag it: promise no points
+        return f"Thank you: {weighed}. No points yet ({LABEL_USED_HERE}) - balance {balance}"
     if deposit.estimate is None:  # no points rules cached yet: nothing to estimate with
         return f"Thank you: {weighed}. Points pending - balance {balance}"
     if deposit.estimate == 0 and min_g and deposit.net_g < min_g:

@@ -97,6 +97,7 @@ def deposit_view(deposit, outcome: tuple[str, str | None] | None = None) -> dict
         "category": slot.category if slot else None,
         "net_g": deposit.net_g,
         "estimate": deposit.estimate,
+        "label_used": deposit.label_used,
         "status": status,
         "points": answer.get("points"),
         "balance": answer.get("balance"),

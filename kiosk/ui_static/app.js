@@ -93,6 +93,9 @@ function resultLines(deposit) {
     const why = deposit.reason ? ` (${deposit.reason})` : "";  // e.g. daily limit, under the minimum
     return [`+${deposit.points} points${why}`, `Balance: ${balance}`, weighed];
   }
+  if (deposit.label_used) {  // already used here: the backend will most likely flag it
+    return ["No points yet", "This label was already used here: it may be held for review", weighed];
+  }
   const points = deposit.estimate === null ? "Points pending" : `+${deposit.estimate} points (estimate)`;
   const balance = deposit.status === "waiting" ? "Balance: \u2026" : "Balance: pending (kept until the kiosk is online)";
   return [points, balance, weighed];

@@ -335,7 +335,7 @@ def test_a_version_1_journal_is_migrated_in_place(tmp_path):
     conn.commit()
     conn.close()
     journal = Journal(path)
-    assert journal.settings()["schema_version"] == SCHEMA_VERSION == 2
+    assert journal.settings()["schema_version"] == SCHEMA_VERSION == 3
     row = journal.get("old-1")
     assert (row.state, row.net_g, row.held_reason) == ("recorded", 500, None)
     assert [d.id for d in journal.outbox(5)] == ["old-1"]
