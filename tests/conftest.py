@@ -18,6 +18,14 @@ from hypothesis import HealthCheck, settings
 
 PG_URL = os.environ.get("SORTPOINT_TEST_DATABASE_URL", "")
 
+# One secret key for the session (backend.core.secrets): every app, CLI subprocess and served
+# backend of the run seals and opens kiosk secrets and label keys with it, and no test writes
+# a key file into the repository's instance folder.
+if not (os.environ.get("SORTPOINT_SECRET_KEYS") or os.environ.get("SORTPOINT_SECRET_KEYS_FILE")):
+    import secrets as _secrets
+
+    os.environ["SORTPOINT_SECRET_KEYS"] = _secrets.token_urlsafe(32)
+
 # The property tests check results, not speed: on a busy CI machine an example
 # that runs past hypothesis' default 200 ms deadline, or slow data generation,
 # would fail a correct test (and a re-run under the deadline reports it "flaky").

@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from backend.ledger.models import Account, PointsRule
+from backend.registry import sealed
 from backend.registry.models import (
     Building,
     Category,
@@ -79,7 +80,7 @@ def make_community(
         slug=slug,
         name=slug.title(),
         timezone=timezone,
-        label_private_key=plabels.private_key_to_text(key),
+        label_private_key_sealed=sealed.seal_label_key(slug, plabels.private_key_to_text(key)),
         label_public_key=plabels.public_key_to_text(key),
     )
     session.add(community)
@@ -133,11 +134,12 @@ def make_kiosk(
 ) -> tuple[Kiosk, str]:
     """Create an enabled kiosk with ``doors`` (door number -> category code)."""
     secret = secret or secrets.token_urlsafe(32)
+    kiosk_id = kiosk_id or "k_" + secrets.token_hex(6)
     kiosk = Kiosk(
-        id=kiosk_id or "k_" + secrets.token_hex(6),
+        id=kiosk_id,
         community_id=community.id,
         name="Test kiosk",
-        secret=secret,
+        secret_sealed=sealed.seal_kiosk_secret(kiosk_id, secret),
         enabled=True,
     )
     session.add(kiosk)

@@ -10,6 +10,7 @@ from backend import demo
 from backend.core.db import db
 from backend.ledger.models import PointsRule
 from backend.registry.models import Building, Community, Household, Kiosk, Label
+from backend.registry.sealed import kiosk_secret
 from protocol.labels import public_key_from_text, verify_label
 from tests.clitools import run, run_json
 
@@ -67,7 +68,7 @@ def test_kiosk_file_has_the_fields_the_simulator_reads(runner, tmp_path):
     ]
     with db.begin() as s:
         kiosk = s.get(Kiosk, doc["kiosk_id"])
-        assert kiosk.secret == doc["secret"] and kiosk.enabled
+        assert kiosk_secret(kiosk) == doc["secret"] and kiosk.enabled
 
 
 def test_labels_file_lines_verify_with_the_published_key(runner, tmp_path):

@@ -9,12 +9,12 @@ from backend.core.db import db
 from backend.core.errors import AlreadyExists, InvalidInput, NotFound
 from backend.ledger import services as ledger
 from backend.ledger.models import Account
+from backend.registry import sealed
 from backend.registry import services as registry
 from backend.registry.models import Category, Household, Kiosk
 from protocol.labels import (
     LabelClaims,
     encode_label,
-    private_key_from_text,
     public_key_from_text,
     verify_label,
 )
@@ -38,11 +38,11 @@ def test_create_community_makes_a_working_keypair_and_default_categories(app):
     with db.begin() as s:
         c = registry.create_community(s, "elm", "Elm Court", "Europe/Berlin")
         codes = {cat.code: cat.max_plausible_g for cat in registry.list_categories(s, c)}
-        private, public = c.label_private_key, c.label_public_key
+        private, public = sealed.label_signing_key(c), c.label_public_key
     assert set(codes) == set(registry.DEFAULT_CATEGORIES)
     assert all(g > 0 for g in codes.values())
     claims = LabelClaims("elm", "H1", "ABCDEF1234")
-    payload = encode_label(private_key_from_text(private), claims)
+    payload = encode_label(private, claims)
     assert verify_label(payload, public_key_from_text(public)) == claims
 
 
@@ -50,7 +50,9 @@ def test_two_communities_get_different_keys(app):
     with db.begin() as s:
         a = registry.create_community(s, "a1", "A")
         b = registry.create_community(s, "b1", "B")
-        assert a.label_private_key != b.label_private_key
+        assert sealed.label_signing_key(a).private_bytes_raw() != (
+            sealed.label_signing_key(b).private_bytes_raw()
+        )
 
 
 def test_category_specs_override_and_add(app):
@@ -234,7 +236,7 @@ def test_kiosks_get_distinct_ids_and_secrets(community):
     with db.begin() as s:
         a = registry.register_kiosk(s, "oak", "A", ["1=paper"])
         b = registry.register_kiosk(s, "oak", "B", ["1=paper"])
-        assert a.id != b.id and a.secret != b.secret
+        assert a.id != b.id and sealed.kiosk_secret(a) != sealed.kiosk_secret(b)
 
 
 @pytest.mark.parametrize(

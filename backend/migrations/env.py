@@ -16,6 +16,16 @@ connection = config.attributes.get("connection")
 if connection is None or context.is_offline_mode():
     raise RuntimeError("run migrations through backend.migrations.upgrade(engine)")
 
+
+def _secret_keys() -> tuple[bytes, ...]:
+    """The app's secret keys, newest first: for a revision that seals or opens stored secrets (0004)."""
+    from backend.core import secrets
+
+    return secrets.current().keys
+
+
+config.attributes.setdefault("secret_keys", _secret_keys)
+
 context.configure(
     connection=connection,
     target_metadata=metadata(),

@@ -19,8 +19,9 @@ from sqlalchemy.orm import Session
 from backend.core.errors import InvalidInput, NotFound, SortpointError
 from backend.core.models import utcnow
 from backend.registry.models import Community, Household, Label
+from backend.registry.sealed import label_signing_key
 from backend.registry.services import get_community, get_household
-from protocol.labels import LabelClaims, encode_label, new_serial, private_key_from_text
+from protocol.labels import LabelClaims, encode_label, new_serial
 
 MAX_LABELS_PER_ISSUE = 1000
 MAX_SERIAL_ROUNDS = 5
@@ -50,9 +51,14 @@ class IssuedLabel:
         return {"household": self.household, "serial": self.serial, "payload": self.payload}
 
 
-def _payload(community: Community, household_code: str, serial: str) -> str:
-    key = private_key_from_text(community.label_private_key)
-    return encode_label(key, LabelClaims(community.slug, household_code, serial))
+def _signer(community: Community) -> Callable[[str, str], str]:
+    """Return ``sign(household_code, serial) -> payload``: the key is opened here, only to sign."""
+    key = label_signing_key(community)
+
+    def sign(household_code: str, serial: str) -> str:
+        return encode_label(key, LabelClaims(community.slug, household_code, serial))
+
+    return sign
 
 
 def _fresh_serials(session: Session, count: int, make_serial: Callable[[], str]) -> list[str]:
@@ -85,6 +91,7 @@ def issue_labels(
     community = get_community(session, community_slug)
     household = get_household(session, community, household_code)
     now = utcnow()
+    sign = _signer(community)
     issued = []
     for serial in _fresh_serials(session, count, make_serial):
         session.add(
@@ -92,9 +99,7 @@ def issue_labels(
                 serial=serial, community_id=community.id, household_id=household.id, issued_at=now
             )
         )
-        issued.append(
-            IssuedLabel(household.code, serial, _payload(community, household.code, serial))
-        )
+        issued.append(IssuedLabel(household.code, serial, sign(household.code, serial)))
     session.flush()
     return issued
 
@@ -119,10 +124,11 @@ def household_labels(
         )
     if not include_revoked:
         query = query.where(Label.revoked_at.is_(None))
-    return [
-        IssuedLabel(code, serial, _payload(community, code, serial))
-        for serial, code in session.execute(query)
-    ]
+    rows = session.execute(query).all()
+    if not rows:
+        return []
+    sign = _signer(community)
+    return [IssuedLabel(code, serial, sign(code, serial)) for serial, code in rows]
 
 
 def revoke_label(

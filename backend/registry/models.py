@@ -17,6 +17,13 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from backend.core.models import Base, UTCDateTime, utcnow
 
+# Sealed values (backend.core.secrets) are about 111 characters.  SQLite ignores a VARCHAR's
+# length, so its tables keep the lengths they were created with: widening a column there means
+# rebuilding the table, which cannot run while every other table's foreign keys point at it
+# (migration 0003).
+SEALED_LABEL_KEY = String(255).with_variant(String(64), "sqlite")
+SEALED_SECRET = String(255).with_variant(String(128), "sqlite")
+
 
 class Community(Base):
     """A community (小区) that runs one or more stations."""
@@ -27,8 +34,9 @@ class Community(Base):
     slug: Mapped[str] = mapped_column(String(40), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
-    #: Ed25519 label-signing key, base64url raw bytes.  Only the backend holds it.
-    label_private_key: Mapped[str] = mapped_column(String(64))
+    #: the Ed25519 label-signing key (base64url raw bytes), sealed (``backend.registry.sealed``):
+    #: only the backend holds it, and a database dump alone cannot open it
+    label_private_key_sealed: Mapped[str] = mapped_column("label_private_key", SEALED_LABEL_KEY)
     label_public_key: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
@@ -85,8 +93,9 @@ class Kiosk(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     community_id: Mapped[int] = mapped_column(ForeignKey("communities.id"))
     name: Mapped[str] = mapped_column(String(100))
-    #: the secret exactly as printed at registration; HMAC needs it in the clear
-    secret: Mapped[str] = mapped_column(String(128))
+    #: the secret printed at registration, sealed (``backend.registry.sealed``); requests are
+    #: checked against it opened, and kept kiosk copies are compared with it as stored
+    secret_sealed: Mapped[str] = mapped_column("secret", SEALED_SECRET)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     disabled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from backend.core.errors import AlreadyExists, InvalidInput, NotFound
 from backend.core.models import utcnow
+from backend.registry import sealed
 from backend.registry.models import Building, Category, Community, Household, Kiosk, KioskDoor
 from protocol.labels import (
     COMMUNITY_RE,
@@ -179,7 +180,7 @@ def create_community(
     timezone: str = DEFAULT_TIMEZONE,
     categories: Iterable[str] | None = None,
 ) -> Community:
-    """Create a community with a new Ed25519 label key and its categories.
+    """Create a community with a new Ed25519 label key (stored sealed) and its categories.
 
     ``categories`` holds ``CODE`` or ``CODE:max_plausible_g`` specs that add
     to, or override the maximum of, the default categories.
@@ -199,7 +200,7 @@ def create_community(
         slug=slug,
         name=name.strip(),
         timezone=timezone,
-        label_private_key=private_key_to_text(key),
+        label_private_key_sealed=sealed.seal_label_key(slug, private_key_to_text(key)),
         label_public_key=public_key_to_text(key),
     )
     session.add(community)
@@ -280,6 +281,13 @@ def parse_household_csv(text: str) -> list[HouseholdRow]:
         building = (record.get("building") or "").strip()
         if not code and not building and not (record.get("unit") or "").strip():
             continue  # a blank line at the end of a spreadsheet export
+        for column in ("code", "building"):  # a short row: `unit`, last, may be left out
+            if record.get(column) is None:
+                fields = sum(value is not None for value in record.values())
+                raise InvalidInput(
+                    f"line {line}: the {column!r} column is missing (the row has {fields} of"
+                    f" the header's {len(header)} fields: {','.join(header)})"
+                )
         try:
             _check(HOUSEHOLD_RE, code, "household code")
             _check(BUILDING_RE, building, "building code")
@@ -374,7 +382,7 @@ def new_kiosk_id() -> str:
 def register_kiosk(
     session: Session, community_slug: str, name: str, doors: Iterable[DoorSpec | str]
 ) -> Kiosk:
-    """Register a kiosk with its doors; its random secret is on the returned row."""
+    """Register a kiosk with its doors and a random secret, stored sealed (``kiosk_info`` opens it)."""
     community = get_community(session, community_slug)
     name = (name or "").strip()
     if not name or len(name) > 100:
@@ -388,11 +396,12 @@ def register_kiosk(
     if len(set(numbers)) != len(numbers):
         raise InvalidInput(f"door numbers repeat: {sorted(numbers)}")
     categories = {s.category: get_category(session, community, s.category) for s in specs}
+    kiosk_id = new_kiosk_id()
     kiosk = Kiosk(
-        id=new_kiosk_id(),
+        id=kiosk_id,
         community_id=community.id,
         name=name,
-        secret=secrets.token_urlsafe(32),
+        secret_sealed=sealed.seal_kiosk_secret(kiosk_id, secrets.token_urlsafe(32)),
         enabled=True,
     )
     session.add(kiosk)
@@ -461,6 +470,6 @@ def kiosk_info(session: Session, kiosk: Kiosk, with_secret: bool = False) -> dic
         "last_seen_at": kiosk.last_seen_at.isoformat() if kiosk.last_seen_at else None,
     }
     if with_secret:
-        info["secret"] = kiosk.secret
+        info["secret"] = sealed.kiosk_secret(kiosk)
         info["label_public_key"] = community.label_public_key
     return info
