@@ -4,7 +4,10 @@ Runs the README's granian command in a subprocess on this test's database and
 talks to it over one kept-alive HTTP/1.1 connection, as a kiosk's
 requests.Session does: health, a signed deposit credited, its retry a
 duplicate, a replayed request refused, an oversized body refused as JSON,
-and a clean exit on SIGTERM (systemd's stop).
+and a clean exit on SIGTERM (systemd's stop).  And as a hostile client meets
+it (tests/test_api_hostile.py in-process): the signed path is the decoded
+path, a chunked body over the limit is 413, a body not declared JSON is 415,
+deep nesting is 400, and a 405 says what is allowed.
 """
 
 from __future__ import annotations
@@ -42,6 +45,10 @@ def _start(database_url: str, tmp_path) -> tuple[subprocess.Popen, int]:
         os.environ,
         SORTPOINT_DATABASE_URL=database_url,
         SORTPOINT_INSTANCE_PATH=str(tmp_path / "instance"),
+        # granian starts every WSGI environ from its own environment: these are
+        # not the request's target, and the signature check must not read them
+        RAW_URI="/not-the-request",
+        REQUEST_URI="/not-the-request",
     )
     for _ in range(3):  # a probed port can be taken by another process before granian binds it
         port = _free_port()
@@ -171,3 +178,91 @@ def test_granian_stops_cleanly_on_sigterm(served):
     proc.send_signal(signal.SIGTERM)
     output = proc.communicate(timeout=60)[0].decode(errors="replace")
     assert proc.returncode == 0, output[-3000:]
+
+
+def _raw_exchange(port: int, request: bytes) -> tuple[int, dict]:
+    """Send ``request`` bytes as they are (no client library normalises the target)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(request)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        return response.status, json.loads(response.read())
+
+
+def _raw_post(port: int, target: str, body: bytes, headers: dict) -> bytes:
+    head = [f"POST {target} HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {len(body)}"]
+    head += [f"{name}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+def test_granian_checks_the_signature_over_the_decoded_path(served):
+    """granian hands the app no raw target (PATH_INFO is decoded): the protocol signs that path."""
+    world, _proc, port = served
+    labels = world.labels["H001"]
+    sent = "/api/v1/deposit%73"
+    for signed_path, label, expected in (
+        (sent, labels[0], 401),  # the target as sent: not what the server can check
+        ("/api/v1/deposits", labels[1], 200),  # the path the app routes
+    ):
+        body = json.dumps({"deposits": [deposit_item(label)]}).encode()
+        headers = signed(world.kiosk.id, world.secret, "POST", signed_path, body)
+        status, answer = _raw_exchange(port, _raw_post(port, sent, body, headers))
+        assert status == expected, answer
+        if status == 401:
+            assert answer["error"]["code"] == "signature_invalid"
+        else:
+            assert answer["results"][0]["status"] == "accepted"
+
+
+def test_granian_refuses_a_chunked_body_over_the_limit_as_413(served):
+    world, _proc, port = served
+    path = "/api/v1/deposits"
+    item = json.dumps(deposit_item(world.labels["H002"][0])).encode()
+    small = b'{"deposits": [' + item + b"]}"
+    big = b'{"deposits": [' + item + b'], "pad": "' + b"x" * (4 * 1024 * 1024) + b'"}'
+
+    def chunks(body: bytes):
+        for start in range(0, len(body), 64 * 1024):
+            yield body[start : start + 64 * 1024]
+
+    with requests.Session() as session:
+        for body, status in ((big, 413), (small, 200)):
+            headers = signed(world.kiosk.id, world.secret, "POST", path, body)
+            response = session.post(
+                f"http://127.0.0.1:{port}{path}", data=chunks(body), headers=headers, timeout=60
+            )
+            assert response.request.headers.get("Transfer-Encoding") == "chunked"
+            assert response.status_code == status, response.text
+        assert response.json()["results"][0]["status"] == "accepted"
+
+
+def test_granian_answers_hostile_bodies_with_4xx(served):
+    world, _proc, port = served
+    path = "/api/v1/deposits"
+    item = json.dumps(deposit_item(world.labels["H003"][0])).encode()
+    depth = 1_000_000  # 2 MB of brackets: a clean 400, never a crashed worker thread
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    for body, content_type, status, code in (
+        (b'{"deposits": [' + item + b"]}", "text/plain", 415, "unsupported_media_type"),
+        (b'{"deposits": [' + item + b'], "x": ' + b"[" * depth + b"]" * depth + b"}",
+         "application/json", 400, "bad_request"),
+        (b'{"deposits": [' + item + b'], "x\xff": 1}', "application/json", 400, "bad_request"),
+    ):  # fmt: skip
+        headers = signed(world.kiosk.id, world.secret, "POST", path, body)
+        headers["Content-Type"] = content_type
+        answer = _send(conn, "POST", path, body, headers)
+        assert (answer[0], answer[1]["error"]["code"]) == (status, code)
+    # and the honest body after them, on the same connection
+    body = b'{"deposits": [' + item + b"]}"
+    status, answer = _send(
+        conn, "POST", path, body, signed(world.kiosk.id, world.secret, "POST", path, body)
+    )
+    assert status == 200 and answer["results"][0]["status"] == "accepted"
+
+    conn.request("GET", path)
+    response = conn.getresponse()
+    assert response.status == 405
+    assert response.getheader("Allow") is not None
+    assert "POST" in response.getheader("Allow")
+    assert json.loads(response.read())["error"]["code"] == "method_not_allowed"
+    conn.close()

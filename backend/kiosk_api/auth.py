@@ -56,11 +56,20 @@ def _fail(code: str, message: str) -> Unauthorized:
 
 
 def request_target(environ: dict, path: str, query: bytes) -> str:
-    """Return the path with its query string exactly as the client sent it."""
-    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
-    if raw:
-        return raw
-    return path + ("?" + query.decode("latin-1") if query else "")
+    """Return the PATH line the signature covers (docs/protocol.md, "The string to sign").
+
+    The path as the app routes it: ``path`` (werkzeug's ``request.path``,
+    percent-escapes decoded) behind the app's mount point (``SCRIPT_NAME``),
+    then ``?`` and the query string as sent, if there is one.  Not the raw
+    request target: granian, the production server, hands the app none (its
+    WSGI environ has PATH_INFO decoded and no RAW_URI or REQUEST_URI; it even
+    starts from the process's own environment, where such a name would be the
+    same for every request), so no server's raw target is read.
+    """
+    root = environ.get("SCRIPT_NAME", "")
+    if root:  # WSGI strings are latin-1 spellings of the bytes, as werkzeug decodes them
+        root = root.encode("latin-1").decode("utf-8", "replace")
+    return root + path + ("?" + query.decode("latin-1") if query else "")
 
 
 def _check_headers(headers, now: dt.datetime, max_skew_s: int) -> tuple[str, ...]:
