@@ -287,3 +287,36 @@ def test_an_app_mounted_under_a_prefix_signs_the_prefix_too(client, world):
     _assert_error(response, 401, "signature_invalid")
     response = _post_to(client, world, PATH, "/sortpoint" + PATH, environ_overrides=mounted)
     assert _results(response)
+
+
+# ---------------------------------------------------------------- 405, 500 and the document
+
+SERVED = {"/api/v1/deposits": "POST", "/api/v1/kiosk/config": "GET", "/api/v1/health": "GET"}
+
+
+def test_every_operation_documents_405_and_500(client):
+    doc = client.get("/api/openapi.json").get_json()
+    assert set(doc["paths"]) == set(SERVED)
+    for path, ops in doc["paths"].items():
+        assert [m.upper() for m in ops] == [SERVED[path]]
+        for op in ops.values():
+            responses = op["responses"]
+            assert {"405", "500"} <= responses.keys(), path
+            assert responses["405"]["headers"]["Allow"]["required"] is True
+            for status, response in responses.items():
+                if status != "200":
+                    schema = response["content"]["application/json"]["schema"]
+                    assert schema == {"$ref": "#/components/schemas/ErrorResponse"}
+    deposits = doc["paths"]["/api/v1/deposits"]["post"]["responses"]
+    assert {"400", "401", "413", "415", "503"} <= deposits.keys()
+
+
+@pytest.mark.parametrize("path", sorted(SERVED))
+def test_a_405_says_which_methods_are_allowed(client, path):
+    other = "GET" if SERVED[path] == "POST" else "POST"
+    for method in (other, "PUT", "DELETE", "PATCH"):
+        response = client.open(path, method=method)
+        _assert_error(response, 405, "method_not_allowed")
+        allowed = {m.strip() for m in response.headers["Allow"].split(",")}
+        assert SERVED[path] in allowed and method not in allowed
+        assert response.mimetype == "application/json"

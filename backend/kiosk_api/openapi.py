@@ -28,10 +28,21 @@ def _errors(*statuses: int) -> dict:
     text = {
         400: "Malformed body (not JSON, or not matching the schema); nothing applied.",
         401: "Missing, wrong or stale signature, reused nonce, or disabled kiosk.",
-        413: "More deposits than limits.max_batch, or a body over 4 MiB.",
+        405: "Another method than this path serves; the Allow header lists the ones it does.",
+        413: "More deposits than limits.max_batch, or a body over 4 MiB (chunked too).",
+        415: "The body is not declared Content-Type: application/json (charset utf-8 if any).",
+        500: "A server fault; nothing was applied. Retry later.",
         503: "The batch kept colliding with concurrent batches; retry it unchanged later.",
     }
-    return {str(s): _json_body("ErrorResponse", text[s]) for s in statuses}
+    errors = {str(s): _json_body("ErrorResponse", text[s]) for s in statuses}
+    errors["405"]["headers"] = {
+        "Allow": {
+            "description": "The methods this path serves, e.g. `POST`.",
+            "schema": {"type": "string"},
+            "required": True,
+        }
+    }
+    return errors
 
 
 def _security_schemes() -> dict:
@@ -81,7 +92,7 @@ def build_document(max_batch: int) -> dict:
                 },
                 "responses": {
                     "200": _json_body("DepositsResponse", "One result per deposit, in order."),
-                    **_errors(400, 401, 413, 503),
+                    **_errors(400, 401, 405, 413, 415, 500, 503),
                 },
             }
         },
@@ -92,7 +103,7 @@ def build_document(max_batch: int) -> dict:
                 "security": _SIGNED,
                 "responses": {
                     "200": _json_body("KioskConfig", "The kiosk's configuration."),
-                    **_errors(401),
+                    **_errors(401, 405, 500),
                 },
             }
         },
@@ -100,7 +111,10 @@ def build_document(max_batch: int) -> dict:
             "get": {
                 "summary": "Liveness and database reachability (unsigned).",
                 "operationId": "getHealth",
-                "responses": {"200": _json_body("Health", "The app reaches its database.")},
+                "responses": {
+                    "200": _json_body("Health", "The app reaches its database."),
+                    **_errors(405, 500),
+                },
             }
         },
     }
