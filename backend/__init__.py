@@ -22,7 +22,25 @@ from pathlib import Path
 
 from flask import Flask
 
+from backend.core import secrets
 from backend.core.db import db
+
+
+def default_instance_path() -> str | None:
+    """Return the instance folder (the default SQLite database, the demo's files).
+
+    ``SORTPOINT_INSTANCE_PATH`` (made absolute) if set; else, in a source
+    checkout, its ``var/`` folder, where ``scripts/demo`` and ``kiosk run --sim``
+    look too, from whatever folder a command runs; else None: Flask's default
+    for an installed package (``<prefix>/var/backend-instance``).
+    """
+    configured = os.environ.get("SORTPOINT_INSTANCE_PATH")
+    if configured:
+        return os.path.abspath(configured)
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "scripts" / "demo").is_file():
+        return str(checkout / "var")
+    return None
 
 
 def default_database_url(instance_path: str) -> str:
@@ -32,7 +50,7 @@ def default_database_url(instance_path: str) -> str:
 
 def create_app(config: dict | None = None) -> Flask:
     """Create and configure the backend app."""
-    app = Flask(__name__, instance_path=os.environ.get("SORTPOINT_INSTANCE_PATH") or None)
+    app = Flask(__name__, instance_path=default_instance_path())
     app.config.from_mapping(
         DATABASE_URL=os.environ.get("SORTPOINT_DATABASE_URL")
         or default_database_url(app.instance_path),
@@ -52,6 +70,9 @@ def create_app(config: dict | None = None) -> Flask:
     if app.config["DATABASE_URL"].startswith("sqlite"):
         os.makedirs(app.instance_path, exist_ok=True)
     db.init_app(app)
+    # kiosk secrets and label keys are sealed under keys kept outside the database; the server
+    # does not start without them, a CLI command asks for them when it needs them
+    secrets.init_app(app, required=app.config.get("SECRET_KEYS_REQUIRED", True))
 
     from backend import cli, kiosk_api
     from backend.schema import metadata

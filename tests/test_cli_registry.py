@@ -130,6 +130,36 @@ def fails_import(runner, path) -> str:
     return result.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "code,building,unit\nH5,B1,5\nH6\n",
+            "line 3: the 'building' column is missing (the row has 1 of the header's 3 fields:"
+            " code,building,unit)",
+        ),
+        (
+            "building,code,unit\nB1,H5,5\nB1\n",
+            "line 3: the 'code' column is missing (the row has 1 of the header's 3 fields:"
+            " building,code,unit)",
+        ),
+    ],
+)
+def test_household_import_names_a_missing_column(runner, tmp_path, text, message):
+    setup_community(runner)
+    short = tmp_path / "short.csv"
+    short.write_text(text, encoding="utf-8")
+    assert fails_import(runner, short) == f"Error: {message}"
+    assert "no household 'H5'" in fails(runner, "ledger", "show", "H5", "--community", "oak")
+
+
+def test_household_import_takes_a_row_without_its_last_optional_unit(runner, tmp_path):
+    setup_community(runner)
+    path = tmp_path / "no-unit.csv"
+    path.write_text("code,building,unit\nH5,B1\n", encoding="utf-8")
+    assert run_json(runner, "household", "import", "oak", str(path))["imported"] == 1
+
+
 def test_household_import_rejects_non_utf8(runner, tmp_path):
     setup_community(runner)
     path = tmp_path / "gbk.csv"

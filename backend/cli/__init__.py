@@ -11,10 +11,14 @@ never a traceback (``backend.core.cli``).  docs/cli.md documents each command.
 
 from __future__ import annotations
 
+import platform
+
+import click
 from flask.cli import FlaskGroup
 
 from backend.cli.db import db_cli
 from backend.cli.demo import demo_cli
+from backend.cli.secrets import secrets_cli
 from backend.core.cli import SortpointGroup, aware_datetime, emit, json_option
 from backend.ledger.cli import ledger_cli, rules_cli
 from backend.registry.cli import building_cli, community_cli, household_cli, kiosk_cli, labels_cli
@@ -39,6 +43,7 @@ COMMAND_GROUPS = (
     labels_cli,
     ledger_cli,
     demo_cli,
+    secrets_cli,
 )
 
 
@@ -53,7 +58,29 @@ def main() -> None:
     from backend import create_app
 
     cli = FlaskGroup(
-        create_app=lambda: create_app(),
+        add_version_option=False,  # Flask's prints Flask's and Werkzeug's versions
+        # a command that touches no kiosk secret or label key runs without the secret keys
+        create_app=lambda: create_app({"SECRET_KEYS_REQUIRED": False}),
         help="sortpoint backend: database, registry, rules, kiosks, labels, ledger, and `run`.",
     )
+    click.version_option(
+        version_text(), "--version", message="%(version)s", help="Show sortpoint's version."
+    )(cli)
     cli.main(prog_name="sortpoint")
+
+
+def version_text() -> str:
+    """Return ``sortpoint X.Y.Z (Python ..., Flask ..., SQLAlchemy ...)`` for ``--version``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def of(package: str) -> str:
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return "unknown"
+
+    python = platform.python_version()
+    return (
+        f"sortpoint {of('sortpoint')} "
+        f"(Python {python}, Flask {of('flask')}, SQLAlchemy {of('sqlalchemy')})"
+    )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import click
-
 from backend.core import secrets
 from backend.core.cli import SortpointGroup, emit, json_option
 from backend.registry import sealed
@@ -13,10 +11,12 @@ secrets_cli = SortpointGroup(
 )
 
 
-@secrets_cli.command("new-key")
-def new_key() -> None:
+@secrets_cli.command("new-key", needs_database=False)
+@json_option
+def new_key(as_json: bool) -> None:
     """Print a fresh secret key (32 random bytes, base64url) to put first in SORTPOINT_SECRET_KEYS."""
-    click.echo(secrets.new_key())
+    key = secrets.new_key()
+    emit({"key": key}, as_json, key)
 
 
 @secrets_cli.command("rotate")

@@ -26,17 +26,19 @@ class SortpointGroup(AppGroup):
     """A command group that turns domain and database errors into one-line messages.
 
     ``needs_database`` (default True): each command first checks that a SQLite
-    database file exists (connecting would create an empty one); only ``db``,
-    which creates it, says False.
+    database file exists (connecting would create an empty one); ``db``, which
+    creates it, says False, and so does a command that reads no database
+    (``command(..., needs_database=False)``).
     """
 
     def __init__(self, *args, needs_database: bool = True, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.needs_database = needs_database
 
-    def command(self, *args, **kwargs):
+    def command(self, *args, needs_database: bool | None = None, **kwargs):
+        """Register a command; ``needs_database`` overrides the group's for this one."""
         register = super().command(*args, **kwargs)
-        if not self.needs_database:
+        if not (self.needs_database if needs_database is None else needs_database):
             return register
 
         def decorator(func):
