@@ -50,6 +50,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -99,19 +100,21 @@ class Seeded:
     households: list[int]
     labels: list[tuple[str, int, str]]  # (serial, household id, payload)
     used: dict[str, int] = field(default_factory=lambda: dict.fromkeys(POOLS, 0))
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def take(self, n: int, pool: str = "api") -> list[tuple[str, int, str]]:
-        """Return ``n`` labels never used before from ``pool``.
+        """Return ``n`` labels never used before from ``pool`` (thread-safe).
 
         Each pool credits its own households (every third seeded one), so
         paths that are interleaved never mix their balances.
         """
-        mine = self.labels[POOLS.index(pool) :: len(POOLS)]
-        chunk = mine[self.used[pool] : self.used[pool] + n]
-        if len(chunk) < n:
-            raise SystemExit("seeded too few labels for this run")
-        self.used[pool] += n
-        return chunk
+        with self.lock:
+            mine = self.labels[POOLS.index(pool) :: len(POOLS)]
+            chunk = mine[self.used[pool] : self.used[pool] + n]
+            if len(chunk) < n:
+                raise SystemExit("seeded too few labels for this run")
+            self.used[pool] += n
+            return chunk
 
     @property
     def total_used(self) -> int:
@@ -704,15 +707,15 @@ class RawApp:
     """
 
     def __init__(self, url: str, seeded: Seeded):
-        from backend.deposits import pg_one as ingest_fn
-        from backend.deposits import store as ingest_store
+        from backend.deposits import pg_one
+        from backend.deposits.context import kiosk_context
 
         self.engine = make_engine(url)
         self.seeded = seeded
         with self.engine.connect() as conn:
-            self.kiosk = ingest_store.kiosk_context(conn, seeded.kiosk_id, None)
-        self.call_sql = ingest_fn.CALL_SQL
-        self.arg_names = ingest_fn.ARG_NAMES
+            self.kiosk = kiosk_context(conn, seeded.kiosk_id, None)
+        self.call_sql = pg_one.CALL_SQL
+        self.arg_names = pg_one.ARG_NAMES
         self.raw = self.engine.raw_connection()
         self.conn = self.raw.driver_connection
         self.conn.autocommit = True
@@ -725,46 +728,172 @@ class RawApp:
     def transaction(self, n: int) -> float:
         """Credit one deposit with the app's function call; return seconds."""
         assert n == 1, "the app's function is for one deposit"
-        from protocol.labels import parse_label
+        from backend.deposits import ingest, plan
 
-        [(serial, _household, payload)] = self.seeded.take(1, "raw_app")
-        k = self.kiosk
+        [(_serial, _household, payload)] = self.seeded.take(1, "raw_app")
         now = dt.datetime.now(UTC)
-        did, net_g = uuid.uuid4(), 1_500
-        args = {
-            "p_kiosk_id": k.ref.kiosk_id,
-            "p_nonce": secrets.token_hex(12),
-            "p_now": now,
-            "p_secret": k.secret,
-            "p_timezone": k.ref.timezone,
-            "p_label_key": k.ref.label_public_key,
-            "p_rules_mark": k.rules_mark,
-            "p_serial": serial,
-            "p_household_code": parse_label(payload)[0].household,
-            "p_community_id": k.ref.community_id,
-            "p_deposit_id": did,
-            "p_door": 1,
-            "p_category_id": self.seeded.category_ids["plastic"],
-            "p_net_g": net_g,
-            "p_occurred_at": now,
-            "p_local_day": now.date(),
-            "p_content_hash": hashlib.sha256(str(did).encode()).hexdigest(),
-            "p_rule_id": self.seeded.rule_ids["plastic"],
-            "p_points": net_g * POINTS_PER_KG // 1000,
-            "p_reason": None,
-            "p_daily_cap": None,
-            "p_entry_kind": "deposit",
-            "p_entry_reason": f"{net_g} g plastic",
-            "p_source_type": "deposit",
-            "p_source_id": str(did),
-            "p_idempotency_key": f"deposit:{did}",
-        }
+        item = ingest.DepositIn(uuid.uuid4(), payload, 1, "plastic", 1_500, now)
+        checked = plan.check(self.kiosk, item, now, ingest.Limits())
+        assumed = plan.assume_ordinary(self.kiosk, item, ingest.content_hash(item), checked)
+        args = ingest._fn_args(self.kiosk, secrets.token_hex(12), now, assumed)
         values = tuple(args[name] for name in self.arg_names)
         start = time.perf_counter()
         row = self.conn.execute(self.call_sql, values).fetchone()
         elapsed = time.perf_counter() - start
         assert row is not None and row[0] > 0, row
         return elapsed
+
+
+# -------------------------------------------------------- the harsher ceiling
+
+BARE_TABLES = (
+    "CREATE TABLE bare_deposits (id uuid, kiosk_id text, community_id integer, "
+    "household_id integer, label_serial text, door integer, category_id integer, "
+    "net_g integer, occurred_at timestamptz, local_day date, received_at timestamptz, "
+    "status text, points integer, rule_id integer, reason text, content_hash text)",
+    "CREATE TABLE bare_entries (household_id integer, kind text, amount integer, "
+    "balance_after bigint, reason text, source_type text, source_id text, "
+    "idempotency_key text, created_at timestamptz)",
+)
+BARE_DEPOSIT = "INSERT INTO bare_deposits VALUES (" + ", ".join(["%s"] * 16) + ")"
+BARE_ENTRY = "INSERT INTO bare_entries VALUES (" + ", ".join(["%s"] * 9) + ")"
+
+
+class Bare:
+    """The harsher ceiling (PostgreSQL): the same rows into bare tables, pipelined.
+
+    The deposit and ledger rows of ``Raw`` into tables without keys,
+    constraints, indexes or triggers, each through psycopg's ``executemany``
+    (which pipelines: one network round trip for all the rows), then COMMIT;
+    one connection per client thread, no account update, no checks.
+    """
+
+    def __init__(self, url: str, seeded: Seeded, clients: int):
+        self.engine = make_engine(url)
+        self.seeded = seeded
+        self.raws = [self.engine.raw_connection() for _ in range(clients)]
+        with self.raws[0].cursor() as cur:
+            for ddl in BARE_TABLES:
+                cur.execute(ddl)
+        self.raws[0].commit()
+
+    def close(self) -> None:
+        for raw in self.raws:
+            raw.close()
+        self.engine.dispose()
+
+    def _rows(self, n: int):
+        now = dt.datetime.now(UTC)
+        deposits, entries = [], []
+        for i in range(n):
+            door = 1 + i % 3
+            code = DOORS[door]
+            net_g = 500 + (i * 37) % 4000
+            points = net_g * POINTS_PER_KG // 1000
+            did, h = uuid.uuid4(), self.seeded.households[i % len(self.seeded.households)]
+            deposits.append(
+                (did, self.seeded.kiosk_id, self.seeded.community_id, h,
+                 plabels.new_serial(12), door, self.seeded.category_ids[code], net_g, now,
+                 now.date(), now, "accepted", points, self.seeded.rule_ids[code], None,
+                 hashlib.sha256(str(did).encode()).hexdigest())
+            )  # fmt: skip
+            entries.append(
+                (h, "deposit", points, points, f"{net_g} g {code}", "deposit", str(did),
+                 f"deposit:{did}", now)
+            )  # fmt: skip
+        return deposits, entries
+
+    def transaction(self, client: int, n: int) -> float:
+        """Write ``n`` deposit and entry rows on client ``client``'s connection; return seconds."""
+        deposits, entries = self._rows(n)
+        conn = self.raws[client].driver_connection
+        start = time.perf_counter()
+        with conn.cursor() as cur:
+            cur.executemany(BARE_DEPOSIT, deposits)
+            cur.executemany(BARE_ENTRY, entries)
+        conn.commit()
+        return time.perf_counter() - start
+
+
+def concurrent_rate(work, clients: int, per_client: int, size: int) -> float:
+    """Return deposits/s of ``clients`` threads each calling ``work(i, size)`` ``per_client`` times."""
+    barrier = threading.Barrier(clients + 1)
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            for _ in range(per_client):
+                work(i, size)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    if errors:
+        raise errors[0]
+    return clients * per_client * size / elapsed
+
+
+def harsh_labels(args) -> int:
+    """Labels the harsher comparison credits (API side)."""
+    return (
+        args.harsh_rounds
+        * args.clients
+        * (args.harsh_batches * args.batch_size + args.harsh_singles)
+    )
+
+
+def run_harsh(url: str, seeded: Seeded, args) -> dict:
+    """The API served as the README serves it, ``--clients`` threads, against ``Bare``.
+
+    Rounds of: batches through the API, batches into the bare tables, single
+    deposits through the API, single deposits into the bare tables; each a
+    burst of ``--clients`` threads at once.  Returns the medians over rounds
+    (deposits/s).
+    """
+    readme = argparse.Namespace(**vars(args))
+    readme.workers, readme.threads, readme.runtime_mode = 4, 4, "mt"
+    clients = args.clients
+    bare = Bare(url, seeded, clients)
+    rates: dict[str, list[float]] = {
+        "api_batch": [],
+        "bare_batch": [],
+        "api_single": [],
+        "bare_single": [],
+    }
+    with contextlib.ExitStack() as stack:
+        port, _pid = stack.enter_context(served(url, readme, "granian"))
+        stack.callback(bare.close)
+        http = [Client(port) for _ in range(clients)]
+        for c in http:
+            stack.callback(c.close)
+
+        def api(i: int, n: int) -> float:
+            return post_batch(http[i], seeded, n)
+
+        for i in range(clients):  # warm every connection, worker and pool
+            api(i, 1)
+            bare.transaction(i, 1)
+        for r in range(args.harsh_rounds):
+            print(
+                f"[PostgreSQL] harsher ceiling, round {r + 1} of {args.harsh_rounds} ...",
+                flush=True,
+            )
+            b, s_ = args.batch_size, args.harsh_singles
+            rates["api_batch"].append(concurrent_rate(api, clients, args.harsh_batches, b))
+            rates["bare_batch"].append(
+                concurrent_rate(bare.transaction, clients, args.harsh_batches, b)
+            )
+            rates["api_single"].append(concurrent_rate(api, clients, s_, 1))
+            rates["bare_single"].append(concurrent_rate(bare.transaction, clients, s_, 1))
+    return rates
 
 
 # ---------------------------------------------------------------------- main
@@ -791,6 +920,9 @@ def run(database: str, url: str, args) -> Result:
     # one pool of labels per path; the API pool also feeds the new-connection, http.client and
     # other-server paths
     total = len(POOLS) * ((args.batches + 5) * args.batch_size + (args.singles + 5) * 4)
+    harsh = args.harsh and url.startswith("postgresql")
+    if harsh:
+        total += len(POOLS) * (harsh_labels(args) + 2 * args.clients)
     print(f"[{database}] seeding {total} labels ...", flush=True)
     seeded = seed(url, args.households, total)
     result = Result(database)
@@ -854,6 +986,8 @@ def run(database: str, url: str, args) -> Result:
         result.figures["floor_ms"] = http_floor_ms(client, args.singles)
         if other is not None:
             result.figures["floor_other_ms"] = http_floor_ms(other_client, args.singles)
+    if harsh:
+        result.figures["harsh"] = run_harsh(url, seeded, args)
     verify(url, seeded.total_used)
     result.figures["deposits"] = seeded.total_used
     return result
@@ -878,6 +1012,21 @@ def summarise(result: Result) -> dict:
         "single_raw_app": med.get("raw_app_single"),
         "single_raw": med["raw_single"],
         "single_ratio": med["api_single"] / med["raw_single"],
+        **_harsh_summary(f.get("harsh")),
+    }
+
+
+def _harsh_summary(rates: dict | None) -> dict:
+    if not rates:
+        return {}
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    return {
+        "harsh_api_batch": med["api_batch"],
+        "harsh_bare_batch": med["bare_batch"],
+        "harsh_batch_ratio": med["api_batch"] / med["bare_batch"],
+        "harsh_api_single": med["api_single"],
+        "harsh_bare_single": med["bare_single"],
+        "harsh_single_ratio": med["api_single"] / med["bare_single"],
     }
 
 
@@ -913,6 +1062,14 @@ def print_summary(database: str, s: dict, args) -> None:
             f"request kept alive (ratio {s['single_api_other'] / s['single_raw']:.0%}); its HTTP "
             f"floor {s['floor_other_http_ms']:.2f} ms; its CPU {s['single_api_other_cpu_ms']:.2f} "
             "ms a request"
+        )
+    if s.get("harsh_api_batch"):
+        print(
+            f"harsher ceiling ({args.clients} client threads; granian as in the README; bare "
+            f"tables, pipelined executemany): batches API {s['harsh_api_batch']:8.0f} deposits/s "
+            f"against {s['harsh_bare_batch']:8.0f} ({s['harsh_batch_ratio']:.0%}); single "
+            f"deposits API {s['harsh_api_single']:8.0f} against {s['harsh_bare_single']:8.0f} "
+            f"({s['harsh_single_ratio']:.0%})"
         )
     if s["single_raw_app"]:
         print(
@@ -953,6 +1110,16 @@ def main() -> None:
         default="mt",
         help="granian's Rust runtime: one multi-threaded (mt) or one per thread (st)",
     )
+    parser.add_argument(
+        "--no-harsh",
+        dest="harsh",
+        action="store_false",
+        help="skip the harsher ceiling (PostgreSQL: bare tables, pipelined, concurrent clients)",
+    )
+    parser.add_argument("--clients", type=int, default=4, help="client threads, harsher ceiling")
+    parser.add_argument("--harsh-rounds", type=int, default=5)
+    parser.add_argument("--harsh-batches", type=int, default=3, help="batches per client a round")
+    parser.add_argument("--harsh-singles", type=int, default=25, help="singles per client a round")
     parser.add_argument("--skip-pg", action="store_true")
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--write-docs", action="store_true", help="update docs/performance.md")
@@ -1014,6 +1181,19 @@ def write_docs(summaries: dict, args) -> None:
             f"{s['single_raw']:,.0f} deposits/s (1 transaction each) | {s['single_ratio']:.0%} | "
             f">= 50 %: {'met' if s['single_ratio'] >= 0.50 else 'NOT met'} |"
         )
+        if s.get("harsh_api_batch"):
+            rows.append(
+                f"| {database} | batches of {args.batch_size}, {args.clients} clients | "
+                f"{s['harsh_api_batch']:,.0f} deposits/s | {s['harsh_bare_batch']:,.0f} "
+                f"deposits/s (harsher: bare tables, pipelined executemany) | "
+                f"{s['harsh_batch_ratio']:.0%} | - |"
+            )
+            rows.append(
+                f"| {database} | single deposit, {args.clients} clients | "
+                f"{s['harsh_api_single']:,.0f} deposits/s | {s['harsh_bare_single']:,.0f} "
+                f"deposits/s (harsher: bare tables, pipelined executemany) | "
+                f"{s['harsh_single_ratio']:.0%} | - |"
+            )
     body = (
         f"Measured with `python scripts/bench_ingest.py --write-docs` ({args.batches} batches of "
         f"{args.batch_size}, {args.singles} single-deposit requests, medians per request; "

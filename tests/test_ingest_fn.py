@@ -189,76 +189,62 @@ def test_a_single_deposit_request_is_one_driver_call(client, monkeypatch):
         assert s.scalar(select(func.count()).select_from(Deposit)) == 3
 
 
-# ------------------------------------------- the direct connections (ingest_fn._Direct)
+# ------------------------------------------- the call on the engine's pool
 
 
-def _idle_pids() -> list[int]:
-    """Server process ids of the engine's idle direct connections."""
-    return [conn.info.backend_pid for conn, _, _ in ingest_fn._direct(db.engine)._idle]
+def _pool_pids() -> set[int]:
+    """Server process ids of the pool's connections, checked out one after another."""
+    pids = set()
+    for _ in range(db.engine.pool.checkedin() or 1):
+        with db.engine.connect() as conn:
+            pids.add(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar())
+    return pids
 
 
 def _terminate(pid: int) -> None:
-    """Have the server end a connection's process, and wait until it has."""
-    with db.engine.connect() as conn:
+    """Have the server end a connection's process (from outside the pool), and wait until it has."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    outside = create_engine(db.engine.url, poolclass=NullPool)
+    with outside.connect() as conn:
         conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)}, 10000)")
+    outside.dispose()
 
 
 def _item(world, i):
     return as_deposits([deposit_item(world.labels["H001"][i])])[0]
 
 
-def test_the_call_reuses_one_direct_connection_in_autocommit(app):
+def test_the_call_runs_on_a_pooled_connection_and_leaves_it_out_of_autocommit(app):
     world = _world("green")
     kiosk = _kept(world)
     assert _by_function(kiosk, _item(world, 0)).status == "accepted"
-    [pid] = _idle_pids()
-    [(conn, _, _)] = ingest_fn._direct(db.engine)._idle
-    assert conn.autocommit
+    assert db.engine.pool.checkedout() == 0
+    with db.engine.connect() as conn:
+        assert not conn.connection.driver_connection.autocommit
     # a fallback (replayed nonce) answers None and keeps the connection
     assert _by_function(kiosk, _item(world, 1), nonce="n" * 20).status == "accepted"
+    pids = _pool_pids()
     assert _by_function(kiosk, _item(world, 2), nonce="n" * 20) is None
-    assert _idle_pids() == [pid]
-    # it is not one of the pool's: the pool still hands out its own
-    with db.engine.connect() as pooled:
-        assert pooled.exec_driver_sql("SELECT pg_backend_pid()").scalar() != pid
+    assert _pool_pids() == pids
 
 
-def test_a_direct_connection_the_server_killed_fails_one_call_then_reconnects(app):
+def test_a_connection_the_server_killed_fails_one_call_then_reconnects(app):
     import psycopg
 
     world = _world("green")
     kiosk = _kept(world)
     assert _by_function(kiosk, _item(world, 0)).status == "accepted"
-    [pid] = _idle_pids()
+    [pid] = _pool_pids()
     _terminate(pid)
     with pytest.raises(psycopg.OperationalError):
         _by_function(kiosk, _item(world, 1))
-    assert _idle_pids() == []  # the dead one was closed, not put back
     assert _by_function(kiosk, _item(world, 1)).status == "accepted"
-    [new_pid] = _idle_pids()
-    assert new_pid != pid
+    assert pid not in _pool_pids()
     assert _count(Deposit) == 2
     with db.session() as s:
         assert ledger.verify(s) == []
-
-
-def test_after_a_lost_connection_the_idle_ones_are_not_trusted_either(app):
-    """A server restart kills every connection: one call fails, not one per connection."""
-    import psycopg
-
-    world = _world("green")
-    kiosk = _kept(world)
-    assert _by_function(kiosk, _item(world, 0)).status == "accepted"
-    direct = ingest_fn._direct(db.engine)
-    direct.give(ingest_fn._connect(db.engine, direct), keep=True)
-    pids = _idle_pids()
-    assert len(pids) == 2
-    for pid in pids:
-        _terminate(pid)
-    with pytest.raises(psycopg.OperationalError):
-        _by_function(kiosk, _item(world, 1))
-    assert _idle_pids() == []
-    assert _by_function(kiosk, _item(world, 1)).status == "accepted"
 
 
 def test_a_deadlock_fallback_keeps_the_connection(app, monkeypatch):
@@ -268,7 +254,7 @@ def test_a_deadlock_fallback_keeps_the_connection(app, monkeypatch):
     world = _world("green")
     kiosk = _kept(world)
     assert _by_function(kiosk, _item(world, 0)).status == "accepted"
-    [pid] = _idle_pids()
+    [pid] = _pool_pids()
     monkeypatch.setattr(
         ingest_fn,
         "CALL_SQL",
@@ -277,86 +263,20 @@ def test_a_deadlock_fallback_keeps_the_connection(app, monkeypatch):
     monkeypatch.setattr(ingest_fn, "ARG_NAMES", ())
     assert issubclass(psycopg.errors.DeadlockDetected, psycopg.OperationalError)
     assert _by_function(kiosk, _item(world, 1)) is None
-    assert _idle_pids() == [pid]
+    assert _pool_pids() == {pid}
 
 
-def test_with_pre_ping_a_killed_direct_connection_costs_no_call(app, database_url):
+def test_with_pre_ping_a_killed_connection_costs_no_call(app, database_url):
     db.bind(database_url, pre_ping=True)
     world = _world("green")
     kiosk = _kept(world)
     assert _by_function(kiosk, _item(world, 0)).status == "accepted"
-    [pid] = _idle_pids()
+    [pid] = _pool_pids()
     _terminate(pid)
     assert _by_function(kiosk, _item(world, 1)).status == "accepted"
-    assert _idle_pids() not in ([], [pid])
 
 
-def test_disposing_the_engine_closes_the_direct_connections(app):
-    world = _world("green")
-    kiosk = _kept(world)
-    assert _by_function(kiosk, _item(world, 0)).status == "accepted"
-    [(conn, _, _)] = ingest_fn._direct(db.engine)._idle
-    db.engine.dispose()
-    assert conn.closed
-    assert _idle_pids() == []
-    assert _by_function(kiosk, _item(world, 1)).status == "accepted"
-    assert len(_idle_pids()) == 1
-
-
-def test_rebinding_closes_the_old_engines_direct_connections(app, database_url):
-    world = _world("green")
-    assert _by_function(_kept(world), _item(world, 0)).status == "accepted"
-    [(conn, _, _)] = ingest_fn._direct(db.engine)._idle
-    db.bind(database_url)
-    assert conn.closed
-    assert _by_function(_kept(world), _item(world, 1)).status == "accepted"
-
-
-def test_a_connection_in_use_during_dispose_is_closed_when_it_comes_back(app):
-    world = _world("green")
-    kiosk = _kept(world)
-    assert _by_function(kiosk, _item(world, 0)).status == "accepted"
-    direct = ingest_fn._direct(db.engine)
-    slot = direct.take()
-    db.engine.dispose()
-    direct.give(slot, keep=True)
-    assert slot[0].closed
-    assert direct._idle == []
-
-
-def test_a_forked_child_opens_its_own_direct_connection(app):
-    import os
-
-    world = _world("green")
-    kiosk = _kept(world)
-    assert _by_function(kiosk, _item(world, 0)).status == "accepted"
-    [parent_pid] = _idle_pids()
-    read, write = os.pipe()
-    child = os.fork()
-    if child == 0:  # the child: a worker forked after the parent connected
-        code = 1
-        try:
-            os.close(read)
-            outcome = _by_function(kiosk, _item(world, 1))
-            [child_pid] = _idle_pids()
-            os.write(write, f"{outcome.status} {child_pid}".encode())
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(write)
-    with os.fdopen(read) as pipe:
-        status, child_pid = pipe.read().split()
-    assert os.waitpid(child, 0)[1] == 0
-    assert status == "accepted"
-    assert int(child_pid) != parent_pid
-    # the child neither used nor closed the parent's connection
-    assert _idle_pids() == [parent_pid]
-    assert _by_function(kiosk, _item(world, 2)).status == "accepted"
-    assert _idle_pids() == [parent_pid]
-    assert _count(Deposit) == 3
-
-
-def test_threads_share_direct_connections_at_most_one_each(app):
+def test_threads_share_the_pool(app):
     world = _world("green", daily_cap=None)
     kiosk = _kept(world)
     labels = [serial for h in ("H001", "H002") for serial in world.labels[h]]
@@ -366,7 +286,7 @@ def test_threads_share_direct_connections_at_most_one_each(app):
 
     results = in_threads(worker, count=len(labels))
     assert all(o is not None and o.status == "accepted" for o in results)
-    assert 1 <= len(_idle_pids()) <= len(labels)
+    assert db.engine.pool.checkedout() == 0
     with db.session() as s:
         assert ledger.verify(s) == []
 
