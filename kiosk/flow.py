@@ -52,7 +52,7 @@ from kiosk import KioskError, OutboxFull
 from kiosk.config import KioskConfig, TimeoutsSection, WeighingSection
 from kiosk.doors import DoorLocker
 from kiosk.journal import Journal
-from kiosk.labels import LabelVerifier
+from kiosk.labels import LabelVerifier, label_text
 from kiosk.texts import (
     CHOICE_IMPOSSIBLE,
     LABEL_UNUSABLE,
@@ -668,7 +668,8 @@ class DepositFlow(StateChart):
         self._pending_claims = None
         # the backend credits a label once: the kiosk knows the serials it has sent
         used = self.ctx.journal.serial_used(claims.serial)
-        self.current = Deposit(payload=payload, claims=claims, label_used=used)
+        # recorded and uploaded as verified: without a reader's line end (docs/protocol.md)
+        self.current = Deposit(payload=label_text(payload), claims=claims, label_used=used)
 
     def take_label_single_door(self, payload: str) -> None:
         """Start a deposit at the only door."""

@@ -20,7 +20,7 @@ from protocol.labels import (
     verify_label,
 )
 
-__all__ = ["LabelVerifier", "LabelRevoked", "LabelWrongCommunity", "LabelError"]
+__all__ = ["LabelVerifier", "LabelRevoked", "LabelWrongCommunity", "LabelError", "label_text"]
 
 
 class LabelRevoked(LabelError):
@@ -33,6 +33,11 @@ class LabelWrongCommunity(LabelError):
     """The label names another community than this kiosk's."""
 
     code = "label_wrong_community"
+
+
+def label_text(payload: str) -> str:
+    """Return the label in a scanned payload: without the whitespace a reader may add around it."""
+    return payload.strip()
 
 
 class LabelVerifier:
@@ -51,8 +56,11 @@ class LabelVerifier:
         """Return the claims of a genuine, current label of this community, else raise.
 
         Raises LabelFormatError (not a label), LabelWrongCommunity,
-        LabelSignatureError (forged or damaged) or LabelRevoked.
+        LabelSignatureError (forged or damaged) or LabelRevoked.  Whitespace
+        around ``payload`` (a scanner's line end) is not part of the label:
+        ``label_text`` is what the kiosk records and uploads.
         """
+        payload = label_text(payload)
         claims, _ = parse_label(payload)
         # community before signature: a neighbour's label would otherwise be
         # reported as forged, which misleads the resident

@@ -110,10 +110,13 @@ def encode_label(private_key: Ed25519PrivateKey, claims: LabelClaims) -> str:
 
 
 def parse_label(payload: str) -> tuple[LabelClaims, bytes]:
-    """Split a payload into its claims and raw signature, without verifying."""
+    """Split a payload into its claims and raw signature, without verifying.
+
+    The payload is taken exactly: whitespace around it (a scanner's line end)
+    is the reader's to remove (``kiosk.labels``), never part of a label.
+    """
     if not isinstance(payload, str) or len(payload) > MAX_PAYLOAD_LEN or not payload.isascii():
         raise LabelFormatError("label payload is not a short ASCII string")
-    payload = payload.strip()
     whole = _LABEL_RE.fullmatch(payload)
     if whole is not None:  # every check of _parse_parts, in one match
         community, household, serial, sig = whole.groups()
@@ -122,7 +125,9 @@ def parse_label(payload: str) -> tuple[LabelClaims, bytes]:
 
 
 def _parse_parts(payload: str) -> tuple[LabelClaims, bytes]:
-    """Check a stripped ASCII payload part by part; raise with the first failing check."""
+    """Check an ASCII payload part by part; raise with the first failing check."""
+    if payload != payload.strip():
+        raise LabelFormatError("label payload has whitespace around it")
     parts = payload.split(".")
     if len(parts) != 5 or parts[0] != VERSION:
         raise LabelFormatError("label payload is not in the SP1 format")

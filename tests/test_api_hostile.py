@@ -320,3 +320,18 @@ def test_a_405_says_which_methods_are_allowed(client, path):
         allowed = {m.strip() for m in response.headers["Allow"].split(",")}
         assert SERVED[path] in allowed and method not in allowed
         assert response.mimetype == "application/json"
+
+
+# ---------------------------------------------------------------- the label exactly as scanned
+
+
+@pytest.mark.parametrize("spelling", [" {}", "{}\n", "{}\r\n", "\t{} "])
+def test_whitespace_around_a_label_is_label_malformed(client, world, spelling):
+    label = world.labels["H002"][1]
+    items = [deposit_item(spelling.format(label)), deposit_item(label)]
+    results = _results(post_deposits(client, world, items))
+    assert [(r.status, r.error and r.error.code) for r in results] == [
+        ("rejected", "label_malformed"),
+        ("accepted", None),  # the rejected spelling did not use the label up
+    ]
+    assert "whitespace" in results[0].error.message

@@ -142,7 +142,10 @@ def _parsed(parse, payload):
 @settings(max_examples=500)
 @given(claims_st, st.data())
 def test_the_one_match_parse_answers_as_the_part_by_part_checks(claims, data):
-    """parse_label's single regex accepts exactly what _parse_parts accepts, and nothing else."""
+    """parse_label's single regex accepts exactly what _parse_parts accepts, and nothing else.
+
+    Whitespace around a label is refused by both (a reader removes it, not the codec).
+    """
     payload = encode_label(KEY, claims)
     index = draw_position(data, payload)
     new = data.draw(
@@ -151,7 +154,7 @@ def test_the_one_match_parse_answers_as_the_part_by_part_checks(claims, data):
     for text in (payload, payload[:index] + new + payload[index + 1 :], f" {payload}\n"):
         if len(text) > MAX_PAYLOAD_LEN or not text.isascii():
             continue
-        assert _parsed(parse_label, text) == _parsed(_parse_parts, text.strip())
+        assert _parsed(parse_label, text) == _parsed(_parse_parts, text)
 
 
 def test_every_last_signature_character_parses_as_the_part_by_part_checks():
@@ -159,4 +162,4 @@ def test_every_last_signature_character_parses_as_the_part_by_part_checks():
     payload = encode_label(KEY, LabelClaims("oak-gardens", "B1-101", "7XK3M9QPZA"))
     for c in range(32, 127):
         text = payload[:-1] + chr(c)
-        assert _parsed(parse_label, text) == _parsed(_parse_parts, text.strip())
+        assert _parsed(parse_label, text) == _parsed(_parse_parts, text)
