@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 from backend.ledger import points
 from backend.ledger.models import PointsRule
 from backend.registry.models import Category, Community, Kiosk, KioskDoor
+from backend.registry.sealed import open_kiosk_secret
 
 RULES = PointsRule.__table__
 CATEGORIES = Category.__table__
@@ -200,7 +201,7 @@ def kiosk_context(
         KioskRef(kiosk_id, first.community_id, first.slug, first.timezone, first.label_public_key),
         name=first.name,
         # the one place the stored secret becomes the HMAC key
-        hmac_key=first.secret,
+        hmac_key=open_kiosk_secret(kiosk_id, first.secret),
         enabled=first.enabled,
         last_seen_at=first.last_seen_at,
         setup=Setup(doors, categories, points.RuleBook(rules.values())),
