@@ -24,7 +24,11 @@ Not a test.  For PostgreSQL (a fresh schema it creates and drops) and SQLite
    database's share of a request;
 6. times the HTTP floor (a 405 from Flask) and the health check on the same
    kept-alive connection;
-7. checks every deposit was recorded and ``ledger.verify`` finds nothing.
+7. on PostgreSQL, the harsher ceiling (``--no-harsh`` skips it): the app served as the
+   README serves it (granian, 4 workers of 4 threads) under ``--clients`` client threads at
+   once, against the same rows into bare tables (no keys, constraints, indexes or triggers)
+   through psycopg's pipelined ``executemany`` on as many connections;
+8. checks every deposit was recorded and ``ledger.verify`` finds nothing.
 
 Goals (issue 2): batches >= 30 % of the ceiling on PostgreSQL; single
 deposits >= 50 % of one raw transaction per deposit.  Figures are medians per
@@ -64,6 +68,7 @@ from sqlalchemy import create_engine, insert, text
 
 from backend.core.db import make_engine
 from backend.ledger.models import Account, PointsRule
+from backend.registry import sealed
 from backend.registry.models import (
     Building,
     Category,
@@ -167,7 +172,9 @@ def seed(url: str, households: int, labels: int) -> Seeded:
                 name="Bench",
                 timezone="Asia/Shanghai",
                 created_at=now,
-                label_private_key=plabels.private_key_to_text(key),
+                label_private_key_sealed=sealed.seal_label_key(
+                    "bench", plabels.private_key_to_text(key)
+                ),
                 label_public_key=plabels.public_key_to_text(key),
             )
             .returning(Community.id)
@@ -218,7 +225,7 @@ def seed(url: str, households: int, labels: int) -> Seeded:
                 id=kiosk_id,
                 community_id=community_id,
                 name="bench",
-                secret=secret,
+                secret_sealed=sealed.seal_kiosk_secret(kiosk_id, secret),
                 enabled=True,
                 created_at=now,
             )
@@ -1124,6 +1131,11 @@ def main() -> None:
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--write-docs", action="store_true", help="update docs/performance.md")
     args = parser.parse_args()
+    # the servers and the seeding seal kiosk secrets and label keys (README "Production")
+    if not (
+        os.environ.get("SORTPOINT_SECRET_KEYS") or os.environ.get("SORTPOINT_SECRET_KEYS_FILE")
+    ):
+        os.environ["SORTPOINT_SECRET_KEYS"] = secrets.token_urlsafe(32)
     # stopped with SIGTERM (kill, timeout): unwind, so the servers it started stop too
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     args.pace_ns = machine_pace_ns()
@@ -1271,20 +1283,24 @@ both see the same load on this shared machine; after the run every deposit is ch
 recorded and `ledger.verify` finds no mismatch. Absolute figures move by a fifth between runs;
 the ratios less.
 
-**Batches** (`backend/deposits/ingest.py`, `store.py`), one transaction each:
+**Batches** (`backend/deposits/ingest.py`: read, plan, write), one transaction each:
 
 1. the kiosk's set-up (secret, doors, categories, community, every rule version) comes from the
    worker's kiosk cache, or from one joined SELECT when it is not kept; the nonce INSERT
    (replay protection) also checks that a kept copy is still current (below);
-2. recorded ids: one SELECT (duplicate / conflict);
-3. no database: msgspec decode, time/door/category/weight checks, label parse and Ed25519 check;
-4. labels joined to their households' accounts, `FOR NO KEY UPDATE OF accounts` in ascending
+2. no database: msgspec decode, time/door/category/weight checks, label parse and Ed25519 check
+   (`plan.check`);
+3. labels joined to their households' accounts, `FOR NO KEY UPDATE OF accounts` in ascending
    household order: one statement reads the labels and takes the locks that serialise everything
    a household's deposits touch;
-5. label claims (`UPDATE ... WHERE first_deposit_id IS NULL`; the row count says whether every
-   claim held); daily totals read only when a cap applies;
-6. daily totals upsert, ledger entries INSERT, accounts UPDATE, deposits
+4. recorded ids: one SELECT (duplicate / conflict), after the locks; daily totals read only when
+   a cap applies;
+5. no database: `plan.decide` answers every item and says what to write;
+6. label claims (`UPDATE ... WHERE first_deposit_id IS NULL`; the row count must be the plan's),
+   daily totals upsert, ledger entries INSERT, accounts UPDATE, deposits
    `INSERT ... ON CONFLICT (id) DO NOTHING` (the row count says how many ids were new); COMMIT.
+   A count short of the plan's (a claim or an id taken by an upload that committed after step
+   3 or 4) rolls the transaction back and retries it whole.
 
 Statements are built once per dialect and run on the session's Connection (no ORM flush); writes
 of many rows are executemany calls, which psycopg pipelines; id and serial lists are one array
@@ -1294,36 +1310,24 @@ parameters afresh each time. Label signatures are checked with libsodium (PyNaCl
 **One-deposit requests**, the common case (a kiosk uploads each bag as it goes in). On
 PostgreSQL, when the request is signed by a kiosk the worker keeps and no upkeep is due
 (`last_seen_at`, the nonce purge), a new deposit is one round trip: one call of the PL/pgSQL
-function `sortpoint_ingest_one` (`backend/deposits/pg_one.py`, created by Alembic revision
-0002) through the bare psycopg cursor, on one of the engine's own autocommit connections kept
-beside its pool (no checkout, no autocommit switch, no reset on return; dropped on a lost
-connection, on engine dispose and in a forked worker). Python decides
-everything it can first (the same checks, the rule in force, the points before the cap via
-`points.score`, the local day, the content hash, the ledger entry's reason and keys); the function
-records the nonce only while the kept kiosk copy is current (the same test as below), locks the
-household's account `FOR NO KEY UPDATE`, claims the label, applies the daily cap against the
-locked day's total with `points.score`'s formula, and writes the daily total, ledger entry,
-account and deposit. Anything else (a replayed nonce, a stale copy, a rejected item, an unknown
-or revoked label, a label claimed before, an id recorded before, an implausible weight, a lock or
-uniqueness race, a database not upgraded yet) raises a fallback SQLSTATE: the statement rolls
-back whole, the nonce too, and the request takes the general path below, which answers it as
-before. tests/test_ingest_fn.py runs every status of tests/test_ingest_single.py's scenario both
-ways and compares the answers, daily totals and ledger entries, and races threads on labels and
-on a daily cap.
-
-The general path for one item uses the same checks, claim plan and scoring with fused
-statements: the nonce INSERT; one read that locks the household's account and also finds a
-recorded id (`LEFT JOIN deposits`), so a duplicate costs nothing more; then on PostgreSQL one
-statement of data-modifying CTEs that claims the label, adds to the daily total, appends the
-ledger entry, updates the account and inserts the deposit, and returns how many claims held and
-how many deposits went in. Whatever the read could not see because it waited for the lock (a label
-claimed or an id recorded by a transaction that committed meanwhile) makes a count come back
-short: the transaction is rolled back and retried on the batch path, which sees it
-(tests/test_ingest_single.py forces both cases and races threads on both databases). With a daily
-cap the day's total is read after the lock, one statement more. A rejected item, an unknown label
-or a household without an account take the batch path. On SQLite, which has no data-modifying
-CTEs, the writes are the batch path's statements (five round trips on PostgreSQL: BEGIN, nonce,
-read, write, COMMIT).
+function `sortpoint_ingest_one` (`backend/deposits/pg_one.py`, Alembic revision 0003) through the
+bare psycopg cursor of a connection of the engine's pool, switched to autocommit for that one
+statement. The plan is made in Python before anything is read (`plan.assume_ordinary`: the same
+`plan.decide` on the common case's rows - a new id, the payload's label unclaimed and unrevoked, a
+day's total of 0 - with `points.award_holds_up_to`, the highest day total under which
+`points.score` still gives that award). The function decides nothing: it records the nonce only
+while the kept kiosk copy is current (the statement text of `context.nonce_if_current_sql`, the
+one auth runs), locks the household's account `FOR NO KEY UPDATE`, checks each assumption
+(label, claim, day total, id) and writes the plan's daily total, ledger entry, account and
+deposit. An assumption that does not hold (a replayed nonce, a stale copy, an unknown, revoked or
+claimed label, a day total beyond the bound, an id recorded before), a lock or uniqueness race
+or a database not upgraded yet raises a fallback SQLSTATE: the statement rolls back whole, the
+nonce too, and the request takes the general path, the batch path with one item, which answers
+it. tests/test_ingest_fn.py runs every status of tests/test_ingest_single.py's scenario both ways
+and compares the answers, daily totals and ledger entries, and races threads on labels and on a
+daily cap; tests/test_ingest_single.py holds one request per item to the answers of one batch.
+With a daily cap, deposits after the household's day total passed the bound (cap minus the
+deposit's points) take the general path: about ten round trips instead of one.
 
 **The kiosk cache** (`backend/kiosk_api/kiosk_cache.py`): each worker keeps a kiosk's set-up for
 `SORTPOINT_KIOSK_CACHE_TTL_S` seconds (default 60; 0 turns it off), at most 1,024 kiosks, least
@@ -1338,16 +1342,19 @@ within the TTL.
 **Connections.** gunicorn's sync workers close every connection, so each request paid a TCP
 set-up: the new-connection figure above. Production runs granian, which keeps connections alive
 and parses HTTP in Rust (README, "Production"); gunicorn's gthread workers, timed beside it, add
-0.1-0.6 ms a request (median 0.3 ms in twenty runs) and use more CPU (1.85 against 1.45 ms a
-request in the run above). The pool no longer pings a connection before each use
-(`SORTPOINT_DB_PRE_PING=1` turns it back on, for the one-deposit connections too, on networks that
-drop idle connections): a dropped connection fails its request, SQLAlchemy invalidates it (the
-one-deposit connections close their idle ones too, so a server restart fails one request), and
-the kiosk retries the batch, whose ids make it idempotent. The pool hands out the most recently used connection first, whose prepared statements
-(psycopg prepares a statement on its fifth use) and server process are warm. Reads that change
-nothing (health, the kiosk config after its nonce, `ledger verify`, the list commands) use
-`db.read()`: a deferred `BEGIN` on SQLite, so they never wait for or block the writer, and one
-`REPEATABLE READ READ ONLY` snapshot on PostgreSQL.
+0.1-0.6 ms a request (median 0.3 ms in twenty runs) and use more CPU. The pool no longer pings a
+connection before each use (`SORTPOINT_DB_PRE_PING=1` turns it back on): a dropped connection
+fails its request, SQLAlchemy invalidates it (the one-deposit call too), and the kiosk retries
+the batch, whose ids make it idempotent. The pool hands out the most recently used connection
+first, whose prepared statements (psycopg prepares a statement on its fifth use) and server
+process are warm. The one-deposit call used to run on a pool of direct autocommit connections
+of its own beside SQLAlchemy's; on 2026-12-05, timed in-process in interleaved blocks of 50
+calls (600 each, twice), the call on a pooled connection switched to autocommit took the same
+wall time (1.58 against 1.69 ms, and 3.96 against 3.95 ms on a busier minute) for 0.03-0.04 ms
+more CPU (0.33 against 0.29-0.30 ms): the private pool, its fork and dispose handling and its
+tests went. Reads that change nothing (health, the kiosk config after its nonce, `ledger
+verify`, the list commands) use `db.read()`: a deferred `BEGIN` on SQLite, so they never wait for
+or block the writer, and one `REPEATABLE READ READ ONLY` snapshot on PostgreSQL.
 
 **How it got here** (PostgreSQL, one deposit; single runs on a shared machine): 4.8 ms a request
 as found (sync workers, a new connection each; 19 % of the raw transaction). In-process, through
