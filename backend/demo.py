@@ -7,7 +7,10 @@ labels, then writes the files the kiosk simulator reads:
 * ``demo-kiosk.json``: backend URL, kiosk id and secret, community, label
   public key, doors;
 * ``demo-labels.txt``: ``HOUSEHOLD<TAB>SERIAL<TAB>PAYLOAD`` per label;
-* ``demo-labels.pdf``: the same labels as a printable A4 sheet.
+* ``demo-labels.pdf``: the same labels as a printable A4 sheet;
+* ``demo-users.json``: one user per role and their passwords, to log in at
+  ``/account/login`` (``{"users": [{"username", "role", "password"}]}``, readable by
+  its owner only).  A user whose password there no longer works gets a new one.
 
 The files are rewritten from the database on every run (label payloads are
 deterministic Ed25519 signatures), so they always match it.
@@ -25,6 +28,9 @@ from sqlalchemy.orm import Session
 from backend.core.db import db
 from backend.core.errors import NotFound
 from backend.ledger import rules
+from backend.people import credentials
+from backend.people import services as people
+from backend.people.models import User
 from backend.registry import labels
 from backend.registry import services as registry
 from backend.registry.models import Building, Community, Household, Kiosk, Label
@@ -49,6 +55,14 @@ KIOSK_DOORS = ("1=plastic:40000", "2=paper:40000", "3=metal:30000")
 LABELED_HOUSEHOLDS = 5
 LABELS_PER_HOUSEHOLD = 3
 KIOSK_FILE, LABELS_FILE, PDF_FILE = "demo-kiosk.json", "demo-labels.txt", "demo-labels.pdf"
+USERS_FILE = "demo-users.json"
+#: username -> (role, communities, households): one user per role
+DEMO_USERS = {
+    "demo-admin": ("admin", (), ()),
+    "demo-manager": ("manager", (SLUG,), ()),
+    "demo-staff": ("staff", (SLUG,), ()),
+    "demo-resident": ("resident", (), (f"{SLUG}/B1-101",)),
+}
 
 
 def _ensure_community(session: Session) -> tuple[Community, bool]:
@@ -114,10 +128,44 @@ def _ensure_labels(session: Session, community: Community) -> int:
     return issued
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def _known_passwords(path: Path) -> dict[str, str]:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        return {u["username"]: u["password"] for u in doc["users"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def _ensure_users(session: Session, users_file: Path) -> tuple[list[dict], int]:
+    """Create the demo users that are missing; keep a known password that still works.
+
+    Returns (the users with their passwords, how many were created or given a new password).
+    """
+    known = _known_passwords(users_file)
+    users, changed = [], 0
+    for username, (role, communities, households) in DEMO_USERS.items():
+        user = session.scalar(select(User).where(User.username == username))
+        if user is None:
+            _, password = people.create_user(
+                session, username, role, communities, households=households
+            )
+            changed += 1
+        elif credentials.check_password(user.password_hash, known.get(username, ""))[0]:
+            password = known[username]
+        else:
+            password = people.reset_password(session, username)
+            changed += 1
+        users.append({"username": username, "role": role, "password": password})
+    return users, changed
+
+
+def _write_atomically(path: Path, data: bytes, private: bool = False) -> None:
     # a reader (the kiosk simulator) never sees a half-written file
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o644)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
     os.replace(tmp, path)
 
 
@@ -132,6 +180,7 @@ def seed(out_dir: Path, backend_url: str) -> dict:
             "labels": _ensure_labels(s, community),
         }
         kiosk = _ensure_kiosk(s, community)
+        users, added["users"] = _ensure_users(s, out_dir / USERS_FILE)
         kiosk_doc = {"backend_url": backend_url} | {
             k: v
             for k, v in registry.kiosk_info(s, kiosk, with_secret=True).items()
@@ -144,7 +193,7 @@ def seed(out_dir: Path, backend_url: str) -> dict:
             .where(Household.community_id == community.id)
         )
         # the files are written before commit: if writing fails, nothing is seeded
-        paths = _write_files(out_dir, kiosk_doc, printed)
+        paths = _write_files(out_dir, kiosk_doc, printed, users)
     return {
         "community": SLUG,
         "created": created,
@@ -157,11 +206,14 @@ def seed(out_dir: Path, backend_url: str) -> dict:
     }
 
 
-def _write_files(out_dir: Path, kiosk_doc: dict, printed: list[labels.IssuedLabel]) -> dict:
+def _write_files(
+    out_dir: Path, kiosk_doc: dict, printed: list[labels.IssuedLabel], users: list[dict]
+) -> dict:
     paths = {
         "kiosk": out_dir / KIOSK_FILE,
         "labels": out_dir / LABELS_FILE,
         "pdf": out_dir / PDF_FILE,
+        "users": out_dir / USERS_FILE,
     }
     ordered = {
         k: kiosk_doc[k]
@@ -171,6 +223,8 @@ def _write_files(out_dir: Path, kiosk_doc: dict, printed: list[labels.IssuedLabe
     lines = "".join(f"{lab.household}\t{lab.serial}\t{lab.payload}\n" for lab in printed)
     _write_atomically(paths["labels"], lines.encode("ascii"))
     _write_atomically(paths["pdf"], labels.label_sheet_pdf(printed, "sortpoint demo labels"))
+    users_doc = (json.dumps({"users": users}, indent=2) + "\n").encode()
+    _write_atomically(paths["users"], users_doc, private=True)
     return paths
 
 
@@ -185,4 +239,5 @@ def describe(result: dict) -> list[str]:
         f"kiosk config:  {files['kiosk']}",
         f"label payloads: {files['labels']}",
         f"label sheet:   {files['pdf']}",
+        f"demo users (one per role) and their passwords: {files['users']}",
     ]

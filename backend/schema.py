@@ -19,6 +19,7 @@ MODEL_MODULES = (
     "backend.ledger.models",
     "backend.deposits.models",
     "backend.kiosk_api.models",
+    "backend.people.models",
 )
 
 

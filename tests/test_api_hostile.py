@@ -291,7 +291,14 @@ def test_an_app_mounted_under_a_prefix_signs_the_prefix_too(client, world):
 
 # ---------------------------------------------------------------- 405, 500 and the document
 
-SERVED = {"/api/v1/deposits": "POST", "/api/v1/kiosk/config": "GET", "/api/v1/health": "GET"}
+SERVED = {
+    "/api/v1/deposits": "POST",
+    "/api/v1/kiosk/config": "GET",
+    "/api/v1/health": "GET",
+    # the token API (backend/people)
+    "/api/v1/me": "GET",
+    "/api/v1/communities/{slug}/households/{code}": "GET",
+}
 
 
 def test_every_operation_documents_405_and_500(client):

@@ -41,7 +41,7 @@ def test_seed_twice_creates_once_and_rewrites_the_same_files(runner, tmp_path):
 
     second = run_json(runner, "demo", "seed", "--out-dir", str(tmp_path), "--backend-url", URL)
     assert second["created"] is False
-    assert second["added"] == {"households": 0, "rules": 0, "labels": 0}
+    assert second["added"] == {"households": 0, "rules": 0, "labels": 0, "users": 0}
     assert second["kiosk_id"] == first["kiosk_id"]
     assert _counts() == counts
     for name, data in files.items():
@@ -98,3 +98,39 @@ def test_seed_text_output_says_where_the_files_are(runner, tmp_path):
     out = run(runner, "demo", "seed", "--out-dir", str(tmp_path)).stdout
     assert "demo community created" in out
     assert str(tmp_path / demo.KIOSK_FILE) in out
+
+
+def _log_in(app, username: str, password: str) -> int:
+    import re
+
+    client = app.test_client()
+    token = re.search(
+        r'name="csrf_token" type="hidden" value="([^"]+)"', client.get("/account/login").text
+    ).group(1)
+    data = {"username": username, "password": password, "csrf_token": token}
+    return client.post("/account/login", data=data).status_code
+
+
+def test_seed_makes_one_user_per_role_who_can_log_in(app, runner, tmp_path):
+    first = run_json(runner, "demo", "seed", "--out-dir", str(tmp_path), "--backend-url", URL)
+    assert first["added"]["users"] == 4
+    path = tmp_path / demo.USERS_FILE
+    assert first["files"]["users"] == str(path)
+    assert path.stat().st_mode & 0o077 == 0  # the passwords are for the owner only
+    users = json.loads(path.read_text())["users"]
+    assert sorted(u["role"] for u in users) == ["admin", "manager", "resident", "staff"]
+    for user in users:
+        assert _log_in(app, user["username"], user["password"]) == 302, user
+
+    again = run_json(runner, "demo", "seed", "--out-dir", str(tmp_path), "--backend-url", URL)
+    assert again["added"]["users"] == 0
+    assert json.loads(path.read_text())["users"] == users  # re-running keeps them
+
+    path.unlink()  # the passwords are lost: the next run gives new ones that work
+    third = run_json(runner, "demo", "seed", "--out-dir", str(tmp_path), "--backend-url", URL)
+    assert third["added"]["users"] == 4
+    renewed = json.loads(path.read_text())["users"]
+    for old, new in zip(users, renewed, strict=True):
+        assert new["password"] != old["password"]
+        assert _log_in(app, new["username"], new["password"]) == 302
+        assert _log_in(app, old["username"], old["password"]) == 401

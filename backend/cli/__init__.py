@@ -21,6 +21,7 @@ from backend.cli.demo import demo_cli
 from backend.cli.secrets import secrets_cli
 from backend.core.cli import SortpointGroup, aware_datetime, emit, json_option
 from backend.ledger.cli import ledger_cli, rules_cli
+from backend.people.cli import user_cli
 from backend.registry.cli import building_cli, community_cli, household_cli, kiosk_cli, labels_cli
 
 __all__ = [
@@ -42,6 +43,7 @@ COMMAND_GROUPS = (
     kiosk_cli,
     labels_cli,
     ledger_cli,
+    user_cli,
     demo_cli,
     secrets_cli,
 )

@@ -58,3 +58,17 @@ class LedgerMismatch(SortpointError):
 
     code = "ledger_mismatch"
     http_status = 500
+
+
+class Forbidden(SortpointError):
+    """The actor may not act on that place (community, building, household); nothing changed."""
+
+    code = "forbidden"
+    http_status = 403
+
+
+class TooManyAttempts(SortpointError):
+    """Too many failed logins lately, for the user name or the address; try again later."""
+
+    code = "too_many_attempts"
+    http_status = 429

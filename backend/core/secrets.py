@@ -31,6 +31,7 @@ import base64
 import binascii
 import functools
 import hashlib
+import hmac
 import os
 import re
 import secrets
@@ -183,6 +184,16 @@ class Keyring:
                 "or belongs to another row"
             ) from None
         return plain.decode("utf-8")
+
+    def derived_keys(self, purpose: str) -> list[bytes]:
+        """Return a key for ``purpose`` derived from each secret key, newest first.
+
+        HMAC-SHA256(key, "sortpoint derived key\\0" + purpose): e.g. the Flask session's
+        signing key, so every app server given the same keys signs the same way, and a
+        rotated-out key still verifies (a fallback) until it is removed.
+        """
+        label = b"sortpoint derived key\x00" + purpose.encode("utf-8")
+        return [hmac.new(k, label, hashlib.sha256).digest() for k in self.keys]
 
     def is_current(self, stored: str) -> bool:
         """True if ``stored`` is sealed under the newest key (nothing for a rotation to do)."""

@@ -7,6 +7,7 @@ import functools
 import msgspec
 
 from backend.kiosk_api import schemas
+from backend.people import openapi as people_api
 from protocol import signing
 
 _REF = "#/components/schemas/{name}"
@@ -27,7 +28,10 @@ def _json_body(name: str, description: str) -> dict:
 def _errors(*statuses: int) -> dict:
     text = {
         400: "Malformed body (not JSON, or not matching the schema); nothing applied.",
-        401: "Missing, wrong or stale signature, reused nonce, or disabled kiosk.",
+        401: "Missing, wrong or stale signature, reused nonce, or disabled kiosk; "
+        "for a bearer token: missing, unknown or revoked, or its user disabled.",
+        403: "The token's user may not see that place; nothing was read or changed.",
+        404: "No such community or household (told only to users who may see the community).",
         405: "Another method than this path serves; the Allow header lists the ones it does.",
         413: "More deposits than limits.max_batch, or a body over 4 MiB (chunked too).",
         415: "The body is not declared Content-Type: application/json (charset utf-8 if any).",
@@ -118,15 +122,21 @@ def build_document(max_batch: int) -> dict:
             }
         },
     }
+    paths |= people_api.paths(_errors)
+    components |= people_api.SCHEMAS
     return {
         "openapi": "3.1.0",
         "info": {
-            "title": "sortpoint kiosk API",
+            "title": "sortpoint API",
             "version": "1",
-            "description": "The kiosk<->backend contract; docs/protocol.md explains every field.",
+            "description": "The kiosk<->backend contract (docs/protocol.md explains every field) "
+            "and the token API (docs/api.md).",
         },
         "paths": paths,
-        "components": {"schemas": components, "securitySchemes": _security_schemes()},
+        "components": {
+            "schemas": components,
+            "securitySchemes": _security_schemes() | people_api.SECURITY_SCHEMES,
+        },
     }
 
 
