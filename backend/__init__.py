@@ -6,6 +6,7 @@ services (the only code that opens transactions), CLI commands and blueprint;
 dependencies run one way, top to bottom (``.importlinter``, checked in CI):
 
 * ``kiosk_api/``  – the signed kiosk protocol: auth, kiosk cache, config, JSON views
+* ``desk/``       – the reward catalog, redemptions, receipts and voids (beside ``kiosk_api``)
 * ``people/``     – users, roles and scopes, login pages, API tokens (beside ``deposits``)
 * ``deposits/``   – the deposit record and its ingest: one plan, a writer per database
 * ``ledger/``     – accounts, append-only entries, points rules, caps, statements
@@ -75,13 +76,14 @@ def create_app(config: dict | None = None) -> Flask:
     # does not start without them, a CLI command asks for them when it needs them
     secrets.init_app(app, required=app.config.get("SECRET_KEYS_REQUIRED", True))
 
-    from backend import cli, kiosk_api, people
+    from backend import cli, desk, kiosk_api, people
     from backend.kiosk_api.views import bp as kiosk_bp
     from backend.schema import metadata
 
     metadata()  # every capability's tables, mapped before the first request
     kiosk_api.init_app(app)
     people.init_app(app)
+    desk.init_app(app)
     # the kiosk API is authenticated by request signatures, never by a cookie: no CSRF token
     people.csrf.exempt(kiosk_bp)
     cli.init_app(app)

@@ -20,6 +20,7 @@ MODEL_MODULES = (
     "backend.deposits.models",
     "backend.kiosk_api.models",
     "backend.people.models",
+    "backend.desk.models",
 )
 
 
@@ -41,11 +42,13 @@ def create_schema(engine: Engine) -> None:
     applies only newer revisions.
     """
     from backend.deposits import pg_one
+    from backend.desk.models import APPEND_ONLY_TABLES as DESK_APPEND_ONLY
     from backend.ledger.append_only import install_append_only
     from backend.migrations import stamp
 
     with engine.begin() as conn:
         metadata().create_all(conn)
         install_append_only(conn)
+        install_append_only(conn, DESK_APPEND_ONLY)
         pg_one.install(conn)
         stamp(conn, "head")

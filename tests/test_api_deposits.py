@@ -439,6 +439,12 @@ def test_openapi_document_comes_from_the_schemas(client):
         "/api/v1/health",
         "/api/v1/me",  # the token API (backend/people/openapi.py, tests/test_people.py)
         "/api/v1/communities/{slug}/households/{code}",
+        # the desk (backend/desk/openapi.py, tests/test_desk.py)
+        "/api/v1/communities/{slug}/rewards",
+        "/api/v1/rewards/{id}",
+        "/api/v1/communities/{slug}/redemptions",
+        "/api/v1/redemptions/{id}",
+        "/api/v1/redemptions/{id}/void",
     }
     item = doc["components"]["schemas"]["DepositItem"]
     assert set(item["required"]) == {

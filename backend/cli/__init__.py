@@ -20,6 +20,7 @@ from backend.cli.db import db_cli
 from backend.cli.demo import demo_cli
 from backend.cli.secrets import secrets_cli
 from backend.core.cli import SortpointGroup, aware_datetime, emit, json_option
+from backend.desk.cli import reward_cli
 from backend.ledger.cli import ledger_cli, rules_cli
 from backend.people.cli import user_cli
 from backend.registry.cli import building_cli, community_cli, household_cli, kiosk_cli, labels_cli
@@ -44,6 +45,7 @@ COMMAND_GROUPS = (
     labels_cli,
     ledger_cli,
     user_cli,
+    reward_cli,
     demo_cli,
     secrets_cli,
 )

@@ -6,6 +6,7 @@ import functools
 
 import msgspec
 
+from backend.desk import openapi as desk_api
 from backend.kiosk_api import schemas
 from backend.people import openapi as people_api
 from protocol import signing
@@ -122,8 +123,8 @@ def build_document(max_batch: int) -> dict:
             }
         },
     }
-    paths |= people_api.paths(_errors)
-    components |= people_api.SCHEMAS
+    paths |= people_api.paths(_errors) | desk_api.paths(_errors)
+    components |= people_api.SCHEMAS | desk_api.SCHEMAS
     return {
         "openapi": "3.1.0",
         "info": {

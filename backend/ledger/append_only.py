@@ -42,16 +42,16 @@ FOR EACH STATEMENT EXECUTE FUNCTION sortpoint_append_only()
 """
 
 
-def append_only_ddl(dialect: str) -> list[str]:
-    """Return the statements that make the ledger tables append-only."""
+def append_only_ddl(dialect: str, tables: tuple[str, ...] = APPEND_ONLY_TABLES) -> list[str]:
+    """Return the statements that make ``tables`` (the ledger's by default) append-only."""
     statements: list[str] = []
     if dialect == "sqlite":
-        for table in APPEND_ONLY_TABLES:
+        for table in tables:
             for op in ("update", "delete"):
                 statements.append(_SQLITE.format(table=table, op=op, OP=op.upper()))
     elif dialect == "postgresql":
         statements.append(_PG_FUNCTION)
-        for table in APPEND_ONLY_TABLES:
+        for table in tables:
             statements.append(_PG_TRIGGER.format(table=table))
             statements.append(_PG_TRUNCATE.format(table=table))
     else:
@@ -59,9 +59,9 @@ def append_only_ddl(dialect: str) -> list[str]:
     return statements
 
 
-def install_append_only(conn: Connection) -> None:
-    """Create the append-only triggers on an open connection."""
-    for statement in append_only_ddl(conn.dialect.name):
+def install_append_only(conn: Connection, tables: tuple[str, ...] = APPEND_ONLY_TABLES) -> None:
+    """Create the append-only triggers of ``tables`` on an open connection."""
+    for statement in append_only_ddl(conn.dialect.name, tables):
         # text() escapes the '%' of the PL/pgSQL RAISE for psycopg's pyformat
         # paramstyle; exec_driver_sql would hand it to the driver raw.
         conn.execute(text(statement))
