@@ -12,6 +12,10 @@ labels, then writes the files the kiosk simulator reads:
   ``/account/login`` (``{"users": [{"username", "role", "password"}]}``, readable by
   its owner only).  A user whose password there no longer works gets a new one.
 
+It also fills the desk: a few rewards (``REWARDS``) and, once, welcome points for
+``B4-301`` (a household without labels), so a redemption can be tried at once with
+the demo manager's token (README, "Try the desk").
+
 The files are rewritten from the database on every run (label payloads are
 deterministic Ed25519 signatures), so they always match it.
 """
@@ -27,7 +31,10 @@ from sqlalchemy.orm import Session
 
 from backend.core.db import db
 from backend.core.errors import NotFound
+from backend.desk import services as desk
+from backend.desk.models import Reward
 from backend.ledger import rules
+from backend.ledger import services as ledger
 from backend.people import credentials
 from backend.people import services as people
 from backend.people.models import User
@@ -56,6 +63,16 @@ LABELED_HOUSEHOLDS = 5
 LABELS_PER_HOUSEHOLD = 3
 KIOSK_FILE, LABELS_FILE, PDF_FILE = "demo-kiosk.json", "demo-labels.txt", "demo-labels.pdf"
 USERS_FILE = "demo-users.json"
+#: the desk's catalog: name -> (kind, points, stock or None for unlimited, fen per point for cash)
+REWARDS = {
+    "Hand soap": ("goods", 50, 30, None),
+    "Bin bags, roll of 30": ("goods", 20, None, None),
+    "Phone top-up 10 CNY": ("topup", 1000, 10, None),
+    "Cash 10 CNY": ("cash", 1000, None, 1),
+}
+#: points one household without labels starts with, to try a redemption before any deposit
+#: (not a labelled one: the simulator's documented script shows those starting from 0)
+WELCOME_HOUSEHOLD, WELCOME_POINTS = "B4-301", 200
 #: username -> (role, communities, households): one user per role
 DEMO_USERS = {
     "demo-admin": ("admin", (), ()),
@@ -128,6 +145,40 @@ def _ensure_labels(session: Session, community: Community) -> int:
     return issued
 
 
+def _ensure_rewards(session: Session, community: Community) -> int:
+    """Add the demo rewards that are missing (by name); return how many were added."""
+    have = set(session.scalars(select(Reward.name).where(Reward.community_id == community.id)))
+    added = 0
+    for name, (kind, points, stock, fen_per_point) in REWARDS.items():
+        if name not in have:
+            desk.add_reward(
+                session,
+                None,
+                SLUG,
+                name=name,
+                kind=kind,
+                points=points,
+                stock=stock,
+                fen_per_point=fen_per_point,
+            )
+            added += 1
+    return added
+
+
+def _ensure_welcome_points(session: Session, community: Community) -> None:
+    """Credit the welcome household once (its idempotency key makes a re-run a no-op)."""
+    household = registry.get_household(session, community, WELCOME_HOUSEHOLD)
+    ledger.adjust(
+        session,
+        household.id,
+        WELCOME_POINTS,
+        "demo: welcome points, to try the desk",
+        source_type="demo",
+        source_id="seed",
+        idempotency_key=f"demo:welcome:{WELCOME_HOUSEHOLD}",
+    )
+
+
 def _known_passwords(path: Path) -> dict[str, str]:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
@@ -181,6 +232,8 @@ def seed(out_dir: Path, backend_url: str) -> dict:
         }
         kiosk = _ensure_kiosk(s, community)
         users, added["users"] = _ensure_users(s, out_dir / USERS_FILE)
+        added["rewards"] = _ensure_rewards(s, community)
+        _ensure_welcome_points(s, community)
         kiosk_doc = {"backend_url": backend_url} | {
             k: v
             for k, v in registry.kiosk_info(s, kiosk, with_secret=True).items()
@@ -240,4 +293,7 @@ def describe(result: dict) -> list[str]:
         f"label payloads: {files['labels']}",
         f"label sheet:   {files['pdf']}",
         f"demo users (one per role) and their passwords: {files['users']}",
+        f"the desk: {len(REWARDS)} rewards (`sortpoint reward list {SLUG}`); household "
+        f"{WELCOME_HOUSEHOLD} has {WELCOME_POINTS} welcome points to spend; a token for the "
+        'manager: `sortpoint user token demo-manager` (README, "Try the desk")',
     ]

@@ -41,7 +41,13 @@ def test_seed_twice_creates_once_and_rewrites_the_same_files(runner, tmp_path):
 
     second = run_json(runner, "demo", "seed", "--out-dir", str(tmp_path), "--backend-url", URL)
     assert second["created"] is False
-    assert second["added"] == {"households": 0, "rules": 0, "labels": 0, "users": 0}
+    assert second["added"] == {
+        "households": 0,
+        "rules": 0,
+        "labels": 0,
+        "users": 0,
+        "rewards": 0,
+    }
     assert second["kiosk_id"] == first["kiosk_id"]
     assert _counts() == counts
     for name, data in files.items():
@@ -134,3 +140,32 @@ def test_seed_makes_one_user_per_role_who_can_log_in(app, runner, tmp_path):
         assert new["password"] != old["password"]
         assert _log_in(app, new["username"], new["password"]) == 302
         assert _log_in(app, old["username"], old["password"]) == 401
+
+
+def test_seed_fills_the_desk_once_and_the_demo_manager_can_redeem(app, runner, tmp_path):
+    first = run_json(runner, "demo", "seed", "--out-dir", str(tmp_path), "--backend-url", URL)
+    assert first["added"]["rewards"] == len(demo.REWARDS)
+    again = run_json(runner, "demo", "seed", "--out-dir", str(tmp_path), "--backend-url", URL)
+    assert again["added"]["rewards"] == 0
+    catalog = run_json(runner, "reward", "list", "demo", "--json")["rewards"]
+    assert sorted(r["name"] for r in catalog) == sorted(demo.REWARDS)
+    soap = next(r["id"] for r in catalog if r["name"] == "Hand soap")
+    token = run_json(runner, "user", "token", "demo-manager", "--json")["token"]
+    response = app.test_client().post(
+        "/api/v1/communities/demo/redemptions",
+        json={"household": demo.WELCOME_HOUSEHOLD, "items": [{"reward": soap, "quantity": 2}]},
+        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": "demo-try-1"},
+    )
+    assert response.status_code == 201, response.json
+    # the welcome points were credited once, however many times the seed ran, to a household
+    # without labels (the simulator's documented script shows labelled ones starting at 0)
+    with db.read() as s:
+        labelled = s.scalar(
+            select(func.count())
+            .select_from(Label)
+            .join(Household, Household.id == Label.household_id)
+            .where(Household.code == demo.WELCOME_HOUSEHOLD)
+        )
+    assert labelled == 0
+    assert response.json["points"] == 100
+    assert response.json["balance"] == demo.WELCOME_POINTS - 100

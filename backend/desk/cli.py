@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 
 from backend.core.cli import SortpointGroup, aware_datetime, emit, json_option
@@ -117,7 +119,8 @@ def reward_history(reward_id: int, as_json: bool) -> None:
         changes,
         as_json,
         [
-            f"{c['created_at']}\t{c['changed_by']}\t{c['action']}\t{c['before']} -> {c['after']}"
+            f"{c['created_at']}\t{c['changed_by']}\t{c['action']}\t"
+            f"{json.dumps(c['before'], sort_keys=True)} -> {json.dumps(c['after'], sort_keys=True)}"
             for c in changes
         ],
     )
