@@ -76,6 +76,21 @@ def app(database_url):
 
 
 @pytest.fixture
+def web_app(database_url):
+    """A backend app for pages and tokens over plain http (no Secure cookies), schema created."""
+    from backend import create_app
+    from backend.core.db import db
+    from backend.schema import create_schema
+
+    application = create_app(
+        {"DATABASE_URL": database_url, "TESTING": True, "COOKIE_SECURE": False}
+    )
+    create_schema(db.engine)
+    yield application
+    db.engine.dispose()
+
+
+@pytest.fixture
 def client(app):
     return app.test_client()
 

@@ -20,20 +20,8 @@ from tests.people_world import USERS, make_world
 
 
 @pytest.fixture
-def desk_app(database_url):
-    from backend.schema import create_schema
-
-    application = create_app(
-        {"DATABASE_URL": database_url, "TESTING": True, "COOKIE_SECURE": False}
-    )
-    create_schema(db.engine)
-    yield application
-    db.engine.dispose()
-
-
-@pytest.fixture
-def world(desk_app):
-    world = make_world(desk_app)  # oak/H1 has 25 points
+def world(web_app):
+    world = make_world(web_app)  # oak/H1 has 25 points
     give_points("H1", "oak", 975, "test:h1")  # 1000
     give_points("H2", "oak", 300, "test:h2")
     give_points("H1", "elm", 500, "test:elm-h1")
@@ -76,8 +64,8 @@ def entries_of(source_type: str) -> list[LedgerEntry]:
 # ------------------------------------------------------------------- redeem
 
 
-def test_a_redemption_debits_decrements_numbers_and_records_in_one_go(desk_app, world):
-    client = desk_app.test_client()
+def test_a_redemption_debits_decrements_numbers_and_records_in_one_go(web_app, world):
+    client = web_app.test_client()
     items = [
         {"reward": world.rewards["soap"], "quantity": 2},
         {"reward": world.rewards["bags"], "quantity": 3},
@@ -121,8 +109,8 @@ def test_a_redemption_debits_decrements_numbers_and_records_in_one_go(desk_app, 
     assert body["entry_id"] in {e.id for e in debits}
 
 
-def test_the_same_key_again_gives_the_same_answer_and_changes_nothing(desk_app, world):
-    client = desk_app.test_client()
+def test_the_same_key_again_gives_the_same_answer_and_changes_nothing(web_app, world):
+    client = web_app.test_client()
     first = redeem(client, world)
     before = snapshot()
     # the same items listed in another order are the same body
@@ -142,8 +130,8 @@ def test_the_same_key_again_gives_the_same_answer_and_changes_nothing(desk_app, 
         {"items": "other"},
     ],
 )
-def test_the_same_key_with_another_body_is_a_conflict(desk_app, world, change):
-    client = desk_app.test_client()
+def test_the_same_key_with_another_body_is_a_conflict(web_app, world, change):
+    client = web_app.test_client()
     assert redeem(client, world).status_code == 201
     before = snapshot()
     kwargs = {}
@@ -159,8 +147,8 @@ def test_the_same_key_with_another_body_is_a_conflict(desk_app, world, change):
     assert snapshot() == before
 
 
-def test_refusals_change_nothing(desk_app, world):
-    client = desk_app.test_client()
+def test_refusals_change_nothing(web_app, world):
+    client = web_app.test_client()
     soap, cash = world.rewards["soap"], world.rewards["cash"]
     before = snapshot()
     cases = [
@@ -189,8 +177,8 @@ def test_refusals_change_nothing(desk_app, world):
     assert ok.status_code == 201 and ok.json["receipt"] == 1
 
 
-def test_a_reward_outside_its_window_is_refused(desk_app, world):
-    client = desk_app.test_client()
+def test_a_reward_outside_its_window_is_refused(web_app, world):
+    client = web_app.test_client()
     soon = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
     later = add_reward("oak", "Mooncake", 10, starts_at=soon)
     before = snapshot()
@@ -200,8 +188,8 @@ def test_a_reward_outside_its_window_is_refused(desk_app, world):
     assert snapshot() == before
 
 
-def test_a_balance_exactly_spent_reaches_zero_and_one_more_point_is_refused(desk_app, world):
-    client = desk_app.test_client()
+def test_a_balance_exactly_spent_reaches_zero_and_one_more_point_is_refused(web_app, world):
+    client = web_app.test_client()
     one = add_reward("oak", "Exactly", 1000)
     ok = redeem(client, world, items=[{"reward": one, "quantity": 1}])
     assert ok.status_code == 201 and ok.json["balance"] == 0
@@ -214,8 +202,8 @@ def test_a_balance_exactly_spent_reaches_zero_and_one_more_point_is_refused(desk
 # --------------------------------------------------------------------- void
 
 
-def test_a_void_reverses_the_points_restores_the_stock_and_is_kept(desk_app, world):
-    client = desk_app.test_client()
+def test_a_void_reverses_the_points_restores_the_stock_and_is_kept(web_app, world):
+    client = web_app.test_client()
     items = [
         {"reward": world.rewards["soap"], "quantity": 2},
         {"reward": world.rewards["bags"], "quantity": 1},
@@ -245,10 +233,10 @@ def test_a_void_reverses_the_points_restores_the_stock_and_is_kept(desk_app, wor
         assert ledger.verify(s) == []
 
 
-def test_a_void_past_the_window_is_refused(desk_app, world):
-    client = desk_app.test_client()
+def test_a_void_past_the_window_is_refused(web_app, world):
+    client = web_app.test_client()
     done = redeem(client, world).json
-    desk_app.config["VOID_WINDOW_S"] = 0
+    web_app.config["VOID_WINDOW_S"] = 0
     before = snapshot()
     response = void(client, world, done["id"])
     assert response.status_code == 409
@@ -256,8 +244,8 @@ def test_a_void_past_the_window_is_refused(desk_app, world):
     assert snapshot() == before
 
 
-def test_void_refuses_a_missing_reason_and_an_unknown_redemption(desk_app, world):
-    client = desk_app.test_client()
+def test_void_refuses_a_missing_reason_and_an_unknown_redemption(web_app, world):
+    client = web_app.test_client()
     done = redeem(client, world).json
     before = snapshot()
     for reason in ("", "   ", None, "x" * 161):
@@ -276,8 +264,8 @@ def test_the_void_window_comes_from_the_environment(database_url, monkeypatch):
     db.engine.dispose()
 
 
-def test_redemptions_and_voids_are_append_only(desk_app, world):
-    client = desk_app.test_client()
+def test_redemptions_and_voids_are_append_only(web_app, world):
+    client = web_app.test_client()
     done = redeem(client, world).json
     void(client, world, done["id"])
     for statement in (
@@ -293,8 +281,8 @@ def test_redemptions_and_voids_are_append_only(desk_app, world):
 # ------------------------------------------------------------------ catalog
 
 
-def test_the_catalog_shows_stock_left_and_cash_value(desk_app, world):
-    client = desk_app.test_client()
+def test_the_catalog_shows_stock_left_and_cash_value(web_app, world):
+    client = web_app.test_client()
     redeem(client, world)
     body = client.get("/api/v1/communities/oak/rewards", headers=bearer(world, "res-h1")).json
     assert body["community"] == "oak"
@@ -306,8 +294,8 @@ def test_the_catalog_shows_stock_left_and_cash_value(desk_app, world):
     assert by_name["Cash 10 CNY"]["fen_per_point"] == 1
 
 
-def test_managers_edit_the_catalog_and_every_change_is_kept(desk_app, world):
-    client = desk_app.test_client()
+def test_managers_edit_the_catalog_and_every_change_is_kept(web_app, world):
+    client = web_app.test_client()
     soap = world.rewards["soap"]
     response = client.patch(
         f"/api/v1/rewards/{soap}",
@@ -378,8 +366,8 @@ def _refused(response, status=403):
     return response.json["error"]["code"]
 
 
-def test_each_role_against_each_desk_endpoint(desk_app, world):
-    client = desk_app.test_client()
+def test_each_role_against_each_desk_endpoint(web_app, world):
+    client = web_app.test_client()
     done = redeem(client, world, key="setup").json
     soap = world.rewards["soap"]
     for username in sorted(USERS):
@@ -478,8 +466,8 @@ def test_each_role_against_each_desk_endpoint(desk_app, world):
         ("get", "/api/v1/redemptions/1"),
     ],
 )
-def test_every_desk_endpoint_needs_a_token(desk_app, world, method, path):
-    client = desk_app.test_client()
+def test_every_desk_endpoint_needs_a_token(web_app, world, method, path):
+    client = web_app.test_client()
     before = snapshot()
     for headers in ({}, {"Authorization": "Bearer spt_nothing_here"}):
         response = getattr(client, method)(
@@ -490,8 +478,8 @@ def test_every_desk_endpoint_needs_a_token(desk_app, world, method, path):
     assert snapshot() == before
 
 
-def test_the_openapi_document_has_the_desk(desk_app):
-    document = desk_app.test_client().get("/api/openapi.json").json
+def test_the_openapi_document_has_the_desk(web_app):
+    document = web_app.test_client().get("/api/openapi.json").json
     for path in (
         "/api/v1/communities/{slug}/rewards",
         "/api/v1/rewards/{id}",
@@ -509,8 +497,8 @@ def test_the_openapi_document_has_the_desk(desk_app):
 # ---------------------------------------------------------------------- CLI
 
 
-def test_reward_commands(desk_app, world):
-    runner = desk_app.test_cli_runner()
+def test_reward_commands(web_app, world):
+    runner = web_app.test_cli_runner()
     out = runner.invoke(
         args=[
             "reward",

@@ -17,20 +17,8 @@ from tests.people_world import USERS, make_world
 
 
 @pytest.fixture
-def people_app(database_url):
-    from backend.schema import create_schema
-
-    application = create_app(
-        {"DATABASE_URL": database_url, "TESTING": True, "COOKIE_SECURE": False}
-    )
-    create_schema(db.engine)
-    yield application
-    db.engine.dispose()
-
-
-@pytest.fixture
-def world(people_app):
-    return make_world(people_app)
+def world(web_app):
+    return make_world(web_app)
 
 
 def bearer(token: str) -> dict:
@@ -62,16 +50,16 @@ MAY_SEE = {
 }
 
 
-def test_each_role_against_the_household_read(people_app, world):
+def test_each_role_against_the_household_read(web_app, world):
     for username in sorted(USERS):
         for place in sorted(MAY_SEE):
-            _check_household_read(people_app, world, username, place)
+            _check_household_read(web_app, world, username, place)
 
 
-def _check_household_read(people_app, world, username, place):
-    client = people_app.test_client()
+def _check_household_read(web_app, world, username, place):
+    client = web_app.test_client()
     slug, code = place
-    with people_app.app_context(), db.read() as s:
+    with web_app.app_context(), db.read() as s:
         failures_before = s.scalar(select(func.count()).select_from(LoginFailure))
     response = client.get(
         f"/api/v1/communities/{slug}/households/{code}", headers=bearer(world.tokens[username])
@@ -89,13 +77,13 @@ def _check_household_read(people_app, world, username, place):
         assert response.status_code == 403, (username, place, response.json)
         assert response.json["error"]["code"] == "forbidden"
         assert response.mimetype == "application/json"
-    with people_app.app_context(), db.read() as s:
+    with web_app.app_context(), db.read() as s:
         assert s.scalar(select(func.count()).select_from(LoginFailure)) == failures_before
 
 
 @pytest.mark.parametrize("username", sorted(USERS))
-def test_each_role_against_api_me(people_app, world, username):
-    client = people_app.test_client()
+def test_each_role_against_api_me(web_app, world, username):
+    client = web_app.test_client()
     response = client.get("/api/v1/me", headers=bearer(world.tokens[username]))
     assert response.status_code == 200
     body = response.json
@@ -120,8 +108,8 @@ def test_each_role_against_api_me(people_app, world, username):
 
 
 @pytest.mark.parametrize("username", sorted(USERS))
-def test_each_role_against_the_pages(people_app, world, username):
-    client = people_app.test_client()
+def test_each_role_against_the_pages(web_app, world, username):
+    client = web_app.test_client()
     assert client.get("/account/me").status_code == 302  # to the login page
     page = client.get("/account/login")
     assert page.status_code == 200 and 'name="password"' in page.text
@@ -146,8 +134,8 @@ def test_each_role_against_the_pages(people_app, world, username):
         {"Authorization": "Bearer not-a-token"},
     ],
 )
-def test_without_a_valid_token_401_json(people_app, world, headers):
-    client = people_app.test_client()
+def test_without_a_valid_token_401_json(web_app, world, headers):
+    client = web_app.test_client()
     for path in ("/api/v1/me", "/api/v1/communities/oak/households/H1"):
         response = client.get(path, headers=headers)
         assert response.status_code == 401
@@ -155,15 +143,15 @@ def test_without_a_valid_token_401_json(people_app, world, headers):
         assert response.headers["WWW-Authenticate"] == "Bearer"
 
 
-def test_a_token_with_a_right_prefix_and_a_wrong_secret_is_refused(people_app, world):
+def test_a_token_with_a_right_prefix_and_a_wrong_secret_is_refused(web_app, world):
     real = world.tokens["admin"]
     forged = real[:-4] + ("AAAA" if not real.endswith("AAAA") else "BBBB")
-    response = people_app.test_client().get("/api/v1/me", headers=bearer(forged))
+    response = web_app.test_client().get("/api/v1/me", headers=bearer(forged))
     assert response.status_code == 401
 
 
-def test_unknown_places_403_for_the_scoped_and_404_for_those_who_see_them(people_app, world):
-    client = people_app.test_client()
+def test_unknown_places_403_for_the_scoped_and_404_for_those_who_see_them(web_app, world):
+    client = web_app.test_client()
 
     def status(user, path):
         return client.get(path, headers=bearer(world.tokens[user])).status_code
@@ -178,28 +166,28 @@ def test_unknown_places_403_for_the_scoped_and_404_for_those_who_see_them(people
 # ------------------------------------------------------------- tokens, users
 
 
-def test_tokens_are_stored_hashed_and_revocable(people_app, world, runner_for):
+def test_tokens_are_stored_hashed_and_revocable(web_app, world, runner_for):
     token = world.tokens["mgr-oak"]
     prefix = credentials.token_prefix(token)
-    with people_app.app_context(), db.read() as s:
+    with web_app.app_context(), db.read() as s:
         from backend.people.models import ApiToken
 
         row = s.scalar(select(ApiToken).where(ApiToken.prefix == prefix))
         assert row.token_sha256 == credentials.token_sha256(token)
         assert token not in (row.token_sha256, row.prefix)
-    client = people_app.test_client()
+    client = web_app.test_client()
     assert client.get("/api/v1/me", headers=bearer(token)).status_code == 200
-    result = runner_for(people_app).invoke(args=["user", "revoke-token", prefix, "--json"])
+    result = runner_for(web_app).invoke(args=["user", "revoke-token", prefix, "--json"])
     assert result.exit_code == 0 and json.loads(result.output) == {
         "prefix": prefix,
         "changed": True,
     }
     response = client.get("/api/v1/me", headers=bearer(token))
     assert response.status_code == 401 and "revoked" in response.json["error"]["message"]
-    again = runner_for(people_app).invoke(args=["user", "revoke-token", prefix, "--json"])
+    again = runner_for(web_app).invoke(args=["user", "revoke-token", prefix, "--json"])
     assert json.loads(again.output)["changed"] is False
     # the user's other tokens still work
-    other = runner_for(people_app).invoke(args=["user", "token", "mgr-oak", "--json"])
+    other = runner_for(web_app).invoke(args=["user", "token", "mgr-oak", "--json"])
     assert (
         client.get("/api/v1/me", headers=bearer(json.loads(other.output)["token"])).json["username"]
         == "mgr-oak"
@@ -211,42 +199,40 @@ def runner_for():
     return lambda app: app.test_cli_runner()
 
 
-def test_disabling_a_user_stops_their_tokens_logins_and_sessions(people_app, world, runner_for):
-    client = people_app.test_client()
+def test_disabling_a_user_stops_their_tokens_logins_and_sessions(web_app, world, runner_for):
+    client = web_app.test_client()
     assert log_in(client, "mgr-oak", world.passwords["mgr-oak"]).status_code == 302
     assert client.get("/account/me").status_code == 200
-    result = runner_for(people_app).invoke(args=["user", "disable", "mgr-oak"])
+    result = runner_for(web_app).invoke(args=["user", "disable", "mgr-oak"])
     assert result.exit_code == 0, result.output
     assert client.get("/account/me").status_code == 302  # the session ended
     assert client.get("/api/v1/me", headers=bearer(world.tokens["mgr-oak"])).status_code == 401
-    assert (
-        log_in(people_app.test_client(), "mgr-oak", world.passwords["mgr-oak"]).status_code == 401
-    )
-    listed = json.loads(runner_for(people_app).invoke(args=["user", "list", "--json"]).output)
+    assert log_in(web_app.test_client(), "mgr-oak", world.passwords["mgr-oak"]).status_code == 401
+    listed = json.loads(runner_for(web_app).invoke(args=["user", "list", "--json"]).output)
     assert {u["username"]: u["disabled"] for u in listed}["mgr-oak"] is True
 
 
-def test_reset_password_ends_sessions_and_only_the_new_one_works(people_app, world, runner_for):
-    client = people_app.test_client()
+def test_reset_password_ends_sessions_and_only_the_new_one_works(web_app, world, runner_for):
+    client = web_app.test_client()
     assert log_in(client, "res-h1", world.passwords["res-h1"]).status_code == 302
-    result = runner_for(people_app).invoke(args=["user", "reset-password", "res-h1", "--json"])
+    result = runner_for(web_app).invoke(args=["user", "reset-password", "res-h1", "--json"])
     new = json.loads(result.output)
     assert set(new) == {"username", "password"} and new["password"] != world.passwords["res-h1"]
     assert client.get("/account/me").status_code == 302
-    fresh = people_app.test_client()
+    fresh = web_app.test_client()
     assert log_in(fresh, "res-h1", world.passwords["res-h1"]).status_code == 401
     assert log_in(fresh, "res-h1", new["password"]).status_code == 302
 
 
-def test_user_create_prints_the_password_once_and_checks_scopes(people_app, world, runner_for):
-    runner = runner_for(people_app)
+def test_user_create_prints_the_password_once_and_checks_scopes(web_app, world, runner_for):
+    runner = runner_for(web_app)
     result = runner.invoke(
         args=["user", "create", "desk2", "--role", "manager", "--community", "oak", "--json"]
     )
     assert result.exit_code == 0, result.output
     created = json.loads(result.output)
     assert set(created) == {"username", "password"} and len(created["password"]) == 16
-    assert log_in(people_app.test_client(), "desk2", created["password"]).status_code == 302
+    assert log_in(web_app.test_client(), "desk2", created["password"]).status_code == 302
     listed = runner.invoke(args=["user", "list"]).output
     assert "desk2\tmanager\toak\tactive" in listed
     assert created["password"] not in listed
@@ -277,21 +263,21 @@ def test_user_create_prints_the_password_once_and_checks_scopes(people_app, worl
 # ------------------------------------------------------------ login sessions
 
 
-def test_a_failed_login_is_counted_and_a_good_one_clears_the_count(people_app, world):
-    client = people_app.test_client()
+def test_a_failed_login_is_counted_and_a_good_one_clears_the_count(web_app, world):
+    client = web_app.test_client()
     response = log_in(client, "mgr-oak", "wrong")
     assert response.status_code == 401 and 'id="login-error"' in response.text
-    with people_app.app_context(), db.read() as s:
+    with web_app.app_context(), db.read() as s:
         assert s.scalar(select(func.count()).select_from(LoginFailure)) == 1
     assert log_in(client, "mgr-oak", world.passwords["mgr-oak"]).status_code == 302
-    with people_app.app_context(), db.read() as s:
+    with web_app.app_context(), db.read() as s:
         assert s.scalar(select(func.count()).select_from(LoginFailure)) == 0
 
 
-def test_the_login_limit_holds_across_app_processes(people_app, world, database_url):
+def test_the_login_limit_holds_across_app_processes(web_app, world, database_url):
     """Two apps on one database (two workers, or two servers) share the count of failures."""
     other = create_app({"DATABASE_URL": database_url, "TESTING": True, "COOKIE_SECURE": False})
-    one, two = people_app.test_client(), other.test_client()
+    one, two = web_app.test_client(), other.test_client()
     for client in (one, two, one, two, one):  # five failures, split between the two
         assert log_in(client, "mgr-oak", "wrong").status_code == 401
     for client in (one, two):  # now even the right password is refused, on both
@@ -302,25 +288,25 @@ def test_the_login_limit_holds_across_app_processes(people_app, world, database_
     assert log_in(two, "mgr-elm", world.passwords["mgr-elm"]).status_code == 302
 
 
-def test_the_login_limit_per_address(people_app, world):
-    people_app.config["LOGIN_MAX_FAILURES_PER_ADDRESS"] = 3
-    client = people_app.test_client()
+def test_the_login_limit_per_address(web_app, world):
+    web_app.config["LOGIN_MAX_FAILURES_PER_ADDRESS"] = 3
+    client = web_app.test_client()
     for name in ("nobody1", "nobody2", "nobody3"):
         assert log_in(client, name, "guess").status_code == 401
     assert log_in(client, "admin", world.passwords["admin"]).status_code == 429
-    elsewhere = people_app.test_client()
+    elsewhere = web_app.test_client()
     ok = log_in(
         elsewhere, "admin", world.passwords["admin"], environ_base={"REMOTE_ADDR": "10.0.0.9"}
     )
     assert ok.status_code == 302
 
 
-def test_passwords_are_argon2_and_rehashed_when_the_parameters_change(people_app, world):
+def test_passwords_are_argon2_and_rehashed_when_the_parameters_change(web_app, world):
     from argon2 import PasswordHasher
 
     from backend.people.models import User
 
-    with people_app.app_context(), db.read() as s:
+    with web_app.app_context(), db.read() as s:
         stored = s.scalar(select(User.password_hash).where(User.username == "admin"))
     assert stored.startswith("$argon2id$")
     weak = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash("secret-pass")
@@ -330,8 +316,8 @@ def test_passwords_are_argon2_and_rehashed_when_the_parameters_change(people_app
     assert credentials.check_password(None, "anything") == (False, None)
 
 
-def test_a_next_parameter_never_leaves_the_site(people_app, world):
-    client = people_app.test_client()
+def test_a_next_parameter_never_leaves_the_site(web_app, world):
+    client = web_app.test_client()
     token = csrf_token(client.get("/account/login").text)
     response = client.post(
         "/account/login?next=//evil.example/x",
@@ -340,8 +326,8 @@ def test_a_next_parameter_never_leaves_the_site(people_app, world):
     assert response.status_code == 302 and response.headers["Location"].endswith("/account/me")
 
 
-def test_the_openapi_document_describes_the_token_api(people_app, world):
-    client = people_app.test_client()
+def test_the_openapi_document_describes_the_token_api(web_app, world):
+    client = web_app.test_client()
     doc = client.get("/api/openapi.json").json
     me = doc["paths"]["/api/v1/me"]["get"]
     assert me["security"] == [{"BearerToken": []}]

@@ -16,7 +16,7 @@ from backend.core.web import claim_path_prefix
 
 def init_app(app: Flask) -> None:
     """Register the API blueprint on ``app``; routing errors under its prefix answer JSON too."""
-    from backend.kiosk_api.errors import http_error
+    from backend.core.json_errors import http_error
     from backend.kiosk_api.views import bp
 
     app.register_blueprint(bp)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, request
 
-from backend.kiosk_api import auth, envelope, errors, kiosk_cache, openapi, schemas, use_cases
+from backend.core import json_errors
+from backend.kiosk_api import auth, envelope, kiosk_cache, openapi, schemas, use_cases
 
 bp = Blueprint("api", __name__, url_prefix="/api")
-errors.install(bp)
+json_errors.install(bp)
 bp.before_request(envelope.check_request)  # 415 and 413 before authentication
 
 

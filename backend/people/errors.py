@@ -1,26 +1,17 @@
-"""Error answers: HTML for the pages (``/account/``), JSON for the token API (``/api/v1/``)."""
+"""Error answers: HTML for the pages (``/account/``), JSON for the token API (``/api/v1/``, ``core.json_errors``)."""
 
 from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, jsonify, render_template
+from flask import Blueprint, render_template
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
+from backend.core import json_errors
 from backend.core.errors import SortpointError
 
 log = logging.getLogger(__name__)
-
-_HTTP_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    429: "too_many_requests",
-    500: "internal_error",
-}
 
 
 def _page(status: int, message: str):
@@ -56,34 +47,6 @@ def install_pages(bp: Blueprint) -> None:
     bp.register_error_handler(Exception, _page_unexpected)
 
 
-def json_error(status: int, code: str, message: str, headers: dict | None = None):
-    response = jsonify({"error": {"code": code, "message": message}})
-    response.status_code = status
-    response.headers.update(headers or {})
-    return response
-
-
-def _api_http(exc: HTTPException):
-    status = exc.code or 500
-    response = json_error(status, _HTTP_CODES.get(status, f"http_{status}"), exc.description)
-    for name, value in exc.get_headers():
-        if name.lower() != "content-type":
-            response.headers[name] = value
-    return response
-
-
-def _api_domain(exc: SortpointError):
-    headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
-    return json_error(exc.http_status, exc.code, exc.message, headers)
-
-
-def _api_unexpected(exc: Exception):
-    log.exception("unhandled error")
-    return json_error(500, "internal_error", "internal error; the request was not applied")
-
-
 def install_api(bp: Blueprint) -> None:
-    """Make ``bp`` answer every error of its views as ``{"error": {"code", "message"}}``."""
-    bp.register_error_handler(HTTPException, _api_http)
-    bp.register_error_handler(SortpointError, _api_domain)
-    bp.register_error_handler(Exception, _api_unexpected)
+    """Make ``bp`` answer every error of its views as JSON, a 401 with a Bearer challenge."""
+    json_errors.install(bp, challenge="Bearer")
